@@ -1,0 +1,181 @@
+"""Data tests: declared in `sql/<layer>/tests.toml`, or SQL files in `sql/tests/`.
+
+A test is a query returning the rows that break it; zero rows is PASS. A failing test of
+severity `warn` is reported and the build goes on; severity `error` stops the build before
+anything becomes visible.
+
+tests.toml entries (one `[[test]]` table each):
+    model = "rep_sales_funnel_monthly"
+    type = "not_null" | "unique" | "accepted_values" | "relationships" | "expression"
+    columns = ["month"]          # not_null: each column; unique: the columns together
+    values = [1.0, 2.0]          # accepted_values (with one column)
+    to = "stg_stages"            # relationships: every value of the column is in `to`.`field`
+    field = "stage_id"
+    expression = "deals_count >= 0"   # expression: rows where it is not true fail
+    severity = "error" | "warn"  # default error
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from funnel.errors import ModelError, did_you_mean
+from funnel.models import LAYERS, Project, discover, quote_ident, relation, render
+
+if TYPE_CHECKING:
+    import duckdb
+
+SEVERITIES = ("error", "warn")
+TEST_KEYS = {"model", "type", "columns", "values", "to", "field", "expression", "severity", "name"}
+TYPES = ("not_null", "unique", "accepted_values", "relationships", "expression")
+
+
+@dataclass(frozen=True)
+class DataTest:
+    name: str
+    model: str
+    severity: str
+    sql: str  # returns the failing rows
+    path: Path
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TestResult:
+    test: DataTest
+    failures: int
+    seconds: float
+    error: str | None = None  # the query itself failed
+
+    __test__ = False
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "ERROR"
+        if self.failures == 0:
+            return "PASS"
+        return "WARN" if self.test.severity == "warn" else "ERROR"
+
+
+def collect(sql_dir: Path, project: Project) -> list[DataTest]:
+    """Every data test of the project, in a stable order (file, then position)."""
+    tests: list[DataTest] = []
+    for layer in LAYERS:
+        path = sql_dir / layer / "tests.toml"
+        if path.is_file():
+            tests.extend(_declared(path, project))
+    files = discover(sql_dir)
+    for path in sorted((sql_dir / "tests").glob("*.sql")):
+        rendered = render(path, project.schema, files)
+        settings = dict(rendered.settings)
+        severity = settings.pop("severity", "error")
+        description = settings.pop("description", "")
+        if severity not in SEVERITIES or settings:
+            raise ModelError(f"{path}: config() takes severity='error'|'warn' and description only.")
+        model = rendered.refs[0] if rendered.refs else ""
+        tests.append(DataTest(path.stem, model, severity, rendered.sql, path, description))
+    names = [t.name for t in tests]
+    for name in names:
+        if names.count(name) > 1:
+            raise ModelError(f"two data tests are named '{name}'; give one a name = \"...\".")
+    return tests
+
+
+def run(
+    con: duckdb.DuckDBPyConnection,
+    tests: list[DataTest],
+    on_result: Any = None,
+) -> list[TestResult]:
+    """Run `tests`; each result goes to `on_result(result)` as it finishes."""
+    import duckdb
+
+    results = []
+    for test in tests:
+        started = time.perf_counter()
+        try:
+            row = con.execute(f"select count(*) from ({test.sql}) as failures").fetchone()
+            result = TestResult(test, int(row[0]) if row else 0, time.perf_counter() - started)
+        except duckdb.Error as e:
+            message = str(e).strip().splitlines()[0]
+            result = TestResult(test, 0, time.perf_counter() - started, f"{test.path}: {message}")
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def _declared(path: Path, project: Project) -> list[DataTest]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ModelError(f"{path}: invalid TOML: {e}.") from None
+    unknown = set(data) - {"test"}
+    if unknown:
+        raise ModelError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; declare tests as [[test]] tables.")
+    tests = []
+    for number, entry in enumerate(data.get("test", []), start=1):
+        tests.extend(_expand(f"{path}: test #{number}", path, entry, project))
+    return tests
+
+
+def _expand(where: str, path: Path, entry: dict[str, Any], project: Project) -> list[DataTest]:
+    for key in entry:
+        if key not in TEST_KEYS:
+            raise ModelError(f"{where}: unknown key '{key}'." + did_you_mean(key, sorted(TEST_KEYS)))
+    model, kind = entry.get("model"), entry.get("type")
+    if model not in project.models:
+        raise ModelError(f"{where}: model '{model}' does not exist." + did_you_mean(str(model), list(project.models)))
+    if kind not in TYPES:
+        raise ModelError(f"{where}: type '{kind}' is not one of {', '.join(TYPES)}.")
+    severity = entry.get("severity", "error")
+    if severity not in SEVERITIES:
+        raise ModelError(f"{where}: severity '{severity}' must be 'error' or 'warn'.")
+    table = relation(project.schema, model)
+    columns = entry.get("columns", [])
+    if isinstance(columns, str):
+        columns = [columns]
+    if kind != "expression" and not columns:
+        raise ModelError(f'{where}: {kind} needs columns = ["..."].')
+
+    def make(suffix: str, sql: str) -> DataTest:
+        return DataTest(entry.get("name", f"{kind}_{model}_{suffix}"), model, severity, sql, path)
+
+    if kind == "not_null":
+        return [make(c, f"select * from {table} where {quote_ident(c)} is null") for c in columns]
+    cols = ", ".join(quote_ident(c) for c in columns)
+    if kind == "unique":
+        sql = f"select {cols} from {table} where ({cols}) is not null group by {cols} having count(*) > 1"
+        return [make("__".join(columns), sql)]
+    if kind == "accepted_values":
+        values = entry.get("values")
+        if len(columns) != 1 or not isinstance(values, list) or not values:
+            raise ModelError(f"{where}: accepted_values needs one column and values = [...].")
+        listed = ", ".join(_literal(v) for v in values)
+        return [make(columns[0], f"select * from {table} where {cols} not in ({listed})")]
+    if kind == "relationships":
+        to, field = entry.get("to"), entry.get("field", columns[0])
+        if to not in project.models:
+            raise ModelError(f"{where}: to = '{to}' is not a model." + did_you_mean(str(to), list(project.models)))
+        sql = (
+            f"select * from {table} as child where child.{cols} is not null and not exists "
+            f"(select 1 from {relation(project.schema, to)} as parent "
+            f"where parent.{quote_ident(field)} = child.{cols})"
+        )
+        return [make(f"{columns[0]}__{to}", sql)]
+    expression = entry.get("expression")
+    if not isinstance(expression, str) or not entry.get("name"):
+        raise ModelError(f'{where}: an expression test needs expression = "..." and a name.')
+    return [make("", f"select * from {table} where not coalesce(({expression}), false)")]
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ModelError(f"accepted value {value!r} must be a number or a string.")
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)

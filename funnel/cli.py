@@ -1,0 +1,182 @@
+"""The `funnel` command: parse options, call one core function, show the result."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    help="Turn a Pipedrive CSV export into a monthly sales-funnel report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = "Interrupted; the last good build is unchanged"
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment from environments.toml.")]
+SelectOption = Annotated[
+    str | None,
+    typer.Option("--select", "-s", help="Models: NAME, NAME+ (with downstream), +NAME (with upstream) or a layer."),
+]
+
+
+def _month(value: str | None) -> str | None:
+    from funnel.report import MONTH
+
+    if value is not None and not MONTH.fullmatch(value):
+        raise typer.BadParameter(f"'{value}' is not a month; use YYYY-MM, e.g. 2024-02.")
+    return value
+
+
+def _selector(value: str | None) -> str | None:
+    from funnel.errors import ConfigError
+    from funnel.models import parse_selector
+
+    if value is not None:
+        try:
+            parse_selector(value)
+        except ConfigError as e:
+            raise typer.BadParameter(str(e).removeprefix("--select: ")) from None
+    return value
+
+
+def handle_errors(command: F) -> F:
+    """Turn expected failures into one `Error:` line and exit 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from funnel.console import error
+        from funnel.errors import FunnelError
+
+        try:
+            return command(*args, **kwargs)
+        except FunnelError as e:
+            error(str(e))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print(INTERRUPTED, file=sys.stderr)
+            raise typer.Exit(130) from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            error(f"{where}{e.strerror or e}; check the path and its permissions.")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _project_env(env: str, raw_data: Path | None = None) -> tuple[Any, Any]:
+    from funnel.config import load_project
+
+    project = load_project()
+    return project, project.environment(env, raw_data)
+
+
+@app.command()
+@handle_errors
+def build(
+    env: EnvOption = "dev",
+    select: SelectOption = None,
+    raw_data: Annotated[
+        Path | None, typer.Option("--raw-data", help="Folder with the six CSVs (or set FUNNEL_RAW_DATA).")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0)] = 0,
+) -> None:
+    """Load the CSVs, run every model and data test, then publish the build atomically."""
+    _selector(select)
+    from funnel import console
+    from funnel.build import build as run_build
+
+    project, environment = _project_env(env, raw_data)
+    console.err.print(f"Building env [bold]{environment.name}[/] from {environment.raw_data}")
+    result = run_build(project, environment, select, wait, console.step_line, console.test_line)
+    console.build_summary(result)
+
+
+@app.command()
+@handle_errors
+def test(env: EnvOption = "dev") -> None:
+    """Run the data tests against the last build; exit 1 if any of severity error fails."""
+    from funnel import console
+    from funnel.build import run_tests
+
+    project, environment = _project_env(env)
+    results = run_tests(project, environment, console.test_line)
+    console.err.print(f"Tests on env {environment.name}: {console.test_summary(results)}")
+    if any(r.status == "ERROR" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def show(
+    env: EnvOption = "dev",
+    month: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.", callback=_month)] = None,
+    model: Annotated[str, typer.Option(help="Model to show.")] = "rep_sales_funnel_monthly",
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+    compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
+) -> None:
+    """Print a model of the last build (the monthly funnel by default)."""
+    from funnel import console, report
+
+    project, environment = _project_env(env)
+    if compare:
+        table = report.compare(environment, project.environment(compare), model, month)
+    else:
+        table = report.show(environment, model, month)
+    console.print_table(table, format.value)
+
+
+@app.command()
+@handle_errors
+def models(env: EnvOption = "dev") -> None:
+    """List the models with their layer, materialization and dependencies."""
+    from funnel import console
+    from funnel import models as model_registry
+    from funnel.report import Table
+
+    project, environment = _project_env(env)
+    dag = model_registry.load(project.sql_dir, environment.schema)
+    rows = [
+        (m.name, m.layer, m.materialized, ", ".join(m.refs) or ", ".join(f"source {s}" for s in m.sources) or "—")
+        for m in (dag.models[n] for n in dag.order)
+    ]
+    console.print_table(Table(("model", "layer", "materialized", "depends on"), rows, "models in run order"), "table")
+
+
+@app.command()
+@handle_errors
+def generate(
+    deals: Annotated[int, typer.Option(help="How many deals.", min=1)] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same files (byte for byte).", min=0)] = 42,
+    out: Annotated[Path, typer.Option(help="Folder for the six CSVs.")] = Path("raw_data"),
+) -> None:
+    """Write a realistic Pipedrive-format export (the bundled sample is the default)."""
+    from funnel import console
+    from funnel.generate import generate as run_generate
+
+    counts = run_generate(out, deals=deals, seed=seed)
+    console.err.print(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
+
+
+def main() -> None:
+    """Entry point of the `funnel` script and `python -m funnel`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""environments.toml: one frozen `Environment` per declared environment.
+
+Paths in the file are resolved against the file's folder, so funnel behaves the same
+from any working directory. Unknown keys and wrong types are errors, never ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from funnel.errors import ConfigError, did_you_mean
+
+CONFIG_FILE = "environments.toml"
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # use with fullmatch
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+POSTGRES_KEYS = {"host": str, "port": int, "user": str, "dbname": str, "sslmode": str}
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """Where `funnel export` writes; the password never comes from here."""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    dbname: str | None = None
+    sslmode: str | None = None
+
+    def conninfo_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    database: Path
+    schema: str
+    raw_data: Path
+    threads: int | None = None
+    memory_limit: str | None = None
+    postgres: Postgres = field(default_factory=Postgres)
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project folder: environments.toml, sql/ and the environments it declares."""
+
+    root: Path
+    environments: dict[str, Environment]
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def sql_dir(self) -> Path:
+        return self.root / "sql"
+
+    def environment(self, name: str, raw_data: str | os.PathLike[str] | None = None) -> Environment:
+        """The environment `name`, with `raw_data` (or $FUNNEL_RAW_DATA) overriding its folder."""
+        if name not in self.environments:
+            raise ConfigError(f"{self.config_path}: unknown environment '{name}'." + did_you_mean(name, list(self.environments)))
+        env = self.environments[name]
+        override = raw_data if raw_data is not None else os.environ.get("FUNNEL_RAW_DATA")
+        if override:
+            env = Environment(**{**vars(env), "raw_data": Path(override).resolve()})
+        return env
+
+
+ENV_KEYS: dict[str, type | tuple[type, ...]] = {
+    "database": str,
+    "schema": str,
+    "raw_data": str,
+    "threads": int,
+    "memory_limit": str,
+    "postgres": dict,
+}
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: $FUNNEL_PROJECT_DIR or cwd) with the config."""
+    explicit = os.environ.get("FUNNEL_PROJECT_DIR")
+    if start is None and explicit:
+        root = Path(explicit).resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise ConfigError(f"FUNNEL_PROJECT_DIR={explicit}: no {CONFIG_FILE} there.")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or its parents; run funnel inside the project folder or set FUNNEL_PROJECT_DIR."
+    )
+
+
+def load_project(root: Path | None = None) -> Project:
+    """Read and validate environments.toml under `root` (found upwards from cwd by default)."""
+    root = find_root() if root is None else root.resolve()
+    path = root / CONFIG_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; create it (see README).") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}.") from None
+    if not data:
+        raise ConfigError(f"{path}: declares no environment; add a [dev] table (see README).")
+    envs = {name: _environment(path, name, table) for name, table in data.items()}
+    return Project(root=root, environments=envs)
+
+
+def _environment(path: Path, name: str, table: Any) -> Environment:
+    where = f"{path}: [{name}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: top-level key '{name}' must be an environment table like [{name}].")
+    _check_keys(where, table, ENV_KEYS)
+    for key in ("database", "schema"):
+        if key not in table:
+            raise ConfigError(f"{where} is missing the key '{key}'.")
+    schema = table["schema"]
+    if not IDENTIFIER.fullmatch(schema):
+        raise ConfigError(f"{where} schema '{schema}' must be a plain identifier (letters, digits, _).")
+    threads = table.get("threads")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"{where} threads must be 1 or more (omit it to use every core).")
+    memory_limit = table.get("memory_limit")
+    if memory_limit is not None and not MEMORY_LIMIT.fullmatch(memory_limit):
+        raise ConfigError(f"{where} memory_limit '{memory_limit}' must look like '1GB' or '512MB'.")
+    base = path.parent
+    return Environment(
+        name=name,
+        database=(base / table["database"]).resolve(),
+        schema=schema,
+        raw_data=(base / table.get("raw_data", "raw_data")).resolve(),
+        threads=threads,
+        memory_limit=memory_limit,
+        postgres=_postgres(f"{where}.postgres", table.get("postgres", {})),
+    )
+
+
+def _postgres(where: str, table: dict[str, Any]) -> Postgres:
+    if "password" in table:
+        raise ConfigError(f"{where} holds a password; remove it and set PGPASSWORD or use ~/.pgpass instead.")
+    _check_keys(where, table, POSTGRES_KEYS)
+    return Postgres(**table)
+
+
+def _check_keys(where: str, table: dict[str, Any], allowed: dict[str, Any]) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError(f"{where} unknown key '{key}'." + did_you_mean(key, list(allowed)))
+        expected = allowed[key]
+        # bool is an int in Python; `threads = true` is still a mistake.
+        if not isinstance(value, expected) or isinstance(value, bool):
+            kind = expected.__name__ if isinstance(expected, type) else "value"
+            raise ConfigError(f"{where} key '{key}' must be a {_kind(kind)}, not {value!r}.")
+
+
+def _kind(name: str) -> str:
+    return {"str": "string", "int": "whole number", "dict": "table"}.get(name, name)

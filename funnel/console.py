@@ -1,0 +1,121 @@
+"""How the CLI shows things: rich on stderr for progress, plain data on stdout.
+
+Only the CLI imports this module; the core never touches rich.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+if TYPE_CHECKING:
+    from funnel.build import BuildResult, Step
+    from funnel.checks import TestResult
+    from funnel.report import Table
+
+STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def error(message: str) -> None:
+    """The one line every expected failure prints (plain, never wrapped)."""
+    print(f"Error: {message}", file=sys.stderr)
+
+
+def step_line(step: Step) -> None:
+    rows = f"{step.rows:>12,} rows" if step.rows is not None else " " * 17
+    err.print(f"  [green]OK[/]    {step.kind:<6} {step.name:<40} {rows} {step.seconds:7.2f}s", soft_wrap=True)
+
+
+def test_line(result: TestResult) -> None:
+    if result.status == "PASS":
+        return
+    style = STATUS_STYLE[result.status]
+    detail = result.error or f"{result.failures:,} rows"
+    note = f" — {result.test.description}" if result.test.description and not result.error else ""
+    err.print(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}{note}", soft_wrap=True)
+
+
+def test_summary(results: list[TestResult]) -> str:
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "WARN", "ERROR")}
+    return " ".join(f"[{STATUS_STYLE[s]}]{s}={n}[/]" for s, n in counts.items())
+
+
+def build_summary(result: BuildResult) -> None:
+    models = sum(1 for s in result.steps if s.kind != "source")
+    sources = sum(1 for s in result.steps if s.kind == "source")
+    err.print(
+        f"Done: env {result.env.name}, {sources} sources ({result.source_rows:,} rows), {models} models, "
+        f"tests {test_summary(result.tests)} in {result.seconds:.2f}s",
+        soft_wrap=True,
+    )
+
+
+def print_table(table: Table, fmt: str) -> None:
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(table.columns)
+        writer.writerows([[_plain(v) for v in row] for row in table.rows])
+        sys.stdout.write(buffer.getvalue())
+    elif fmt == "json":
+        records = [dict(zip(table.columns, (_json(v) for v in row), strict=True)) for row in table.rows]
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+    else:
+        out.print(rich_table(table))
+
+
+def rich_table(table: Table) -> RichTable:
+    view = RichTable(title=table.title, title_justify="left")
+    numeric = [
+        bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
+        for i in range(len(table.columns))
+    ]
+    for name, right in zip(table.columns, numeric, strict=True):
+        view.add_column(name, justify="right" if right else "left")
+    previous_month = None
+    for row in table.rows:
+        cells = [_cell(v) for v in row]
+        # A rule between months makes the funnel of each month readable at a glance.
+        month = row[0] if table.columns and table.columns[0] == "month" else None
+        view.add_row(*cells, end_section=False)
+        if previous_month is not None and month != previous_month and len(view.rows) > 1:
+            view.rows[-2].end_section = True
+        previous_month = month
+    return view
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return _plain(value)
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value

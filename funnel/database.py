@@ -1,0 +1,150 @@
+"""The environment's DuckDB file: how builds replace it and how readers open it.
+
+A build never writes the committed file. It writes `.<name>.<pid>.tmp` beside it and,
+only once every model and data test has passed, renames that over the committed file
+(an atomic step on POSIX). Readers open the committed file read-only, so they see the
+last good build whatever a build is doing, and never meet a write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from funnel.config import Environment
+from funnel.errors import BuildBusy, BuildMissing, FunnelError
+
+if TYPE_CHECKING:
+    import duckdb
+
+READ_RETRY_SECONDS = 3.0
+
+
+def temp_path(database: Path) -> Path:
+    return database.with_name(f".{database.name}.{os.getpid()}.tmp")
+
+
+def _temp_glob(database: Path) -> list[Path]:
+    return sorted(database.parent.glob(f".{database.name}.*.tmp*"))
+
+
+def remove_temp(path: Path) -> None:
+    """Remove a temporary build file with its WAL and spill folder."""
+    for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.spill")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+@contextlib.contextmanager
+def build_lock(env: Environment, wait: float = 0.0) -> Iterator[None]:
+    """Hold the environment's build lock; wait up to `wait` seconds for another build.
+
+    The lock is an flock on `<database>.lock`: the kernel drops it when a process dies,
+    so a killed build never leaves a stale lock behind.
+    """
+    lock_path = env.database.with_name(env.database.name + ".lock")
+    try:
+        env.database.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+")
+    except OSError as e:
+        raise FunnelError(
+            f"{env.database.parent}: cannot create the build folder ({e.strerror}); check its permissions."
+        ) from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise BuildBusy(
+                        f"another build of env '{env.name}' is running ({holder}); "
+                        "wait for it to finish or rerun with --wait SECONDS."
+                    ) from None
+                time.sleep(0.1)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        # We hold the lock, so any temporary file left here is from a build that died.
+        for stale in _temp_glob(env.database):
+            remove_temp(stale)
+        yield
+    finally:
+        handle.close()  # releases the flock
+
+
+def commit(temp: Path, database: Path) -> None:
+    """Make `temp` the environment's database in one atomic rename, durably."""
+    with open(temp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(temp, database)
+    dir_fd = os.open(database.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def connect(path: Path, env: Environment) -> duckdb.DuckDBPyConnection:
+    """A read-write connection to a temporary build file, with the env's limits."""
+    import duckdb
+
+    settings: dict[str, str | int] = {"temp_directory": f"{path}.spill"}
+    if env.threads:
+        settings["threads"] = env.threads
+    if env.memory_limit:
+        settings["memory_limit"] = env.memory_limit
+    return duckdb.connect(str(path), config=settings)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the environment's last committed build."""
+    import duckdb
+
+    if not env.database.exists():
+        raise BuildMissing(f"no build of env '{env.name}' at {env.database}; run funnel build --env {env.name} first.")
+    deadline = time.monotonic() + READ_RETRY_SECONDS
+    while True:
+        try:
+            con = duckdb.connect(str(env.database), read_only=True)
+            break
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+                raise BuildBusy(
+                    f"{env.database}: cannot be opened ({str(e).splitlines()[0]}); close other programs using it and retry."
+                ) from None
+            time.sleep(0.1)
+        except duckdb.Error as e:
+            raise FunnelError(
+                f"{env.database}: not a readable funnel build ({str(e).splitlines()[0]}); "
+                f"rebuild it with funnel build --env {env.name}."
+            ) from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def copy_committed(database: Path, temp: Path) -> None:
+    """Start a partial (--select) build from a copy of the committed one."""
+    try:
+        shutil.copyfile(database, temp)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise FunnelError(f"{temp.parent}: no space left to copy the build; free some disk.") from None
+        raise

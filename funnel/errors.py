@@ -1,0 +1,49 @@
+"""One error hierarchy for every expected failure.
+
+The CLI catches `FunnelError` in one place and prints `Error: <message>`; anything else
+reaching the user is a bug. Messages are one line and say what to do next.
+"""
+
+
+class FunnelError(Exception):
+    """An expected failure a user can fix: bad config, bad data, a missing build."""
+
+
+class ConfigError(FunnelError):
+    """environments.toml, a command-line value or the project layout is wrong."""
+
+
+class SourceError(FunnelError):
+    """A raw CSV file is missing or does not match its declared columns and types."""
+
+
+class ModelError(FunnelError):
+    """A model file cannot be rendered, ordered or run."""
+
+
+class TestFailure(FunnelError):
+    """A data test of severity `error` found rows."""
+
+    __test__ = False  # not a pytest test class
+
+
+class BuildMissing(FunnelError):
+    """An environment has no committed build yet."""
+
+
+class BuildBusy(FunnelError):
+    """Another process is building the same environment."""
+
+
+class ExportError(FunnelError):
+    """PostgreSQL or file export failed; the previous tables are unchanged."""
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """Return ' Did you mean 'x'?' for the closest choice, or a list of the valid ones."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f" Did you mean '{close[0]}'?"
+    return f" Valid: {', '.join(sorted(choices))}." if choices else ""

@@ -1,0 +1,237 @@
+"""`funnel generate`: a realistic Pipedrive-format export of any size, made in DuckDB.
+
+The shape follows the real export measured in shared/reference (per deal: ~7.7
+deal_changes rows, ~2.3 activities; stage 1 first, forward with skips; owner changes;
+one lost reason) and so do its quirks: deals with two `add_time` rows (a second
+lifecycle, so stages are re-entered), activity ids that appear twice with different
+content, and activities whose deal_id is in no deal_changes row.
+
+Randomness comes from DuckDB's `hash()` of (seed, row, salt), so every value depends only on
+the seed and the row: the files are byte-identical for a seed, the work is linear and
+streams through DuckDB, and Python never holds the rows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from funnel.errors import FunnelError
+from funnel.sources import SOURCES, TS, TS_ISO, TS_MICRO
+
+START = "2024-01-01"
+CREATION_DAYS = 250  # deals are created over ~8 months; their changes run ~6 more
+ACTIVITY_DAYS = 273  # activities are due over the first 9 months, as in the real export
+STOP_PER_STAGE = 0.15  # chance a deal stops at each stage
+KEEP_STAGE = 0.8  # chance an intermediate stage is not skipped
+SECOND_LIFECYCLE = 0.0025
+MAX_GAP_DAYS = 30  # between two changes of a deal
+SECOND_OWNER, THIRD_OWNER = 0.25, 0.002
+ACTIVITIES_PER_DEAL = 2.2895
+USERS_PER_DEAL = 0.8935
+ACTIVITY_OF_KNOWN_DEAL = 0.0018
+DUPLICATE_ACTIVITY_ID = 0.0024
+
+STAGES = (
+    "Lead Generation",
+    "Qualified lead",
+    "Needs Assessment",
+    "Proposal/Quote Preparation",
+    "Negotiation",
+    "Closing",
+    "Implementation/Onboarding",
+    "Follow-up/Customer Success",
+    "Renewal/Expansion",
+)
+ACTIVITY_TYPES = (
+    ("1", "Sales Call 1", "Yes", "meeting"),
+    ("2", "Sales Call 2", "Yes", "sc_2"),
+    ("3", "Follow Up Call", "No", "follow_up"),
+    ("4", "After Close Call", "Yes", "after_close_call"),
+)
+LOST_REASONS = ("Customer Not Ready", "Pricing Issues", "Unreachable Customer", "Product Mismatch", "Duplicate Entry")
+FIRST_NAMES = (
+    "Ashley Joseph Katie Teresa Max Linda James Maria Robert Jennifer Michael Patricia David Susan William "
+    "Karen Richard Nancy Thomas Lisa Daniel Betty Matthew Sandra Anthony Emily Mark Donna Paul Carol"
+).split()
+LAST_NAMES = (
+    "Gonzalez Pena Brown Smith Herrera Phillips Johnson Williams Jones Garcia Miller Davis Rodriguez Martinez "
+    "Wilson Anderson Taylor Thomas Moore Jackson Martin Lee Thompson White Harris Clark Lewis Walker Young Allen"
+).split()
+WORDS = "crystal wagner natasha amanda benjamin william nicholas jackson webb smith lopez reed kim ward".split()
+
+
+def _sql_list(values: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _options_json(labels: tuple[str, ...]) -> str:
+    return "[" + ",".join(f'{{"id": "{i}", "label": "{label}"}}' for i, label in enumerate(labels, start=1)) + "]"
+
+
+def _static_files() -> dict[str, list[tuple[str, ...]]]:
+    stage_labels = tuple("Qualified Lead" if s == "Qualified lead" else s for s in STAGES)
+    return {
+        "activity_types": list(ACTIVITY_TYPES),
+        "fields": [
+            ("13", "add_time", "Deal created", ""),
+            ("3", "user_id", "Owner", ""),
+            ("10", "stage_id", "Stage", _options_json(stage_labels)),
+            ("23", "lost_reason", "Lost reason", _options_json(LOST_REASONS)),
+        ],
+        "stages": [(str(i), name) for i, name in enumerate(STAGES, start=1)],
+    }
+
+
+def _queries(deals: int, seed: int) -> dict[str, str]:
+    users = max(1, round(deals * USERS_PER_DEAL))
+    activities = max(1, round(deals * ACTIVITIES_PER_DEAL))
+    deal_id = "(100000 + 5 * {i} + pick({i}, 1, 4))"  # never ends in 4 mod 5
+    real = deal_id.format(i="i")
+    depth = f"least(9, 1 + floor(ln(1 - r(lc.i, 10 + lc.lc)) / ln({1 - STOP_PER_STAGE})))::int"  # geometric
+    return {
+        "deal_changes": f"""
+        with lifecycles as (
+            select i, {real} as deal_id, 0 as lc,
+                timestamp '{START}' + to_seconds((r(i, 2) * {CREATION_DAYS * 86400})::bigint) as started_at,
+            from range({deals}) as t(i)
+            union all
+            select i, {real}, 1,
+                timestamp '{START}' + to_seconds((r(i, 2) * {CREATION_DAYS * 86400})::bigint)
+                    + to_days((20 + r(i, 4) * 40)::int) + to_seconds((r(i, 5) * 86400)::bigint),
+            from range({deals}) as t(i)
+            where r(i, 3) < {SECOND_LIFECYCLE}
+        ),
+        -- A lifecycle is a chain: add_time, one to three owners, stage 1 and onwards with
+        -- skips up to the deal's depth, then its lost reason; 1 to 30 whole days apart.
+        events as (
+            select lc.i, lc.deal_id, lc.lc, lc.started_at, e.seq,
+                {depth} as depth,
+            from lifecycles as lc
+            cross join range(0, 31) as e(seq)
+        ),
+        kept as (
+            select *,
+                case
+                    when seq = 0 then 'add_time'
+                    when seq between 1 and 3 then 'user_id'
+                    when seq between 11 and 19 then 'stage_id'
+                    when seq = 30 then 'lost_reason'
+                end as changed_field_key,
+                case when seq = 0 then 0 else 1 + pick(i * 32 + seq, 20 + lc, {MAX_GAP_DAYS}) end as gap_days,
+            from events
+            where seq in (0, 1, 30)
+                or (seq = 2 and r(i, 42 + lc) < {SECOND_OWNER})
+                or (seq = 3 and r(i, 44 + lc) < {THIRD_OWNER})
+                or (seq - 10 between 1 and depth
+                    and (seq - 10 in (1, depth) or r(i * 32 + seq, 30 + lc) < {KEEP_STAGE}))
+        ),
+        changes as (
+            select i, deal_id, changed_field_key,
+                started_at + to_days((sum(gap_days) over (
+                    partition by i, lc order by seq rows unbounded preceding))::int) as changed_at,
+                case changed_field_key
+                    when 'add_time' then strftime(started_at, '{TS_ISO}')
+                    when 'user_id' then (1 + pick(i * 32 + seq, 41 + lc, {users}))::varchar
+                    when 'stage_id' then (seq - 10)::varchar
+                    else (1 + pick(i, 51 + lc, {len(LOST_REASONS)}))::varchar
+                end as new_value,
+            from kept
+        )
+        select deal_id, strftime(changed_at, '{TS}') as change_time, changed_field_key, new_value
+        from changes
+        order by h(i, 99), i, changed_at, changed_field_key, new_value
+        """,
+        "activity": f"""
+        with picked as (
+            select j,
+                case when j > 0 and r(j, 60) < {DUPLICATE_ACTIVITY_ID}
+                    then j - 1 else j end as id_row,
+                pick(j, 63, {deals}) as deal_row,
+                r(j, 64) < {ACTIVITY_OF_KNOWN_DEAL} as is_known_deal,
+            from range({activities}) as t(j)
+        )
+        select
+            (100000 + 3 * id_row + pick(id_row, 61, 3))::bigint as activity_id,
+            {_sql_list([t[3] for t in ACTIVITY_TYPES])}[1 + pick(j, 62, {len(ACTIVITY_TYPES)})] as type,
+            (1 + pick(j, 65, {users}))::bigint as assigned_to_user,
+            case when is_known_deal then {deal_id.format(i="deal_row")}
+                else (100000 + 5 * (pick(j, 66, {deals * 2})) + 4)::bigint end as deal_id,
+            case when r(j, 67) < 0.5 then 'True' else 'False' end as done,
+            strftime(timestamp '{START}' + to_seconds((r(j, 68) * {ACTIVITY_DAYS * 86400})::bigint), '{TS_ISO}') as due_to,
+        from picked
+        order by h(j, 69), j
+        """,
+        "users": f"""
+        select
+            u + 1 as id,
+            {_sql_list(FIRST_NAMES)}[1 + pick(u, 70, {len(FIRST_NAMES)})] || ' ' ||
+                {_sql_list(LAST_NAMES)}[1 + pick(u, 71, {len(LAST_NAMES)})] as name,
+            {_sql_list(WORDS)}[1 + pick(u, 72, {len(WORDS)})] ||
+                {_sql_list(WORDS)}[1 + pick(u, 73, {len(WORDS)})] ||
+                (pick(u, 74, 100))::varchar || '@example.' ||
+                ['org', 'com', 'net'][1 + pick(u, 75, 3)] as email,
+            strftime(timestamp '{START}' + to_microseconds((r(u, 76) * 366 * 86400e6)::bigint), '{TS_MICRO}') as modified,
+        from range({users}) as t(u)
+        order by u
+        """,
+    }
+
+
+def generate(
+    out: Path,
+    deals: int = 2000,
+    seed: int = 42,
+    on_file: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Write the six CSVs of an export with `deals` deals into `out`; return rows per file.
+
+    Files are written to a temporary folder first and moved into `out` one by one, so a
+    file in `out` is always complete.
+    """
+    import duckdb
+
+    if deals < 1 or seed < 0:
+        raise FunnelError("--deals must be 1 or more and --seed 0 or more.")
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix=".funnel-generate-", dir=out) as tmp:
+        con = duckdb.connect(config={"temp_directory": os.path.join(tmp, "spill")})
+        # r(): uniform in [0, 1); pick(): uniform whole number in [0, n). Both depend on seed and row only.
+        # DuckDB's hash of several arguments correlates values that differ only in the salt,
+        # so the salt goes into the key and one hash (a 64-bit finaliser) mixes it all.
+        con.execute(f"create macro h(row, salt) as hash(xor(hash({seed}), (row * 256 + salt)::ubigint))")
+        con.execute("create macro r(row, salt) as (h(row, salt) >> 11)::double / 9007199254740992.0")
+        con.execute("create macro pick(row, salt, n) as (h(row, salt) % n)::bigint")
+        for source in SOURCES:
+            path = Path(tmp) / source.file_name
+            static = _static_files().get(source.table)
+            if static is not None:
+                _write_static(path, list(source.columns), static)
+                counts[source.table] = len(static)
+            else:
+                query = _queries(deals, seed)[source.table]
+                con.execute(f"copy ({query}) to '{path}' (format csv, header true)")
+                counts[source.table] = _count_lines(path) - 1
+            shutil.move(path, out / source.file_name)
+            if on_file:
+                on_file(source.table, counts[source.table])
+        con.close()
+    return counts
+
+
+def _write_static(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))

@@ -1,0 +1,224 @@
+"""The six CSV files of a Pipedrive export: declared once, loaded strictly.
+
+Every column and type is declared here and nowhere else; the loader and the sample
+generator both read this table. Nothing is sniffed: a header that differs, a value that
+does not fit its type, or a row with the wrong number of fields stops the build with the
+file, line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from funnel.errors import SourceError
+
+if TYPE_CHECKING:
+    import duckdb
+
+SOURCE_NAME = "pipedrive"
+
+TS = "%Y-%m-%d %H:%M:%S"
+TS_ISO = "%Y-%m-%dT%H:%M:%S"
+TS_MICRO = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One CSV file of the export and the raw table it becomes."""
+
+    table: str
+    columns: dict[str, str]
+    timestamp_format: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.table}.csv"
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "deal_changes",
+        {
+            "deal_id": "BIGINT",
+            "change_time": "TIMESTAMP",
+            "changed_field_key": "VARCHAR",
+            "new_value": "VARCHAR",
+        },
+        timestamp_format=TS,
+    ),
+    Source(
+        "activity",
+        {
+            "activity_id": "BIGINT",
+            "type": "VARCHAR",
+            "assigned_to_user": "BIGINT",
+            "deal_id": "BIGINT",
+            "done": "ENUM('True', 'False')",
+            "due_to": "TIMESTAMP",
+        },
+        timestamp_format=TS_ISO,
+    ),
+    Source(
+        "activity_types",
+        {"id": "BIGINT", "name": "VARCHAR", "active": "ENUM('Yes', 'No')", "type": "VARCHAR"},
+    ),
+    Source(
+        "fields",
+        {"ID": "BIGINT", "FIELD_KEY": "VARCHAR", "NAME": "VARCHAR", "FIELD_VALUE_OPTIONS": "JSON"},
+    ),
+    Source("stages", {"stage_id": "BIGINT", "stage_name": "VARCHAR"}),
+    Source(
+        "users",
+        {"id": "BIGINT", "name": "VARCHAR", "email": "VARCHAR", "modified": "TIMESTAMP"},
+        timestamp_format=TS_MICRO,
+    ),
+)
+SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
+
+TYPE_WORDS = {
+    "BIGINT": "a whole number",
+    "INTEGER": "a whole number",
+    "TIMESTAMP": "a timestamp",
+    "DECIMAL": "a decimal number",
+    "JSON": "valid JSON",
+    "ENUM": "one of",
+}
+CAST_VALUE = re.compile(r'Could not convert string "(.*)" to', re.DOTALL)
+
+
+def load_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    target: str,
+    columns: dict[str, str],
+    timestamp_format: str | None = None,
+) -> int:
+    """Load `path` into the table `target` with exactly `columns`; return the row count.
+
+    Raises SourceError naming the file, line and column of the first bad row.
+    """
+    check_header(path, list(columns))
+    options = {
+        "header": "true",
+        "auto_detect": "false",
+        "delim": "','",
+        "quote": "'\"'",
+        "escape": "'\"'",
+        "encoding": "'utf-8'",
+        "store_rejects": "true",
+        "rejects_table": "'_funnel_rejects'",
+        "rejects_scan": "'_funnel_rejects_scan'",
+        "columns": "{" + ", ".join(f"{_quote_str(c)}: {_quote_str(t)}" for c, t in columns.items()) + "}",
+    }
+    if timestamp_format:
+        options["timestampformat"] = _quote_str(timestamp_format)
+    args = ", ".join(f"{k} = {v}" for k, v in options.items())
+    import duckdb
+
+    try:
+        con.execute(f"create or replace table {target} as select * from read_csv({_quote_str(str(path))}, {args})")
+    except duckdb.InvalidInputException as e:
+        if "unicode" in str(e).lower():
+            raise SourceError(
+                f"{_where(path, _first_non_utf8_line(path))}: bytes that are not UTF-8; save the file as UTF-8 and rebuild."
+            ) from None
+        raise SourceError(f"{path}: {_first_line(str(e))}") from None
+    rejects = con.execute(
+        "select line, column_name, error_type, csv_line, error_message from _funnel_rejects order by line, column_idx"
+    ).fetchall()
+    con.execute("drop table _funnel_rejects; drop table _funnel_rejects_scan")
+    if rejects:
+        raise SourceError(_describe_reject(path, columns, rejects))
+    return con.execute(f"select count(*) from {target}").fetchone()[0]  # type: ignore[index]
+
+
+def check_header(path: Path, expected: list[str]) -> None:
+    """Compare the file's first line with the declared columns; say exactly what differs."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 20)
+    except FileNotFoundError:
+        raise SourceError(
+            f"{path}: file not found; export it from Pipedrive or point --raw-data at the folder that has it."
+        ) from None
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a folder, expected a CSV file.") from None
+    if not first.strip():
+        raise SourceError(f"{path}: file is empty; expected a header line: {','.join(expected)}.")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"{path} line 1: bytes that are not UTF-8; save the file as UTF-8 and rebuild.") from None
+    found = next(csv.reader([text.rstrip("\r\n")]))
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    if missing and extra and len(missing) == len(extra) == 1:
+        problem = f"column '{missing[0]}' is named '{extra[0]}'"
+    elif missing:
+        problem = f"missing column(s) {', '.join(missing)}"
+    elif extra:
+        problem = f"unexpected column(s) {', '.join(extra)}"
+    else:
+        problem = f"columns are in another order ({','.join(found)})"
+    raise SourceError(f"{path} line 1: {problem}; the header must be exactly {','.join(expected)}.")
+
+
+def _describe_reject(path: Path, columns: dict[str, str], rejects: list[tuple]) -> str:
+    line, column, kind, csv_line, message = rejects[0]
+    more_lines = len({r[0] for r in rejects}) - 1
+    more = f" ({more_lines} more bad line{'s' if more_lines != 1 else ''})" if more_lines else ""
+    where = _where(path, line)
+    if kind == "CAST":
+        match = CAST_VALUE.search(message)
+        value = match.group(1) if match else "?"
+        return f"{where}, column {column}: {_short(value)!r} is not {_type_words(columns[column])}{more}; fix or remove the row."
+    if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+        found = csv_line.count(",") + 1
+        return f"{where}: {found} fields, expected {len(columns)} ({_short(csv_line)!r}){more}; fix the row's commas or quoting."
+    if kind == "UNQUOTED VALUE":
+        return f"{where}, column {column}: a quote is not closed{more}; close the quote or remove the row."
+    if kind == "LINE SIZE OVER MAXIMUM":
+        return f"{where}: the line is longer than DuckDB's 2 MB limit{more}; shorten the field."
+    return f"{where}, column {column}: {_first_line(message)}{more}."
+
+
+def _type_words(sql_type: str) -> str:
+    if sql_type.startswith("ENUM("):
+        return "one of " + sql_type[len("ENUM(") : -1].replace("'", "")
+    words = TYPE_WORDS.get(sql_type.split("(")[0], sql_type)
+    if sql_type == "TIMESTAMP":
+        return words + " like 2024-01-31 13:45:00 (no time zone)"
+    return words
+
+
+def _where(path: Path, line: int | None) -> str:
+    return f"{path} line {line}" if line else str(path)
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = text.rstrip("\r\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else "unreadable"
+
+
+def _quote_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,23 @@
+-- Activities marked done, with the name of their type.
+with activities as (
+    select * from {{ ref('stg_activity') }}
+),
+
+activity_types as (
+    select * from {{ ref('stg_activity_types') }}
+),
+
+completed as (
+    select
+        activities.activity_id,
+        activities.deal_id,
+        activities.user_id,
+        activities.activity_type,
+        activity_types.activity_type_name,
+        activities.due_at,
+    from activities
+    left join activity_types on activities.activity_type = activity_types.activity_type
+    where activities.is_done
+)
+
+select * from completed

@@ -1,0 +1,60 @@
+-- Deals per funnel step and calendar month. Stage steps count a deal in the month of its
+-- first ever entry into the stage; call steps count distinct deals with a done call of
+-- that type per month of its due date. Months without deals have no row.
+with stage_history as (
+    select * from {{ ref('int_deal_stage_history') }}
+),
+
+completed_activities as (
+    select * from {{ ref('int_completed_activities') }}
+),
+
+funnel_steps as (
+    select * from {{ ref('funnel_steps') }}
+),
+
+stage_deals as (
+    select
+        date_trunc('month', stage_history.entered_at)::date as month,
+        funnel_steps.funnel_step,
+        stage_history.deal_id,
+    from stage_history
+    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
+    where stage_history.is_first_entry
+),
+
+activity_deals as (
+    select
+        date_trunc('month', completed_activities.due_at)::date as month,
+        funnel_steps.funnel_step,
+        completed_activities.deal_id,
+    from completed_activities
+    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+),
+
+counted as (
+    select
+        month,
+        funnel_step,
+        count(distinct deal_id) as deals_count,
+    from (
+        select * from stage_deals
+        union all
+        select * from activity_deals
+    )
+    group by month, funnel_step
+),
+
+final as (
+    select
+        counted.month,
+        funnel_steps.kpi_name,
+        counted.funnel_step,
+        counted.deals_count,
+    from counted
+    inner join funnel_steps on counted.funnel_step = funnel_steps.funnel_step
+    where counted.deals_count > 0
+)
+
+select * from final
+order by month, funnel_step

@@ -1,0 +1,12 @@
+with source as (
+    select * from {{ source('pipedrive', 'stages') }}
+),
+
+renamed as (
+    select
+        stage_id,
+        stage_name,
+    from source
+)
+
+select * from renamed
