@@ -6,7 +6,7 @@ anything becomes visible.
 
 tests.toml entries (one `[[test]]` table each):
     model = "rep_sales_funnel_monthly"
-    type = "not_null" | "unique" | "accepted_values" | "relationships" | "expression"
+    type = "not_null" | "unique" | "accepted_values" | "relationships" | "expression" | "not_empty"
     columns = ["month"]          # not_null: each column; unique: the columns together
     values = [1.0, 2.0]          # accepted_values (with one column)
     to = "stg_stages"            # relationships: every value of the column is in `to`.`field`
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SEVERITIES = ("error", "warn")
 TEST_KEYS = {"model", "type", "columns", "values", "to", "field", "expression", "severity", "name"}
-TYPES = ("not_null", "unique", "accepted_values", "relationships", "expression")
+TYPES = ("not_null", "unique", "accepted_values", "relationships", "expression", "not_empty")
 
 
 @dataclass(frozen=True)
@@ -139,12 +139,14 @@ def _expand(where: str, path: Path, entry: dict[str, Any], project: Project) -> 
     columns = entry.get("columns", [])
     if isinstance(columns, str):
         columns = [columns]
-    if kind != "expression" and not columns:
+    if kind not in ("expression", "not_empty") and not columns:
         raise ModelError(f'{where}: {kind} needs columns = ["..."].')
 
     def make(suffix: str, sql: str) -> DataTest:
-        return DataTest(entry.get("name", f"{kind}_{model}_{suffix}"), model, severity, sql, path)
+        return DataTest(entry.get("name", f"{kind}_{model}" + (f"_{suffix}" if suffix else "")), model, severity, sql, path)
 
+    if kind == "not_empty":
+        return [make("", f"select 'no rows' as problem where not exists (select 1 from {table})")]
     if kind == "not_null":
         return [make(c, f"select * from {table} where {quote_ident(c)} is null") for c in columns]
     cols = ", ".join(quote_ident(c) for c in columns)

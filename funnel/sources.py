@@ -181,6 +181,8 @@ def _describe_reject(path: Path, columns: dict[str, str], rejects: list[tuple]) 
     if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
         found = csv_line.count(",") + 1
         return f"{where}: {found} fields, expected {len(columns)} ({_short(csv_line)!r}){more}; fix the row's commas or quoting."
+    if kind == "INVALID ENCODING":
+        return f"{where}: bytes that are not UTF-8{more}; save the file as UTF-8 and rebuild."
     if kind == "UNQUOTED VALUE":
         return f"{where}, column {column}: a quote is not closed{more}; close the quote or remove the row."
     if kind == "LINE SIZE OVER MAXIMUM":

@@ -1,0 +1,172 @@
+from pathlib import Path
+
+import pytest
+
+from funnel.errors import ConfigError, ModelError
+from funnel.models import load
+
+REPO_SQL = Path(__file__).resolve().parent.parent / "sql"
+ORIGINAL_MODELS = {
+    "stg_activity",
+    "stg_activity_types",
+    "stg_deal_changes",
+    "stg_stages",
+    "stg_users",
+    "int_completed_activities",
+    "int_deal_stage_history",
+    "rep_sales_funnel_monthly",
+}
+
+
+@pytest.fixture
+def dag():
+    return load(REPO_SQL, "public_pipedrive_analytics")
+
+
+def test_the_original_eight_models_with_their_layer_defaults(dag):
+    assert ORIGINAL_MODELS <= set(dag.models)
+    for name in ORIGINAL_MODELS:
+        model = dag.models[name]
+        assert model.materialized == ("view" if model.layer == "staging" else "table")
+    assert dag.models["rep_sales_funnel_monthly"].layer == "reporting"
+
+
+def test_run_order_respects_refs_and_is_deterministic(dag):
+    position = {name: i for i, name in enumerate(dag.order)}
+    for model in dag.models.values():
+        for parent in model.refs:
+            assert position[parent] < position[model.name], (parent, model.name)
+    assert dag.order == load(REPO_SQL, "public_pipedrive_analytics").order
+    # Ties break by layer, then name.
+    assert list(dag.order[:6]) == [
+        "funnel_steps",
+        "stg_activity",
+        "stg_activity_types",
+        "stg_deal_changes",
+        "stg_stages",
+        "stg_users",
+    ]
+
+
+def test_refs_render_to_the_environment_schema(dag):
+    prod = load(REPO_SQL, "prod_pipedrive_analytics")
+    assert '"public_pipedrive_analytics"."int_deal_stage_history"' in dag.models["rep_sales_funnel_monthly"].sql
+    assert '"prod_pipedrive_analytics"."int_deal_stage_history"' in prod.models["rep_sales_funnel_monthly"].sql
+    assert '"pipedrive"."deal_changes"' in dag.models["stg_deal_changes"].sql
+    assert dag.models["rep_sales_funnel_monthly"].refs == (
+        "int_deal_stage_history",
+        "int_completed_activities",
+        "funnel_steps",
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("stg_stages", ["stg_stages"]),
+        ("stg_stages+", ["stg_stages", "int_deal_stage_history", "rep_sales_funnel_monthly"]),
+        ("+int_completed_activities", ["stg_activity", "stg_activity_types", "int_completed_activities"]),
+        ("intermediate", ["int_completed_activities", "int_deal_stage_history"]),
+        ("stg_users reporting", ["stg_users", "rep_sales_funnel_monthly"]),
+        ("stg_users,stg_stages", ["stg_stages", "stg_users"]),
+    ],
+)
+def test_select(dag, selector, expected):
+    assert dag.select(selector) == expected
+
+
+def test_select_all_by_default(dag):
+    assert dag.select(None) == list(dag.order)
+
+
+def test_select_unknown_name_suggests(dag):
+    with pytest.raises(ModelError, match="no model or layer named 'stg_stage'. Did you mean 'stg_stages'"):
+        dag.select("stg_stage")
+
+
+@pytest.mark.parametrize("selector", ["a;b", "++x", "x'--", "@x", "   "])
+def test_select_malformed_is_a_usage_error(dag, selector):
+    with pytest.raises(ConfigError):
+        dag.select(selector)
+
+
+def make_sql(tmp_path: Path, files: dict[str, str]) -> Path:
+    sql = tmp_path / "sql"
+    for relative, text in files.items():
+        path = sql / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return sql
+
+
+def test_unknown_ref_names_the_file_and_suggests(tmp_path):
+    sql = make_sql(
+        tmp_path,
+        {
+            "staging/stg_a.sql": "select 1 as x",
+            "intermediate/int_b.sql": "select * from {{ ref('stg_aa') }}",
+        },
+    )
+    with pytest.raises(ModelError, match=r"int_b.sql: ref\('stg_aa'\) names no model. Did you mean 'stg_a'"):
+        load(sql, "s")
+
+
+def test_cycle_is_an_error_naming_the_loop(tmp_path):
+    sql = make_sql(
+        tmp_path,
+        {
+            "intermediate/int_a.sql": "select * from {{ ref('int_b') }}",
+            "intermediate/int_b.sql": "select * from {{ ref('int_a') }}",
+        },
+    )
+    with pytest.raises(ModelError, match=r"dependency cycle int_\w -> int_\w -> int_\w"):
+        load(sql, "s")
+
+
+def test_config_materialized_overrides_the_layer_default(tmp_path):
+    sql = make_sql(
+        tmp_path,
+        {
+            "staging/stg_a.sql": "{{ config(materialized='table') }}\nselect 1 as x",
+            "reporting/rep_b.sql": "{{ config(materialized='view') }}\nselect * from {{ ref('stg_a') }}",
+        },
+    )
+    dag = load(sql, "s")
+    assert dag.models["stg_a"].materialized == "table"
+    assert dag.models["rep_b"].materialized == "view"
+
+
+@pytest.mark.parametrize(
+    ("files", "words"),
+    [
+        ({"staging/stg_a.sql": "{{ config(materialized='incremental') }} select 1"}, "materialized='incremental' is not one of"),
+        ({"staging/stg_a.sql": "{{ config(tags=['x']) }} select 1"}, "unknown config key(s) tags"),
+        ({"staging/stg_a.sql": "select {{ nope }}"}, "'nope' is undefined"),
+        ({"staging/stg_a.sql": "select {{ 1 + }}"}, "stg_a.sql line 1:"),
+        ({"staging/stg_a.sql": "   "}, "the file is empty"),
+        (
+            {"staging/stg_a.sql": "select * from {{ source('pipedrive', 'deals') }}"},
+            "source('pipedrive', 'deals') is not declared",
+        ),
+        ({"intermediate/int_a.sql": "select * from {{ source('pipedrive', 'stages') }}"}, "only staging models read sources"),
+        ({"staging/x.sql": "select 1", "reporting/x.sql": "select 2"}, "model name 'x' is also used by"),
+        ({"staging/bad-name.sql": "select 1"}, "model file names must be plain identifiers"),
+    ],
+    ids=[
+        "materialization",
+        "config-key",
+        "undefined",
+        "syntax",
+        "empty",
+        "source",
+        "source-outside-staging",
+        "duplicate-name",
+        "file-name",
+    ],
+)
+def test_model_errors_name_the_file(tmp_path, files, words):
+    sql = make_sql(tmp_path, files)
+    with pytest.raises(ModelError) as info:
+        load(sql, "s")
+    assert words in str(info.value)
+    assert str(sql) in str(info.value)
