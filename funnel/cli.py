@@ -143,7 +143,10 @@ def show(
 
 @app.command()
 @handle_errors
-def models(env: EnvOption = "dev") -> None:
+def models(
+    env: EnvOption = "dev",
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+) -> None:
     """List the models with their layer, materialization and dependencies."""
     from funnel import console
     from funnel import models as model_registry
@@ -155,7 +158,7 @@ def models(env: EnvOption = "dev") -> None:
         (m.name, m.layer, m.materialized, ", ".join(m.refs) or ", ".join(f"source {s}" for s in m.sources) or "—")
         for m in (dag.models[n] for n in dag.order)
     ]
-    console.print_table(Table(("model", "layer", "materialized", "depends on"), rows, "models in run order"), "table")
+    console.print_table(Table(("model", "layer", "materialized", "depends on"), rows, "models in run order"), format.value)
 
 
 @app.command()

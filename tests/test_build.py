@@ -1,0 +1,135 @@
+"""All or nothing: a failed build leaves the last good one exactly as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import pytest
+
+from funnel import database
+from funnel.build import build, build_info
+from funnel.cli import app
+from funnel.config import load_project
+from funnel.errors import BuildBusy, ModelError, TestFailure
+
+from .conftest import read_report
+
+
+def snapshot(db):
+    return db.read_bytes()
+
+
+def test_a_failing_model_leaves_the_previous_build_unchanged(built, runner):
+    db = built / "build" / "dev.duckdb"
+    before = snapshot(db)
+    (built / "sql" / "intermediate" / "int_deal_stage_history.sql").write_text(
+        "select no_such_column from {{ ref('stg_stages') }}"
+    )
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1
+    assert "int_deal_stage_history.sql" in result.stderr and "no_such_column" in result.stderr
+    assert snapshot(db) == before
+    assert not list(db.parent.glob(".*.tmp*"))
+
+
+def test_a_failing_error_test_leaves_the_previous_build_unchanged(built, runner):
+    db = built / "build" / "dev.duckdb"
+    before = snapshot(db)
+    # Step 1 twice in the mapping: the report gets two rows per month for it.
+    seed = built / "sql" / "seeds" / "funnel_steps.csv"
+    seed.write_text(seed.read_text() + "1.0,Step 1: Duplicate,1,\n")
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1
+    assert "data test(s) failed" in result.stderr and "the last good build is unchanged" in result.stderr
+    assert "unique_rep_sales_funnel_monthly_month__funnel_step" in result.stderr
+    assert snapshot(db) == before
+
+
+def test_a_failing_test_on_the_first_build_leaves_nothing(project):
+    root = load_project(project)
+    (project / "sql" / "tests" / "always_fails.sql").write_text("select 1 as x")
+    with pytest.raises(TestFailure, match="always_fails"):
+        build(root, root.environment("dev"))
+    assert not (project / "build" / "dev.duckdb").exists()
+
+
+def test_a_warn_test_does_not_stop_the_build(project):
+    (project / "sql" / "tests" / "only_a_warning.sql").write_text("{{ config(severity='warn') }}\nselect 1 as x")
+    root = load_project(project)
+    result = build(root, root.environment("dev"))
+    assert [r.failures for r in result.tests if r.test.name == "only_a_warning"] == [1]
+    assert result.count("ERROR") == 0
+
+
+def test_build_info_is_recorded(built):
+    env = load_project(built).environment("dev")
+    with database.read(env) as con:
+        info = build_info(con)
+    assert info["env"] == "dev" and info["tests"]["ERROR"] == 0
+    assert info["source_rows"] > 20000
+
+
+def test_a_second_build_of_the_same_env_is_refused_clearly(built):
+    env = load_project(built).environment("dev")
+    root = load_project(built)
+    with database.build_lock(env), pytest.raises(BuildBusy, match=r"another build of env 'dev' is running \(pid \d+\)"):
+        build(root, env)
+
+
+def test_stale_temporary_files_are_removed(built, runner):
+    stale = built / "build" / ".dev.duckdb.99999.tmp"
+    stale.write_bytes(b"left by a killed build")
+    (built / "build" / ".dev.duckdb.99999.tmp.wal").write_bytes(b"")
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert not list((built / "build").glob(".*.tmp*"))
+
+
+def test_readers_see_the_last_good_build_while_a_build_holds_its_temp_file(built, runner):
+    db = built / "build" / "dev.duckdb"
+    before = read_report(db)
+    env = load_project(built).environment("dev")
+    temp = database.temp_path(env.database)
+    # A writer holding a temporary file open does not lock the committed file.
+    with duckdb.connect(str(temp)) as writer:
+        writer.execute("create table t as select 1")
+        result = runner.invoke(app, ["show", "-f", "csv"])
+        assert result.exit_code == 0
+        assert len(result.stdout.splitlines()) == len(before) + 1
+    database.remove_temp(temp)
+
+
+def test_a_model_error_names_the_model_file(project):
+    (project / "sql" / "reporting" / "rep_extra.sql").write_text("select 1/0 as x, * from {{ ref('nope') }}")
+    root = load_project(project)
+    with pytest.raises(ModelError, match=r"rep_extra.sql: ref\('nope'\)"):
+        build(root, root.environment("dev"))
+
+
+def test_core_never_imports_typer_or_rich():
+    code = textwrap.dedent(
+        """
+        import sys
+        import funnel.build, funnel.report, funnel.generate, funnel.config, funnel.models, funnel.checks
+        import funnel.sources, funnel.database
+        bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'))
+        print(bad)
+        sys.exit(1 if bad else 0)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_help_does_not_import_duckdb_or_jinja():
+    code = (
+        "import sys; sys.argv=['funnel','--help']\nfrom funnel.cli import app\ntry: app()\nexcept SystemExit: pass\n"
+        "print(sorted(m for m in ('duckdb','jinja2') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "100"}
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
