@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from funnel import checks, database, models
 from funnel.config import Environment, Project
 from funnel.errors import BuildMissing, ModelError, TestFailure
-from funnel.sources import SOURCES, load_csv
+from funnel.manifest import compile_project
+from funnel.sources import SOURCES, CsvLoad, load_csvs
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,8 @@ def build(
     exactly as it was before.
     """
     started = time.perf_counter()
-    dag = models.load(project.sql_dir, env.schema)
+    dag, tests = compile_project(project.sql_dir, env.schema, env.database.parent)
     chosen = dag.select(select)
-    tests = checks.collect(project.sql_dir, dag)
     result = BuildResult(env)
 
     def record(step: Step) -> None:
@@ -80,6 +80,7 @@ def build(
             con = database.connect(temp, env)
             try:
                 _load_sources(con, env, record)
+                con.execute(f"create schema if not exists {models.quote_ident(env.schema)}")
                 for name in chosen:
                     record(_run_model(con, dag.models[name], env.schema))
                 result.tests = checks.run(con, tests, on_test)
@@ -99,11 +100,12 @@ def build(
 
 def _load_sources(con, env: Environment, record: Callable[[Step], None]) -> None:  # type: ignore[no-untyped-def]
     con.execute(f"create schema if not exists {models.quote_ident(models.RAW_SCHEMA)}")
-    for source in SOURCES:
-        started = time.perf_counter()
-        target = models.relation(models.RAW_SCHEMA, source.table)
-        rows = load_csv(con, env.raw_data / source.file_name, target, source.columns, source.timestamp_format)
-        record(Step(f"{models.RAW_SCHEMA}.{source.table}", "source", time.perf_counter() - started, rows))
+    loads = [
+        CsvLoad(env.raw_data / s.file_name, models.relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format)
+        for s in SOURCES
+    ]
+    names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, SOURCES, strict=True)}
+    load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
 
 
 def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[no-untyped-def]
@@ -111,16 +113,14 @@ def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[n
 
     started = time.perf_counter()
     target = models.relation(schema, model.name)
-    con.execute(f"create schema if not exists {models.quote_ident(schema)}")
     try:
         if model.is_seed:
-            rows = load_csv(con, model.path, target, model.seed_columns)
+            (rows,) = load_csvs(con, [CsvLoad(model.path, target, model.seed_columns)])
             return Step(model.name, "seed", time.perf_counter() - started, rows)
         if model.materialized == "view":
             con.execute(f"create or replace view {target} as {model.sql}")
             return Step(model.name, "view", time.perf_counter() - started)
-        con.execute(f"create or replace table {target} as {model.sql}")
-        rows = con.execute(f"select count(*) from {target}").fetchone()[0]
+        rows = con.execute(f"create or replace table {target} as {model.sql}").fetchone()[0]
     except duckdb.Error as e:
         raise ModelError(f"{model.path}: {str(e).strip().splitlines()[0]}") from None
     return Step(model.name, "table", time.perf_counter() - started, rows)
@@ -162,7 +162,6 @@ def run_tests(
     project: Project, env: Environment, on_test: Callable[[checks.TestResult], None] | None = None
 ) -> list[checks.TestResult]:
     """Run every data test against the committed build of `env` (read-only)."""
-    dag = models.load(project.sql_dir, env.schema)
-    tests = checks.collect(project.sql_dir, dag)
+    _, tests = compile_project(project.sql_dir, env.schema, env.database.parent)
     with database.read(env) as con:
         return checks.run(con, tests, on_test)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -68,6 +69,10 @@ def handle_errors(command: F) -> F:
         except FunnelError as e:
             error(str(e))
             raise typer.Exit(1) from None
+        except BrokenPipeError:
+            # The reader of our stdout (`| head`) has had enough: that is not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             print(INTERRUPTED, file=sys.stderr)
             raise typer.Exit(130) from None
@@ -102,7 +107,7 @@ def build(
     from funnel.build import build as run_build
 
     project, environment = _project_env(env, raw_data)
-    console.err.print(f"Building env [bold]{environment.name}[/] from {environment.raw_data}")
+    console.info(f"Building env [bold]{environment.name}[/] from {environment.raw_data}")
     result = run_build(project, environment, select, wait, console.step_line, console.test_line)
     console.build_summary(result)
 
@@ -116,7 +121,7 @@ def test(env: EnvOption = "dev") -> None:
 
     project, environment = _project_env(env)
     results = run_tests(project, environment, console.test_line)
-    console.err.print(f"Tests on env {environment.name}: {console.test_summary(results)}")
+    console.info(f"Tests on env {environment.name}: {console.test_summary(results)}")
     if any(r.status == "ERROR" for r in results):
         raise typer.Exit(1)
 
@@ -173,12 +178,25 @@ def generate(
     from funnel.generate import generate as run_generate
 
     counts = run_generate(out, deals=deals, seed=seed)
-    console.err.print(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
+    console.info(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
 
 
 def main() -> None:
     """Entry point of the `funnel` script and `python -m funnel`."""
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    else:
+        code = 0
+    # Every file and database is closed by now; skipping the interpreter's teardown of
+    # DuckDB, typer and friends saves ~20 ms of a 0.2 s build.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,47 @@
-"""How the CLI shows things: rich on stderr for progress, plain data on stdout.
+"""How the CLI shows things: progress and diagnostics on stderr, data on stdout.
 
-Only the CLI imports this module; the core never touches rich.
+Only the CLI imports this module; the core never touches rich. On a terminal, progress is
+rendered by rich (colour); into a pipe or a log (cron, CI) it is the same text, plain,
+and rich is not even imported: a scheduled build starts faster.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import re
 import sys
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table as RichTable
-
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
     from funnel.build import BuildResult, Step
     from funnel.checks import TestResult
     from funnel.report import Table
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
+MARKUP = re.compile(r"\[(?:/|green|yellow|bold|bold red)\]")
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+@functools.cache
+def _rich_stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def info(markup: str) -> None:
+    """A progress or summary line on stderr; `markup` may use the tags in MARKUP."""
+    if sys.stderr.isatty():
+        _rich_stderr().print(markup, soft_wrap=True)
+    else:
+        print(MARKUP.sub("", markup), file=sys.stderr, flush=True)
 
 
 def error(message: str) -> None:
@@ -34,7 +51,7 @@ def error(message: str) -> None:
 
 def step_line(step: Step) -> None:
     rows = f"{step.rows:>12,} rows" if step.rows is not None else " " * 17
-    err.print(f"  [green]OK[/]    {step.kind:<6} {step.name:<40} {rows} {step.seconds:7.2f}s", soft_wrap=True)
+    info(f"  [green]OK[/]    {step.kind:<6} {step.name:<40} {rows} {step.seconds:7.2f}s")
 
 
 def test_line(result: TestResult) -> None:
@@ -43,7 +60,7 @@ def test_line(result: TestResult) -> None:
     style = STATUS_STYLE[result.status]
     detail = result.error or f"{result.failures:,} rows"
     note = f" — {result.test.description}" if result.test.description and not result.error else ""
-    err.print(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}{note}", soft_wrap=True)
+    info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}{note}")
 
 
 def test_summary(results: list[TestResult]) -> str:
@@ -54,10 +71,9 @@ def test_summary(results: list[TestResult]) -> str:
 def build_summary(result: BuildResult) -> None:
     models = sum(1 for s in result.steps if s.kind != "source")
     sources = sum(1 for s in result.steps if s.kind == "source")
-    err.print(
+    info(
         f"Done: env {result.env.name}, {sources} sources ({result.source_rows:,} rows), {models} models, "
-        f"tests {test_summary(result.tests)} in {result.seconds:.2f}s",
-        soft_wrap=True,
+        f"tests {test_summary(result.tests)} in {result.seconds:.2f}s"
     )
 
 
@@ -72,10 +88,14 @@ def print_table(table: Table, fmt: str) -> None:
         records = [dict(zip(table.columns, (_json(v) for v in row), strict=True)) for row in table.rows]
         sys.stdout.write(json.dumps(records, indent=2) + "\n")
     else:
-        out.print(rich_table(table))
+        from rich.console import Console
+
+        Console(highlight=False).print(rich_table(table))
 
 
 def rich_table(table: Table) -> RichTable:
+    from rich.table import Table as RichTable
+
     view = RichTable(title=table.title, title_justify="left")
     numeric = [
         bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)

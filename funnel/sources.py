@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from funnel.errors import SourceError
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import duckdb
 
 SOURCE_NAME = "pipedrive"
+REJECTS = "_funnel_rejects"  # DuckDB appends every bad row of every read_csv here
 
 TS = "%Y-%m-%d %H:%M:%S"
 TS_ISO = "%Y-%m-%dT%H:%M:%S"
@@ -90,50 +92,67 @@ TYPE_WORDS = {
 CAST_VALUE = re.compile(r'Could not convert string "(.*)" to', re.DOTALL)
 
 
-def load_csv(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    target: str,
-    columns: dict[str, str],
-    timestamp_format: str | None = None,
-) -> int:
-    """Load `path` into the table `target` with exactly `columns`; return the row count.
+@dataclass(frozen=True)
+class CsvLoad:
+    """One CSV file to load into `target` with exactly `columns`."""
 
-    Raises SourceError naming the file, line and column of the first bad row.
+    path: Path
+    target: str
+    columns: dict[str, str]
+    timestamp_format: str | None = None
+
+
+def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: Any = None) -> list[int]:
+    """Load every file into its table; return the row counts.
+
+    Headers are checked first. DuckDB collects bad rows (`store_rejects`) instead of
+    stopping at the first, so the first bad row of a file is reported as SourceError
+    with its file, line and column, and how many more lines are bad.
     """
-    check_header(path, list(columns))
-    options = {
-        "header": "true",
-        "auto_detect": "false",
-        "delim": "','",
-        "quote": "'\"'",
-        "escape": "'\"'",
-        "encoding": "'utf-8'",
-        "store_rejects": "true",
-        "rejects_table": "'_funnel_rejects'",
-        "rejects_scan": "'_funnel_rejects_scan'",
-        "columns": "{" + ", ".join(f"{_quote_str(c)}: {_quote_str(t)}" for c, t in columns.items()) + "}",
-    }
-    if timestamp_format:
-        options["timestampformat"] = _quote_str(timestamp_format)
-    args = ", ".join(f"{k} = {v}" for k, v in options.items())
     import duckdb
 
-    try:
-        con.execute(f"create or replace table {target} as select * from read_csv({_quote_str(str(path))}, {args})")
-    except duckdb.InvalidInputException as e:
-        if "unicode" in str(e).lower():
-            raise SourceError(
-                f"{_where(path, _first_non_utf8_line(path))}: bytes that are not UTF-8; save the file as UTF-8 and rebuild."
-            ) from None
-        raise SourceError(f"{path}: {_first_line(str(e))}") from None
-    rejects = con.execute(
-        "select line, column_name, error_type, csv_line, error_message from _funnel_rejects order by line, column_idx"
-    ).fetchall()
-    con.execute("drop table _funnel_rejects; drop table _funnel_rejects_scan")
-    if rejects:
-        raise SourceError(_describe_reject(path, columns, rejects))
-    return con.execute(f"select count(*) from {target}").fetchone()[0]  # type: ignore[index]
+    for load in loads:
+        check_header(load.path, list(load.columns))
+    counts = []
+    for load in loads:
+        started = time.perf_counter()
+        try:
+            row = con.execute(f"create or replace table {load.target} as select * from {_read_csv(load)}").fetchone()
+        except duckdb.InvalidInputException as e:
+            if "unicode" in str(e).lower():
+                line = _first_non_utf8_line(load.path)
+                raise SourceError(
+                    f"{_where(load.path, line)}: bytes that are not UTF-8; save the file as UTF-8 and rebuild."
+                ) from None
+            raise SourceError(f"{load.path}: {_first_line(str(e))}") from None
+        bad = con.execute(
+            f"select line, column_name, error_type, csv_line, error_message from {REJECTS} order by line, column_idx"
+        ).fetchall()
+        if bad:
+            raise SourceError(_describe_reject(load.path, load.columns, bad))
+        counts.append(int(row[0]) if row else 0)
+        if on_loaded:
+            on_loaded(load, counts[-1], time.perf_counter() - started)
+    return counts
+
+
+def _read_csv(load: CsvLoad) -> str:
+    columns = ", ".join(f"{_quote_str(c)}: {_quote_str(t)}" for c, t in load.columns.items())
+    options = [
+        "header = true",
+        "auto_detect = false",
+        "delim = ','",
+        "quote = '\"'",
+        "escape = '\"'",
+        "encoding = 'utf-8'",
+        "store_rejects = true",
+        f"rejects_table = '{REJECTS}'",
+        f"rejects_scan = '{REJECTS}_scan'",
+        f"columns = {{{columns}}}",
+    ]
+    if load.timestamp_format:
+        options.append(f"timestampformat = {_quote_str(load.timestamp_format)}")
+    return f"read_csv({_quote_str(str(load.path))}, {', '.join(options)})"
 
 
 def check_header(path: Path, expected: list[str]) -> None:

@@ -133,3 +133,10 @@ def test_help_does_not_import_duckdb_or_jinja():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "100"}
     )
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_broken_test_query_is_named_and_the_others_still_run(project):
+    (project / "sql" / "tests" / "broken_query.sql").write_text("select no_such_column from {{ ref('stg_stages') }}")
+    root = load_project(project)
+    with pytest.raises(TestFailure, match=r"broken_query \(.*broken_query.sql: .*no_such_column"):
+        build(root, root.environment("dev"))

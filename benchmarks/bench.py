@@ -1,0 +1,163 @@
+"""Whole-process benchmarks: `funnel build` against a plain DuckDB script, alternately.
+
+    python benchmarks/bench.py build [--raw-data ../shared/raw_data] [--runs 7]
+    python benchmarks/bench.py scale [--deals 10000,100000,1000000] [--runs 3] [--memory-limit 1GB]
+
+Each run is a fresh process, timed from start to exit; the two commands alternate so that
+both see the same machine state, and the median of the runs is reported with the peak
+memory (max RSS of the process) and input rows per second. The plain script is
+benchmarks/plain_duckdb.py. Results print as a Markdown table (paste into docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = HERE / ".data"  # generated exports, reused between runs (gitignored)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run `cmd`; return (seconds, peak RSS in MiB). Fails loudly if it fails."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def project(workdir: Path, memory_limit: str | None, threads: int | None) -> Path:
+    """A throwaway project: the repo's sql/ and an environment writing into `workdir`."""
+    root = workdir / "project"
+    shutil.copytree(REPO / "sql", root / "sql")
+    lines = ["[bench]", 'database = "build/bench.duckdb"', 'schema = "public_pipedrive_analytics"']
+    if memory_limit:
+        lines.append(f'memory_limit = "{memory_limit}"')
+    if threads:
+        lines.append(f"threads = {threads}")
+    (root / "environments.toml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def input_rows(raw: Path) -> int:
+    total = 0
+    for path in raw.glob("*.csv"):
+        with path.open("rb") as f:
+            total += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1
+    return total
+
+
+def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int | None = None) -> dict[str, float]:
+    """Alternate funnel build and the plain script on `raw`; return medians and ratio."""
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
+        root = project(Path(tmp), memory_limit, threads)
+        env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
+        funnel_cmd = [sys.executable, "-m", "funnel", "build", "--env", "bench", "--raw-data", str(raw)]
+        plain_out = Path(tmp) / "plain.duckdb"
+        plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out)]
+        if memory_limit:
+            plain_cmd.append(memory_limit)
+        funnel_times, plain_times, funnel_rss, plain_rss = [], [], [], []
+        timed(funnel_cmd, env)  # warm the file cache and the compiled-project cache once
+        for _ in range(runs):
+            seconds, rss = timed(funnel_cmd, env)
+            funnel_times.append(seconds)
+            funnel_rss.append(rss)
+            plain_out.unlink(missing_ok=True)
+            seconds, rss = timed(plain_cmd, env)
+            plain_times.append(seconds)
+            plain_rss.append(rss)
+        rows = input_rows(raw)
+        funnel_s, plain_s = statistics.median(funnel_times), statistics.median(plain_times)
+        return {
+            "rows": rows,
+            "funnel_s": funnel_s,
+            "plain_s": plain_s,
+            "ratio": funnel_s / plain_s,
+            "funnel_rss": max(funnel_rss),
+            "plain_rss": max(plain_rss),
+            "rows_per_s": rows / funnel_s,
+        }
+
+
+def export_for(deals: int, seed: int = 42) -> Path:
+    out = DATA / f"deals-{deals}-seed-{seed}"
+    if not (out / "users.csv").exists():
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "funnel", "generate", "--deals", str(deals), "--seed", str(seed), "--out", str(out)],
+            check=True,
+            env={**os.environ, "FUNNEL_PROJECT_DIR": str(REPO)},
+        )
+        print(f"generated {deals:,} deals in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return out
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import duckdb
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {platform.python_version()}, "
+        f"DuckDB {duckdb.__version__}, {platform.system()} {platform.release()}"
+    )
+
+
+def print_table(results: list[tuple[str, dict[str, float]]], runs: int) -> None:
+    print(f"Machine: {machine()}; median of {runs} alternating runs per row.\n")
+    print("| input | input rows | funnel build | plain DuckDB | ratio | peak memory funnel / plain | rows/s (funnel) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results:
+        print(
+            f"| {name} | {r['rows']:,} | {r['funnel_s']:.2f} s | {r['plain_s']:.2f} s | {r['ratio']:.2f} | "
+            f"{r['funnel_rss']:.0f} / {r['plain_rss']:.0f} MiB | {r['rows_per_s']:,.0f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="case", required=True)
+    build = sub.add_parser("build", help="the reference export (or any --raw-data)")
+    build.add_argument("--raw-data", type=Path, default=REPO.parent / "shared" / "raw_data")
+    build.add_argument("--runs", type=int, default=7)
+    scale = sub.add_parser("scale", help="generated exports of growing size")
+    scale.add_argument("--deals", default="10000,100000,1000000", help="comma-separated deal counts")
+    scale.add_argument("--runs", type=int, default=3)
+    scale.add_argument("--memory-limit", default=None, help="e.g. 1GB, for funnel and the plain script alike")
+    scale.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+
+    if args.case == "build":
+        if not (args.raw_data / "deal_changes.csv").exists():
+            raise SystemExit(f"{args.raw_data}: no export there; pass --raw-data")
+        print_table([(str(args.raw_data), compare(args.raw_data, args.runs))], args.runs)
+    else:
+        results = []
+        for deals in (int(d) for d in args.deals.split(",")):
+            raw = export_for(deals)
+            results.append((f"{deals:,} deals", compare(raw, args.runs, args.memory_limit, args.threads)))
+        print_table(results, args.runs)
+        if args.memory_limit:
+            print(f"\nBoth ran with DuckDB memory_limit = {args.memory_limit}.")
+
+
+if __name__ == "__main__":
+    main()
