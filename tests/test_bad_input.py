@@ -88,3 +88,11 @@ def test_very_long_field(project, runner, good_build, length, outcome):
     if outcome:
         assert_one_error_line(result, "users.csv line 2")
     assert read_report(database) == report_before
+
+
+def test_the_docs_list_every_case_with_its_outcome():
+    doc = (CASES_DIR.parent.parent.parent / "docs" / "bad-input.md").read_text()
+    for case, spec in CASES.items():
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{case}` |")), None)
+        assert row is not None, f"docs/bad-input.md has no row for {case}"
+        assert f"| {spec['outcome']} |" in row

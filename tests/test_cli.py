@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -239,3 +240,15 @@ def test_no_traceback_for_an_unwritable_build_folder(project, runner):
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 1
     assert "cannot create the build folder" in error_line(result)
+
+
+def test_readme_lists_exactly_the_cli_commands():
+    from pathlib import Path
+
+    import typer.main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `funnel (\w+)", section, flags=re.M))
+    actual = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert documented == actual
