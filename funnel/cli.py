@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -179,6 +180,64 @@ def generate(
 
     counts = run_generate(out, deals=deals, seed=seed)
     console.info(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
+
+
+class ExportFormat(StrEnum):
+    postgres = "postgres"
+    csv = "csv"
+    parquet = "parquet"
+
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option(help="libpq connection string or URL; overrides environments.toml and PG* variables. No password."),
+]
+
+
+@app.command()
+@handle_errors
+def export(
+    env: EnvOption = "dev",
+    dsn: DsnOption = None,
+    select: SelectOption = None,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="postgres, csv or parquet.")] = ExportFormat.postgres,
+    out: Annotated[Path | None, typer.Option(help="Folder for csv/parquet files.")] = None,
+) -> None:
+    """Copy the reporting models (or --select) to PostgreSQL atomically, or write them as files."""
+    _selector(select)
+    from funnel import console
+    from funnel import export as exporter
+
+    project, environment = _project_env(env)
+    started = time.perf_counter()
+    if format == ExportFormat.postgres:
+        if out is not None:
+            raise typer.BadParameter("--out is for --format csv or parquet.", param_hint="--out")
+        done = exporter.export_postgres(project, environment, dsn, select, console.export_line)
+        where = f"PostgreSQL schema {environment.schema}"
+    else:
+        if out is None:
+            raise typer.BadParameter(f"--format {format.value} needs --out DIR.", param_hint="--out")
+        done = exporter.export_files(project, environment, out, format.value, select, console.export_line)
+        where = str(out)
+    console.info(
+        f"Exported {len(done)} table(s), {sum(d.rows for d in done):,} rows to {where} in {time.perf_counter() - started:.2f}s"
+    )
+
+
+@app.command()
+@handle_errors
+def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption = None) -> None:
+    """Compare the exported PostgreSQL tables with the DuckDB build, row for row; exit 1 on any difference."""
+    _selector(select)
+    from funnel import console
+    from funnel import export as exporter
+
+    project, environment = _project_env(env)
+    results = exporter.parity(project, environment, dsn, select)
+    console.parity_report(results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from funnel.build import BuildResult, Step
     from funnel.checks import TestResult
+    from funnel.export import Exported, TableParity
     from funnel.report import Table
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
@@ -75,6 +76,22 @@ def build_summary(result: BuildResult) -> None:
         f"Done: env {result.env.name}, {sources} sources ({result.source_rows:,} rows), {models} models, "
         f"tests {test_summary(result.tests)} in {result.seconds:.2f}s"
     )
+
+
+def export_line(item: Exported) -> None:
+    info(f"  [green]OK[/]    table  {item.table:<40} {item.rows:>12,} rows {item.seconds:7.2f}s")
+
+
+def parity_report(results: list[TableParity]) -> None:
+    """One line per table on stdout, then the first differing rows."""
+    for r in results:
+        if not r.exists:
+            print(f"{r.table}: MISSING in PostgreSQL ({r.missing:,} rows in DuckDB); run funnel export first")
+            continue
+        status = "OK" if r.ok else "DIFFERENT"
+        print(f"{r.table}: {status} matching={r.matching:,} missing={r.missing:,} unexpected={r.unexpected:,}")
+        for kind, row in r.examples:
+            print(f"  {kind:<10} " + ", ".join(_plain(v) for v in row))
 
 
 def print_table(table: Table, fmt: str) -> None:

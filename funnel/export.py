@@ -1,0 +1,341 @@
+"""`funnel export` and `funnel parity`: the built models in PostgreSQL, or as files.
+
+PostgreSQL: every table is copied (psycopg COPY, CSV written by DuckDB) into a side schema,
+then swapped into the environment's schema, all in one transaction. Readers see the old
+tables until the commit and the new ones after it; a killed export or a lost server
+rolls back and leaves the previous tables complete.
+
+Files: DuckDB writes each model to a hidden temporary file that is renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from funnel import database
+from funnel.config import Environment
+from funnel.errors import ConfigError, ExportError
+from funnel.manifest import compile_project
+from funnel.models import quote_ident, relation
+
+if TYPE_CHECKING:
+    import duckdb
+    import psycopg
+
+    from funnel.config import Project
+
+PG_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
+PG_TYPES = {
+    "BOOLEAN": "boolean",
+    "TINYINT": "smallint",
+    "SMALLINT": "smallint",
+    "INTEGER": "integer",
+    "BIGINT": "bigint",
+    "HUGEINT": "numeric(39,0)",
+    "UTINYINT": "smallint",
+    "USMALLINT": "integer",
+    "UINTEGER": "bigint",
+    "UBIGINT": "numeric(20,0)",
+    "FLOAT": "real",
+    "DOUBLE": "double precision",
+    "DATE": "date",
+    "TIME": "time",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "INTERVAL": "interval",
+    "VARCHAR": "text",
+    "JSON": "json",
+    "UUID": "uuid",
+    "BLOB": "bytea",
+}
+DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
+CHUNK = 1 << 20
+FILE_FORMATS = ("csv", "parquet")
+
+
+@dataclass(frozen=True)
+class Exported:
+    table: str
+    rows: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TableParity:
+    table: str
+    matching: int
+    missing: int  # in DuckDB, not in PostgreSQL
+    unexpected: int  # in PostgreSQL, not in DuckDB
+    examples: list[tuple[str, tuple[Any, ...]]]  # ("missing" | "unexpected", row)
+    exists: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and not self.missing and not self.unexpected
+
+
+def pg_type(duck_type: str, where: str) -> str:
+    """The PostgreSQL type for a DuckDB column type; ExportError if there is none."""
+    if duck_type.startswith("ENUM("):
+        return "text"
+    match = DECIMAL.fullmatch(duck_type)
+    if match:
+        return f"numeric({match.group(1)},{match.group(2)})"
+    if duck_type in PG_TYPES:
+        return PG_TYPES[duck_type]
+    raise ExportError(f"{where}: DuckDB type {duck_type} has no PostgreSQL equivalent here; cast it in the model.")
+
+
+def conninfo(env: Environment, dsn: str | None) -> str:
+    """Connection string: environments.toml, then PG* variables, then --dsn, each overriding the last."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params: dict[str, Any] = {k: v for k, v in env.postgres.conninfo_params().items() if not os.environ.get(PG_ENV[k])}
+    if dsn:
+        try:
+            given = conninfo_to_dict(dsn)
+        except Exception as e:  # psycopg.ProgrammingError for a malformed string
+            raise ConfigError(f"--dsn is not a libpq connection string or URL ({_first_line(e)}).") from None
+        if given.get("password"):
+            raise ConfigError("--dsn holds a password; remove it and set PGPASSWORD or use ~/.pgpass instead.")
+        params.update(given)
+    return make_conninfo("", **params)
+
+
+@contextlib.contextmanager
+def connect(env: Environment, dsn: str | None) -> Iterator[psycopg.Connection[Any]]:
+    import psycopg
+
+    info = conninfo(env, dsn)
+    try:
+        conn = psycopg.connect(info, connect_timeout=10, application_name="funnel")
+    except psycopg.OperationalError as e:
+        raise ExportError(_connection_problem(e, info)) from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def export_postgres(
+    project: Project,
+    env: Environment,
+    dsn: str | None = None,
+    select: str | None = None,
+    on_table: Callable[[Exported], None] | None = None,
+) -> list[Exported]:
+    """Copy the selected models (default: reporting) into PostgreSQL, atomically."""
+    import psycopg
+
+    names = _selected(project, env, select)
+    side = f"_funnel_load_{os.getpid()}_{secrets.token_hex(3)}"
+    done: list[Exported] = []
+    with database.read(env) as duck, connect(env, dsn) as pg, tempfile.TemporaryDirectory(prefix="funnel-export-") as tmp:
+        try:
+            with pg.transaction():
+                pg.execute(f"create schema if not exists {quote_ident(env.schema)}")
+                pg.execute(f"create schema {quote_ident(side)}")
+                for name in names:
+                    started = time.perf_counter()
+                    rows = _copy_table(duck, pg, env.schema, side, name, Path(tmp))
+                    done.append(Exported(name, rows, time.perf_counter() - started))
+                for name in names:
+                    _swap(pg, side, env.schema, name)
+                pg.execute(f"drop schema {quote_ident(side)}")
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise ExportError(
+                f"PostgreSQL refused ({_first_line(e)}); grant the user CREATE on the database or "
+                "schema, or connect as another user with --dsn. The previous tables are unchanged."
+            ) from None
+        except psycopg.OperationalError as e:
+            raise ExportError(
+                f"PostgreSQL connection lost during the export ({_first_line(e)}); the previous tables are unchanged."
+            ) from None
+        except psycopg.Error as e:
+            raise ExportError(f"PostgreSQL: {_first_line(e)}; the previous tables are unchanged.") from None
+    if on_table:
+        for item in done:
+            on_table(item)
+    return done
+
+
+def _copy_table(
+    duck: duckdb.DuckDBPyConnection, pg: psycopg.Connection[Any], schema: str, side: str, name: str, tmp: Path
+) -> int:
+    columns = duck.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    if not columns:
+        raise ExportError(f"model {name} is not in the build of {schema}; run funnel build first.")
+    definition = ", ".join(f"{quote_ident(c)} {pg_type(t, f'{name}.{c}')}" for c, t in columns)
+    target = relation(side, name)
+    pg.execute(f"create table {target} ({definition})")
+    csv_path = tmp / f"{name}.csv"
+    row = duck.execute(
+        f"copy (select * from {relation(schema, name)}) to {_quote(str(csv_path))} (format csv, header false)"
+    ).fetchone()
+    with pg.cursor() as cur, cur.copy(f"copy {target} from stdin (format csv)") as copy, csv_path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            copy.write(chunk)
+    csv_path.unlink()
+    return int(row[0]) if row else 0
+
+
+def _swap(pg: psycopg.Connection[Any], side: str, schema: str, name: str) -> None:
+    """Replace schema.name by side.name. Views that BI tools built on the table survive."""
+    import psycopg
+
+    old, new = relation(schema, name), relation(side, name)
+    try:
+        with pg.transaction():  # a savepoint
+            pg.execute(f"drop table if exists {old}")
+            pg.execute(f"alter table {new} set schema {quote_ident(schema)}")
+    except psycopg.errors.DependentObjectsStillExist:
+        # Something depends on the table: keep it (and its grants) and replace its rows.
+        pg.execute(f"truncate {old}")
+        pg.execute(f"insert into {old} select * from {new}")
+        pg.execute(f"drop table {new}")
+
+
+def export_files(
+    project: Project,
+    env: Environment,
+    out: Path,
+    fmt: str,
+    select: str | None = None,
+    on_table: Callable[[Exported], None] | None = None,
+) -> list[Exported]:
+    """Write the selected models as `out/<model>.<fmt>`; each file appears complete or not at all."""
+    if fmt not in FILE_FORMATS:
+        raise ConfigError(f"--format {fmt}: files can be {', '.join(FILE_FORMATS)}.")
+    names = _selected(project, env, select)
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    with database.read(env) as duck:
+        for name in names:
+            started = time.perf_counter()
+            final = out / f"{name}.{fmt}"
+            temp = out / f".{name}.{fmt}.{os.getpid()}.tmp"
+            options = "format csv, header true" if fmt == "csv" else "format parquet"
+            try:
+                row = duck.execute(
+                    f"copy (select * from {relation(env.schema, name)}) to {_quote(str(temp))} ({options})"
+                ).fetchone()
+                os.replace(temp, final)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            item = Exported(name, int(row[0]) if row else 0, time.perf_counter() - started)
+            done.append(item)
+            if on_table:
+                on_table(item)
+    return done
+
+
+def parity(
+    project: Project,
+    env: Environment,
+    dsn: str | None = None,
+    select: str | None = None,
+    examples: int = 5,
+) -> list[TableParity]:
+    """Compare each selected model in DuckDB with its exported table in PostgreSQL, row for row.
+
+    PostgreSQL rows are read back with COPY and cast to the DuckDB column types, so the
+    comparison is exact and done by DuckDB (`except all` both ways), at any size.
+    """
+    import psycopg
+
+    names = _selected(project, env, select)
+    results = []
+    with database.read(env) as duck, connect(env, dsn) as pg, tempfile.TemporaryDirectory(prefix="funnel-parity-") as tmp:
+        for name in names:
+            exists = pg.execute(
+                "select to_regclass(%s) is not null", [f"{quote_ident(env.schema)}.{quote_ident(name)}"]
+            ).fetchone()
+            if not (exists and exists[0]):
+                total = duck.execute(f"select count(*) from {relation(env.schema, name)}").fetchone()
+                results.append(TableParity(name, 0, int(total[0]) if total else 0, 0, [], exists=False))
+                continue
+            columns = duck.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [env.schema, name],
+            ).fetchall()
+            path = Path(tmp) / f"{name}.csv"
+            select_list = ", ".join(quote_ident(c) for c, _ in columns)
+            try:
+                with (
+                    pg.cursor() as cur,
+                    path.open("wb") as f,
+                    cur.copy(
+                        f"copy (select {select_list} from {quote_ident(env.schema)}.{quote_ident(name)}) to stdout (format csv)"
+                    ) as copy,
+                ):
+                    for data in copy:
+                        f.write(data)
+            except psycopg.Error as e:
+                raise ExportError(f"PostgreSQL table {env.schema}.{name} cannot be read back ({_first_line(e)}).") from None
+            results.append(_compare(duck, env.schema, name, columns, path, examples))
+    return results
+
+
+def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], path: Path, examples: int) -> TableParity:
+    spec = ", ".join(f"{_quote(c)}: {_quote(t)}" for c, t in columns)
+    pg_rows = f"read_csv({_quote(str(path))}, header = false, auto_detect = false, columns = {{{spec}}})"
+    ours = relation(schema, name)
+    missing_q = f"select * from {ours} except all select * from {pg_rows}"
+    unexpected_q = f"select * from {pg_rows} except all select * from {ours}"
+    missing = duck.execute(f"select count(*) from ({missing_q})").fetchone()[0]
+    unexpected = duck.execute(f"select count(*) from ({unexpected_q})").fetchone()[0]
+    total = duck.execute(f"select count(*) from {ours}").fetchone()[0]
+    shown = [("missing", r) for r in duck.execute(f"{missing_q} limit {examples}").fetchall()]
+    shown += [("unexpected", r) for r in duck.execute(f"{unexpected_q} limit {examples}").fetchall()]
+    return TableParity(name, total - missing, missing, unexpected, shown)
+
+
+def _selected(project: Project, env: Environment, select: str | None) -> list[str]:
+    dag, _ = compile_project(project.sql_dir, env.schema, env.database.parent)
+    return dag.select(select or "reporting")
+
+
+def _connection_problem(e: Exception, info: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(info)
+    host = params.get("host") or os.environ.get("PGHOST") or "localhost"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    user = params.get("user") or os.environ.get("PGUSER") or "the current user"
+    text = str(e).lower()
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (
+            f"PostgreSQL at {host}:{port} refused user {user}: wrong or missing password; set PGPASSWORD or add it to ~/.pgpass."
+        )
+    if "does not exist" in text and "database" in text:
+        return f"PostgreSQL at {host}:{port}: {_first_line(e)}; create it or set dbname in environments.toml or --dsn."
+    if "does not exist" in text and "role" in text:
+        return f"PostgreSQL at {host}:{port}: {_first_line(e)}; set user in environments.toml, PGUSER or --dsn."
+    return (
+        f"cannot connect to PostgreSQL at {host}:{port} ({_first_line(e)}); "
+        "start the server or point environments.toml, PGHOST/PGPORT or --dsn at one."
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].strip().rstrip(".") if text else type(e).__name__
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
