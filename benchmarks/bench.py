@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py build [--raw-data ../shared/raw_data] [--runs 7]
     python benchmarks/bench.py scale [--deals 10000,100000,1000000] [--runs 3] [--memory-limit 1GB]
+    python benchmarks/bench.py export [--rows 1000000] [--runs 5]
 
 Each run is a fresh process, timed from start to exit; the two commands alternate so that
 both see the same machine state, and the median of the runs is reported with the peak
@@ -132,6 +133,75 @@ def print_table(results: list[tuple[str, dict[str, float]]], runs: int) -> None:
         )
 
 
+EXPORT_MODEL = """
+select
+    i as id,
+    'deal ' || (i % 9973)::varchar as name,
+    timestamp '2024-01-01' + to_seconds(i) as changed_at,
+    (i % 1000 / 10)::decimal(5, 1) as amount,
+    i % 3 = 0 as is_won,
+    date '2024-01-01' + (i % 400)::int as day,
+from range({rows}) as t(i)
+"""
+PG_TABLE = "(id bigint, name text, changed_at timestamp, amount numeric(5,1), is_won boolean, day date)"
+
+
+def export_case(rows: int, runs: int) -> None:
+    """`funnel export` of a `rows`-row model against psql \\copy of the same data as CSV."""
+    import duckdb
+    import psycopg
+
+    schema = "funnel_bench_export"
+    pg_env = {
+        k: os.environ.get(k, d)
+        for k, d in (("PGHOST", "127.0.0.1"), ("PGPORT", "5432"), ("PGUSER", "postgres"), ("PGDATABASE", "postgres"))
+    }
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
+        root = project(Path(tmp), None, None)
+        (root / "sql" / "reporting" / "bench_rows.sql").write_text(EXPORT_MODEL.format(rows=rows))
+        (root / "environments.toml").write_text(
+            (root / "environments.toml").read_text().replace("public_pipedrive_analytics", schema)
+        )
+        env = {**os.environ, **pg_env, "FUNNEL_PROJECT_DIR": str(root)}
+        subprocess.run(
+            [sys.executable, "-m", "funnel", "build", "--env", "bench", "--raw-data", str(REPO / "raw_data")],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        csv_path = Path(tmp) / "bench_rows.csv"
+        with duckdb.connect(str(root / "build" / "bench.duckdb"), read_only=True) as con:
+            con.execute(f"copy {schema}.bench_rows to '{csv_path}' (format csv, header false)")
+        conninfo = " ".join(f"{k[2:].lower().replace('database', 'dbname')}={v}" for k, v in pg_env.items())
+        with psycopg.connect(conninfo, autocommit=True) as pg:
+            pg.execute("create schema if not exists funnel_bench_psql")
+            pg.execute(f"drop table if exists funnel_bench_psql.bench_rows; create table funnel_bench_psql.bench_rows {PG_TABLE}")
+            funnel_cmd = [sys.executable, "-m", "funnel", "export", "--env", "bench", "--select", "bench_rows"]
+            psql_cmd = [
+                "psql",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "truncate funnel_bench_psql.bench_rows",
+                "-c",
+                f"\\copy funnel_bench_psql.bench_rows from '{csv_path}' csv",
+            ]
+            funnel_times, psql_times = [], []
+            timed(funnel_cmd, env)
+            for _ in range(runs):
+                funnel_times.append(timed(funnel_cmd, env)[0])
+                psql_times.append(timed(psql_cmd, env)[0])
+            count = pg.execute(f"select count(*) from {schema}.bench_rows").fetchone()
+            pg.execute(f"drop schema {schema} cascade")
+            pg.execute("drop schema funnel_bench_psql cascade")
+    f, p = statistics.median(funnel_times), statistics.median(psql_times)
+    print(f"Machine: {machine()}; PostgreSQL on 127.0.0.1; median of {runs} alternating runs.\n")
+    print("| rows | funnel export (whole process) | psql \\copy of the same CSV | ratio |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {count[0] if count else 0:,} | {f:.2f} s | {p:.2f} s | {f / p:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="case", required=True)
@@ -143,7 +213,14 @@ def main() -> None:
     scale.add_argument("--runs", type=int, default=3)
     scale.add_argument("--memory-limit", default=None, help="e.g. 1GB, for funnel and the plain script alike")
     scale.add_argument("--threads", type=int, default=None)
+    export = sub.add_parser("export", help="funnel export of a large table against psql \\copy")
+    export.add_argument("--rows", type=int, default=1_000_000)
+    export.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+
+    if args.case == "export":
+        export_case(args.rows, args.runs)
+        return
 
     if args.case == "build":
         if not (args.raw_data / "deal_changes.csv").exists():

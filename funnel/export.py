@@ -59,6 +59,8 @@ PG_TYPES = {
 }
 DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 CHUNK = 1 << 20
+PARALLEL_COPIES = max(1, min(4, os.cpu_count() or 1))  # the server parses CSV on one core per connection
+PARALLEL_FROM_ROWS = 100_000
 FILE_FORMATS = ("csv", "parquet")
 
 
@@ -133,21 +135,34 @@ def export_postgres(
     select: str | None = None,
     on_table: Callable[[Exported], None] | None = None,
 ) -> list[Exported]:
-    """Copy the selected models (default: reporting) into PostgreSQL, atomically."""
+    """Copy the selected models (default: reporting) into PostgreSQL, atomically.
+
+    Tables are loaded into a side schema (large ones over several connections at once),
+    then swapped into the environment's schema in one transaction. The side schema is
+    guarded by an advisory lock held for the whole export: a later export drops side
+    schemas whose lock is free, i.e. those of exports that died.
+    """
     import psycopg
 
     names = _selected(project, env, select)
     side = f"_funnel_load_{os.getpid()}_{secrets.token_hex(3)}"
     done: list[Exported] = []
     with database.read(env) as duck, connect(env, dsn) as pg, tempfile.TemporaryDirectory(prefix="funnel-export-") as tmp:
+        info = conninfo(env, dsn)
         try:
+            pg.autocommit = True
+            _drop_abandoned_side_schemas(pg)
+            pg.execute("select pg_advisory_lock(hashtext(%s))", [side])
+            pg.execute(f"create schema if not exists {quote_ident(env.schema)}")
+            pg.execute(f"create schema {quote_ident(side)}")
+            for name in names:
+                started = time.perf_counter()
+                rows = _load_table(duck, pg, info, env.schema, side, name, Path(tmp))
+                done.append(Exported(name, rows, time.perf_counter() - started))
+                if on_table:
+                    on_table(done[-1])
+            pg.autocommit = False
             with pg.transaction():
-                pg.execute(f"create schema if not exists {quote_ident(env.schema)}")
-                pg.execute(f"create schema {quote_ident(side)}")
-                for name in names:
-                    started = time.perf_counter()
-                    rows = _copy_table(duck, pg, env.schema, side, name, Path(tmp))
-                    done.append(Exported(name, rows, time.perf_counter() - started))
                 for name in names:
                     _swap(pg, side, env.schema, name)
                 pg.execute(f"drop schema {quote_ident(side)}")
@@ -162,15 +177,41 @@ def export_postgres(
             ) from None
         except psycopg.Error as e:
             raise ExportError(f"PostgreSQL: {_first_line(e)}; the previous tables are unchanged.") from None
-    if on_table:
-        for item in done:
-            on_table(item)
+        finally:
+            _drop_side_schema(pg, side)
     return done
 
 
-def _copy_table(
-    duck: duckdb.DuckDBPyConnection, pg: psycopg.Connection[Any], schema: str, side: str, name: str, tmp: Path
+def _drop_abandoned_side_schemas(pg: psycopg.Connection[Any]) -> None:
+    rows = pg.execute("select nspname from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchall()
+    for (name,) in rows:
+        got = pg.execute("select pg_try_advisory_lock(hashtext(%s))", [name]).fetchone()
+        if got and got[0]:
+            pg.execute(f"drop schema if exists {quote_ident(name)} cascade")
+            pg.execute("select pg_advisory_unlock(hashtext(%s))", [name])
+
+
+def _drop_side_schema(pg: psycopg.Connection[Any], side: str) -> None:
+    """Best effort: what is left is dropped by the next export."""
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error):
+        if pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            pg.rollback()
+        pg.autocommit = True
+        pg.execute(f"drop schema if exists {quote_ident(side)} cascade")
+
+
+def _load_table(
+    duck: duckdb.DuckDBPyConnection,
+    pg: psycopg.Connection[Any],
+    info: str,
+    schema: str,
+    side: str,
+    name: str,
+    tmp: Path,
 ) -> int:
+    """Create side.name and fill it; large tables go in parts over parallel connections."""
     columns = duck.execute(
         "select column_name, data_type from information_schema.columns "
         "where table_schema = ? and table_name = ? order by ordinal_position",
@@ -181,15 +222,44 @@ def _copy_table(
     definition = ", ".join(f"{quote_ident(c)} {pg_type(t, f'{name}.{c}')}" for c, t in columns)
     target = relation(side, name)
     pg.execute(f"create table {target} ({definition})")
-    csv_path = tmp / f"{name}.csv"
-    row = duck.execute(
-        f"copy (select * from {relation(schema, name)}) to {_quote(str(csv_path))} (format csv, header false)"
-    ).fetchone()
-    with pg.cursor() as cur, cur.copy(f"copy {target} from stdin (format csv)") as copy, csv_path.open("rb") as f:
+    source = relation(schema, name)
+    count_row = duck.execute(f"select count(*) from {source}").fetchone()
+    rows = int(count_row[0]) if count_row else 0
+    parts = PARALLEL_COPIES if rows >= PARALLEL_FROM_ROWS else 1
+    folder = tmp / name
+    # DuckDB writes one CSV per part in a single pass; a part column decides where a row goes.
+    duck.execute(
+        f"copy (select *, (row_number() over ()) % {parts} as _funnel_part from {source}) "
+        f"to {_quote(str(folder))} (format csv, header false, partition_by (_funnel_part))"
+    )
+    files = sorted(folder.rglob("*.csv"))
+    if len(files) <= 1:
+        for path in files:
+            _copy_file(pg, target, path)
+    else:
+        _copy_parallel(info, target, files)
+    return rows
+
+
+def _copy_file(pg: psycopg.Connection[Any], target: str, path: Path) -> None:
+    with pg.cursor() as cur, cur.copy(f"copy {target} from stdin (format csv)") as copy, path.open("rb") as f:
         while chunk := f.read(CHUNK):
             copy.write(chunk)
-    csv_path.unlink()
-    return int(row[0]) if row else 0
+
+
+def _copy_parallel(info: str, target: str, files: list[Path]) -> None:
+    """One connection and one thread per file; psycopg releases the GIL while it sends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    def load(path: Path) -> None:
+        with psycopg.connect(info, connect_timeout=10, application_name="funnel") as conn, conn.transaction():
+            _copy_file(conn, target, path)
+
+    with ThreadPoolExecutor(len(files)) as pool:
+        for future in [pool.submit(load, path) for path in files]:
+            future.result()
 
 
 def _swap(pg: psycopg.Connection[Any], side: str, schema: str, name: str) -> None:

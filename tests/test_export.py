@@ -186,6 +186,10 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, timeout=120)
     assert proc.returncode == -9
     assert pg_rows(pg, schema) == before
+    # The next export cleans up what the killed one left and succeeds.
+    assert export(runner).exit_code == 0
+    assert pg.execute("select count(*) from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchone() == (0,)
+    assert pg_rows(pg, schema) != before
 
 
 def test_parity_detects_a_changed_row(project, runner, pg, schema):
@@ -285,3 +289,21 @@ def test_file_export(project, runner, tmp_path, fmt):
 def test_file_export_needs_out(project, runner):
     result = export(runner, "--format", "csv")
     assert result.exit_code == 2
+
+
+def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg, schema, monkeypatch):
+    import funnel.export
+
+    monkeypatch.setattr(funnel.export, "PARALLEL_FROM_ROWS", 100)
+    monkeypatch.setattr(funnel.export, "PARALLEL_COPIES", 3)
+    # Text with commas, quotes and newlines must survive being split into parts.
+    (project / "sql" / "reporting" / "rep_tricky_text.sql").write_text(
+        "select i as id, 'line one\\nline \"two\", ' || i::varchar as note from range(1000) as t(i)"
+    )
+    build(runner)
+    result = export(runner)
+    assert result.exit_code == 0, result.output
+    assert pg.execute(f'select count(*), count(distinct id) from "{schema}".rep_tricky_text').fetchone() == (1000, 1000)
+    assert pg.execute(f'select note from "{schema}".rep_tricky_text where id = 7').fetchone() == ('line one\nline "two", 7',)
+    check = runner.invoke(app, ["parity"])
+    assert check.exit_code == 0, check.output
