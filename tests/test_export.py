@@ -298,7 +298,7 @@ def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg
     monkeypatch.setattr(funnel.export, "PARALLEL_COPIES", 3)
     # Text with commas, quotes and newlines must survive being split into parts.
     (project / "sql" / "reporting" / "rep_tricky_text.sql").write_text(
-        "select i as id, 'line one\\nline \"two\", ' || i::varchar as note from range(1000) as t(i)"
+        "select i as id, 'line one' || chr(10) || 'line \"two\", ' || i::varchar as note from range(1000) as t(i)"
     )
     build(runner)
     result = export(runner)
