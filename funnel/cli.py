@@ -178,7 +178,8 @@ def generate(
     from funnel import console
     from funnel.generate import generate as run_generate
 
-    counts = run_generate(out, deals=deals, seed=seed)
+    with console.progress_bar("generating") as on_progress:
+        counts = run_generate(out, deals=deals, seed=seed, on_progress=on_progress)
     console.info(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
 
 

@@ -7,12 +7,14 @@ and rich is not even imported: a scheduled build starts faster.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
 import json
 import re
 import sys
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -76,6 +78,30 @@ def build_summary(result: BuildResult) -> None:
         f"Done: env {result.env.name}, {sources} sources ({result.source_rows:,} rows), {models} models, "
         f"tests {test_summary(result.tests)} in {result.seconds:.2f}s"
     )
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar on a terminal, fed `(label, done, total)`; nothing in a pipe."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=_rich_stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(label: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"{description} {label}")
+
+        yield update
 
 
 def export_line(item: Exported) -> None:

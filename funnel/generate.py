@@ -34,6 +34,8 @@ ACTIVITIES_PER_DEAL = 2.2895
 USERS_PER_DEAL = 0.8935
 ACTIVITY_OF_KNOWN_DEAL = 0.0018
 DUPLICATE_ACTIVITY_ID = 0.0024
+CHUNK = 250_000  # rows drawn per DuckDB query: bounds memory, paces the progress bar
+MEMORY_LIMIT = "1GB"
 
 STAGES = (
     "Lead Generation",
@@ -86,9 +88,18 @@ def _static_files() -> dict[str, list[tuple[str, ...]]]:
     }
 
 
-def _queries(deals: int, seed: int) -> dict[str, str]:
-    users = max(1, round(deals * USERS_PER_DEAL))
-    activities = max(1, round(deals * ACTIVITIES_PER_DEAL))
+def _sizes(deals: int) -> dict[str, int]:
+    """Rows to draw per table: deals, activities and users scale with the deal count."""
+    return {
+        "deal_changes": deals,
+        "activity": max(1, round(deals * ACTIVITIES_PER_DEAL)),
+        "users": max(1, round(deals * USERS_PER_DEAL)),
+    }
+
+
+def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
+    """The query per generated table for rows [start, stop) of what it draws."""
+    users = _sizes(deals)["users"]
     deal_id = "(100000 + 5 * {i} + pick({i}, 1, 4))"  # never ends in 4 mod 5
     real = deal_id.format(i="i")
     depth = f"least(9, 1 + floor(ln(1 - r(lc.i, 10 + lc.lc)) / ln({1 - STOP_PER_STAGE})))::int"  # geometric
@@ -97,12 +108,12 @@ def _queries(deals: int, seed: int) -> dict[str, str]:
         with lifecycles as (
             select i, {real} as deal_id, 0 as lc,
                 timestamp '{START}' + to_seconds((r(i, 2) * {CREATION_DAYS * 86400})::bigint) as started_at,
-            from range({deals}) as t(i)
+            from range({start}, {stop}) as t(i)
             union all
             select i, {real}, 1,
                 timestamp '{START}' + to_seconds((r(i, 2) * {CREATION_DAYS * 86400})::bigint)
                     + to_days((20 + r(i, 4) * 40)::int) + to_seconds((r(i, 5) * 86400)::bigint),
-            from range({deals}) as t(i)
+            from range({start}, {stop}) as t(i)
             where r(i, 3) < {SECOND_LIFECYCLE}
         ),
         -- A lifecycle is a chain: add_time, one to three owners, stage 1 and onwards with
@@ -152,7 +163,7 @@ def _queries(deals: int, seed: int) -> dict[str, str]:
                     then j - 1 else j end as id_row,
                 pick(j, 63, {deals}) as deal_row,
                 r(j, 64) < {ACTIVITY_OF_KNOWN_DEAL} as is_known_deal,
-            from range({activities}) as t(j)
+            from range({start}, {stop}) as t(j)
         )
         select
             (100000 + 3 * id_row + pick(id_row, 61, 3))::bigint as activity_id,
@@ -175,7 +186,7 @@ def _queries(deals: int, seed: int) -> dict[str, str]:
                 (pick(u, 74, 100))::varchar || '@example.' ||
                 ['org', 'com', 'net'][1 + pick(u, 75, 3)] as email,
             strftime(timestamp '{START}' + to_microseconds((r(u, 76) * 366 * 86400e6)::bigint), '{TS_MICRO}') as modified,
-        from range({users}) as t(u)
+        from range({start}, {stop}) as t(u)
         order by u
         """,
     }
@@ -185,24 +196,29 @@ def generate(
     out: Path,
     deals: int = 2000,
     seed: int = 42,
-    on_file: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, int]:
     """Write the six CSVs of an export with `deals` deals into `out`; return rows per file.
 
-    Files are written to a temporary folder first and moved into `out` one by one, so a
-    file in `out` is always complete.
+    Large tables are made in chunks of CHUNK rows drawn (deals, activities, users), each
+    written by DuckDB and appended to the file, so memory stays bounded at any size and
+    `on_progress(table, done, total)` can follow along. Files are built in a temporary
+    folder and moved into `out` when complete.
     """
     import duckdb
 
     if deals < 1 or seed < 0:
         raise FunnelError("--deals must be 1 or more and --seed 0 or more.")
     out.mkdir(parents=True, exist_ok=True)
+    sizes = _sizes(deals)
+    total = sum(sizes.values())
+    done = 0
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix=".funnel-generate-", dir=out) as tmp:
-        con = duckdb.connect(config={"temp_directory": os.path.join(tmp, "spill")})
-        # r(): uniform in [0, 1); pick(): uniform whole number in [0, n). Both depend on seed and row only.
+        con = duckdb.connect(config={"temp_directory": os.path.join(tmp, "spill"), "memory_limit": MEMORY_LIMIT})
         # DuckDB's hash of several arguments correlates values that differ only in the salt,
         # so the salt goes into the key and one hash (a 64-bit finaliser) mixes it all.
+        # r(): uniform in [0, 1); pick(): uniform whole number in [0, n). Both depend on seed and row only.
         con.execute(f"create macro h(row, salt) as hash(xor(hash({seed}), (row * 256 + salt)::ubigint))")
         con.execute("create macro r(row, salt) as (h(row, salt) >> 11)::double / 9007199254740992.0")
         con.execute("create macro pick(row, salt, n) as (h(row, salt) % n)::bigint")
@@ -213,12 +229,27 @@ def generate(
                 _write_static(path, list(source.columns), static)
                 counts[source.table] = len(static)
             else:
-                query = _queries(deals, seed)[source.table]
-                con.execute(f"copy ({query}) to '{path}' (format csv, header true)")
-                counts[source.table] = _count_lines(path) - 1
+                part = Path(tmp) / "part.csv"
+                rows = 0
+                with path.open("wb") as f:
+                    f.write((",".join(source.columns) + "\n").encode())
+                    for start in range(0, sizes[source.table], CHUNK):
+                        stop = min(start + CHUNK, sizes[source.table])
+                        query = _queries(deals, start, stop)[source.table]
+                        try:
+                            row = con.execute(f"copy ({query}) to '{part}' (format csv, header false)").fetchone()
+                        except duckdb.Error as e:
+                            raise FunnelError(
+                                f"{out}: generating {source.file_name} failed ({str(e).splitlines()[0]})."
+                            ) from None
+                        rows += int(row[0]) if row else 0
+                        with part.open("rb") as chunk:
+                            shutil.copyfileobj(chunk, f, 1 << 20)
+                        done += stop - start
+                        if on_progress:
+                            on_progress(source.table, done, total)
+                counts[source.table] = rows
             shutil.move(path, out / source.file_name)
-            if on_file:
-                on_file(source.table, counts[source.table])
         con.close()
     return counts
 
@@ -230,8 +261,3 @@ def _write_static(path: Path, header: list[str], rows: list[tuple[str, ...]]) ->
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
