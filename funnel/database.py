@@ -103,7 +103,7 @@ def connect(path: Path, env: Environment) -> duckdb.DuckDBPyConnection:
     """A read-write connection to a temporary build file, with the env's limits."""
     import duckdb
 
-    settings: dict[str, str | int] = {"temp_directory": f"{path}.spill"}
+    settings: dict[str, str | int | bool] = {"temp_directory": f"{path}.spill", "preserve_insertion_order": False}
     if env.threads:
         settings["threads"] = env.threads
     if env.memory_limit:

@@ -119,9 +119,9 @@ def test_every_type_maps_faithfully(project, runner, pg, schema):
         "deal_id": "bigint",
         "stage_id": "bigint",
         "stage_name": "text",
-        "entered_at": "timestamp without time zone",
-        "entry_number": "bigint",
-        "is_first_entry": "boolean",
+        "first_entered_at": "timestamp without time zone",
+        "last_entered_at": "timestamp without time zone",
+        "times_entered": "bigint",
     }
     assert types("stg_activity")["is_done"] == "boolean"
     assert types("stg_users")["modified_at"] == "timestamp without time zone"

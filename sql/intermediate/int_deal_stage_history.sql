@@ -1,5 +1,6 @@
--- Every time a deal entered a stage, numbered per (deal, stage) so that the first
--- entry is easy to find: re-entries (a second lifecycle) keep entry_number > 1.
+-- One row per deal and stage it ever entered: when it first and last entered the stage
+-- and how often. A deal with a second lifecycle re-enters stages: times_entered > 1, and
+-- only first_entered_at counts in the funnel.
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
@@ -12,26 +13,32 @@ stage_changes as (
     select
         deal_id,
         try_cast(new_value as bigint) as stage_id,
-        changed_at as entered_at,
+        changed_at,
     from deal_changes
     where changed_field_key = 'stage_id'
 ),
 
-numbered as (
+per_deal_stage as (
     select
-        stage_changes.deal_id,
-        stage_changes.stage_id,
-        stages.stage_name,
-        stage_changes.entered_at,
-        row_number() over (
-            partition by stage_changes.deal_id, stage_changes.stage_id
-            order by stage_changes.entered_at
-        ) as entry_number,
+        deal_id,
+        stage_id,
+        min(changed_at) as first_entered_at,
+        max(changed_at) as last_entered_at,
+        count(*) as times_entered,
     from stage_changes
-    left join stages on stage_changes.stage_id = stages.stage_id
+    group by deal_id, stage_id
+),
+
+final as (
+    select
+        per_deal_stage.deal_id,
+        per_deal_stage.stage_id,
+        stages.stage_name,
+        per_deal_stage.first_entered_at,
+        per_deal_stage.last_entered_at,
+        per_deal_stage.times_entered,
+    from per_deal_stage
+    left join stages on per_deal_stage.stage_id = stages.stage_id
 )
 
-select
-    *,
-    entry_number = 1 as is_first_entry,
-from numbered
+select * from final

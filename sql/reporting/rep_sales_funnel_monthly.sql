@@ -15,12 +15,11 @@ funnel_steps as (
 
 stage_deals as (
     select
-        date_trunc('month', stage_history.entered_at)::date as month,
+        date_trunc('month', stage_history.first_entered_at)::date as month,
         funnel_steps.funnel_step,
         stage_history.deal_id,
     from stage_history
     inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
-    where stage_history.is_first_entry
 ),
 
 activity_deals as (
