@@ -13,35 +13,33 @@ funnel_steps as (
     select * from {{ ref('funnel_steps') }}
 ),
 
-stage_deals as (
+-- int_deal_stage_history has one row per deal and stage, and each stage feeds one step
+-- (tests on funnel_steps), so counting rows counts distinct deals here.
+stage_counts as (
     select
         date_trunc('month', stage_history.first_entered_at)::date as month,
         funnel_steps.funnel_step,
-        stage_history.deal_id,
+        count(*) as deals_count,
     from stage_history
     inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
+    group by all
 ),
 
-activity_deals as (
+-- A deal may have several done calls of a type in a month: count it once.
+activity_counts as (
     select
         date_trunc('month', completed_activities.due_at)::date as month,
         funnel_steps.funnel_step,
-        completed_activities.deal_id,
+        count(distinct completed_activities.deal_id) as deals_count,
     from completed_activities
     inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+    group by all
 ),
 
 counted as (
-    select
-        month,
-        funnel_step,
-        count(distinct deal_id) as deals_count,
-    from (
-        select * from stage_deals
-        union all
-        select * from activity_deals
-    )
-    group by month, funnel_step
+    select * from stage_counts
+    union all
+    select * from activity_counts
 ),
 
 final as (
