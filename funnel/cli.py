@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -241,8 +242,14 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
         raise typer.Exit(1)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the `funnel` script and `python -m funnel`."""
+    # `kill`, timeouts and cron stop a build with SIGTERM: clean up as for Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except SystemExit as e:

@@ -48,8 +48,16 @@ def info(markup: str) -> None:
 
 
 def error(message: str) -> None:
-    """The one line every expected failure prints (plain, never wrapped)."""
-    print(f"Error: {message}", file=sys.stderr)
+    """The one line every expected failure prints (plain, never wrapped).
+
+    Messages quote user data (headers, values, paths); anything unprintable in it, a
+    newline or a control byte, is shown escaped so that the error stays one line.
+    """
+    print(f"Error: {printable(message)}", file=sys.stderr)
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def step_line(step: Step) -> None:

@@ -1,0 +1,87 @@
+"""Property: whatever bytes a CSV holds, funnel exits 0 or 1 with no traceback, and a
+failed build leaves the last good report exactly as it was."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from funnel.cli import app
+from funnel.generate import generate
+from funnel.sources import SOURCES
+
+from .conftest import read_report
+
+FILES = [s.file_name for s in SOURCES]
+NASTY = ["", ",", '"', '""', "\n", "\r\n", "\x00", "\xff", "é", "12x45", "2024-02-30 10:00:00", "True", "yes", "-", " "]
+
+
+@st.composite
+def mutated(draw):
+    """A small valid file with a few random edits: inserted, deleted or replaced bytes."""
+    name = draw(st.sampled_from(FILES))
+    edits = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["insert", "delete", "replace", "truncate"]),
+                st.floats(0, 1),
+                st.one_of(st.sampled_from(NASTY), st.text(max_size=8)),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    return name, edits
+
+
+def apply(data: bytes, edits) -> bytes:
+    for kind, where, text in edits:
+        at = int(where * len(data))
+        raw = text.encode("utf-8", "surrogatepass") if text != "\xff" else b"\xff"
+        if kind == "insert":
+            data = data[:at] + raw + data[at:]
+        elif kind == "delete":
+            data = data[:at] + data[at + 1 + len(raw) :]
+        elif kind == "replace":
+            data = data[:at] + raw + data[at + len(raw) :]
+        else:
+            data = data[:at]
+    return data
+
+
+@pytest.fixture
+def small_project(project, tmp_path):
+    export = tmp_path / "export"
+    generate(export, deals=15, seed=3)
+    shutil.rmtree(project / "raw_data")
+    shutil.copytree(export, project / "raw_data")
+    return project
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=mutated())
+@example(case=("deal_changes.csv", [("insert", 0.0, "\x1e")]))  # a control byte once split the Error: line
+def test_malformed_csv_never_crashes_or_damages_the_report(small_project, runner, case):
+    name, edits = case
+    raw = small_project / "raw_data"
+    pristine = raw.with_name("pristine")
+    if not pristine.exists():
+        shutil.copytree(raw, pristine)
+        assert runner.invoke(app, ["build"]).exit_code == 0
+    shutil.rmtree(raw)
+    shutil.copytree(pristine, raw)
+    (raw / name).write_bytes(apply((pristine / name).read_bytes(), edits))
+    database = small_project / "build" / "dev.duckdb"
+    before = read_report(database)
+
+    result = runner.invoke(app, ["build"])
+
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if result.exit_code == 1:
+        assert result.stderr.strip().splitlines()[-1].startswith("Error: "), result.stderr
+        assert read_report(database) == before
+    assert not list(database.parent.glob(".*.tmp*"))
