@@ -140,3 +140,15 @@ def test_a_broken_test_query_is_named_and_the_others_still_run(project):
     root = load_project(project)
     with pytest.raises(TestFailure, match=r"broken_query \(.*broken_query.sql: .*no_such_column"):
         build(root, root.environment("dev"))
+
+
+def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
+    from funnel.config import Environment
+
+    env = Environment("dev", tmp_path / "d.duckdb", "s", tmp_path, threads=1, memory_limit="256MB")
+    with database.connect(tmp_path / "t.duckdb", env) as con:
+        threads, memory = con.execute("select current_setting('threads'), current_setting('memory_limit')").fetchone()
+        spill = con.execute("select current_setting('temp_directory')").fetchone()[0]
+    assert threads == 1
+    assert memory == "244.1 MiB"  # 256 MB, as DuckDB prints it
+    assert spill.endswith("t.duckdb.spill")

@@ -1,0 +1,54 @@
+"""Terminal output compared with golden files, rendered colourless at a fixed width.
+
+To accept a deliberate change of the output: FUNNEL_UPDATE_GOLDEN=1 pytest tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from rich.console import Console
+
+from funnel import report
+from funnel.build import build
+from funnel.config import load_project
+from funnel.console import rich_table
+
+from .conftest import DATA
+
+GOLDEN = DATA / "golden"
+
+
+def render(table) -> str:
+    console = Console(width=100, file=io.StringIO(), color_system=None, legacy_windows=False)
+    console.print(rich_table(table))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def built_env(project):
+    root = load_project(project)
+    env = root.environment("dev")
+    build(root, env)
+    return root, env
+
+
+def check(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("FUNNEL_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"output differs from {path}"
+
+
+def test_show_one_month(built_env):
+    _, env = built_env
+    check("show_2024-02.txt", render(report.show(env, month="2024-02")))
+
+
+def test_compare_two_environments(built_env):
+    root, env = built_env
+    prod = root.environment("prod")
+    build(root, prod)
+    check("compare_2024-03.txt", render(report.compare(env, prod, month="2024-03")))
