@@ -39,6 +39,12 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def funnel_command() -> list[str]:
+    """The `funnel` script of this Python's environment, as users run it (else python -m funnel)."""
+    script = Path(sys.executable).with_name("funnel")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "funnel"]
+
+
 def project(workdir: Path, memory_limit: str | None, threads: int | None) -> Path:
     """A throwaway project: the repo's sql/ and an environment writing into `workdir`."""
     root = workdir / "project"
@@ -65,19 +71,19 @@ def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int 
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         root = project(Path(tmp), memory_limit, threads)
         env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
-        funnel_cmd = [sys.executable, "-m", "funnel", "build", "--env", "bench", "--raw-data", str(raw)]
+        funnel_cmd = [*funnel_command(), "build", "--env", "bench", "--raw-data", str(raw)]
         plain_out = Path(tmp) / "plain.duckdb"
         plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out)]
         if memory_limit:
             plain_cmd.append(memory_limit)
         funnel_times, plain_times, funnel_rss, plain_rss = [], [], [], []
         timed(funnel_cmd, env)  # warm the file cache and the compiled-project cache once
+        timed(plain_cmd, env)
         for _ in range(runs):
             seconds, rss = timed(funnel_cmd, env)
             funnel_times.append(seconds)
             funnel_rss.append(rss)
-            plain_out.unlink(missing_ok=True)
-            seconds, rss = timed(plain_cmd, env)
+            seconds, rss = timed(plain_cmd, env)  # it replaces its previous output, as a build does
             plain_times.append(seconds)
             plain_rss.append(rss)
         rows = input_rows(raw)
@@ -176,7 +182,7 @@ def export_case(rows: int, runs: int) -> None:
         with psycopg.connect(conninfo, autocommit=True) as pg:
             pg.execute("create schema if not exists funnel_bench_psql")
             pg.execute(f"drop table if exists funnel_bench_psql.bench_rows; create table funnel_bench_psql.bench_rows {PG_TABLE}")
-            funnel_cmd = [sys.executable, "-m", "funnel", "export", "--env", "bench", "--select", "bench_rows"]
+            funnel_cmd = [*funnel_command(), "export", "--env", "bench", "--select", "bench_rows"]
             psql_cmd = [
                 "psql",
                 "-q",

@@ -5,6 +5,7 @@ sniffing), build the same report in one query, save it to a DuckDB file. No laye
 data tests, no atomic publish. Usage: python plain_duckdb.py RAW_DATA_DIR OUT.duckdb [MEMORY_LIMIT]
 """
 
+import os
 import sys
 
 import duckdb
@@ -42,6 +43,10 @@ order by month, funnel_step
 
 
 def main(raw: str, out: str, memory_limit: str | None = None) -> None:
+    # Rerunnable, like a build: the previous output goes first.
+    for stale in (out, out + ".wal"):
+        if os.path.exists(stale):
+            os.remove(stale)
     con = duckdb.connect(out, config={"memory_limit": memory_limit} if memory_limit else {})
     for s in SOURCES:
         columns = "{" + ", ".join(f"'{c}': '{t.replace(chr(39), chr(39) * 2)}'" for c, t in s.columns.items()) + "}"

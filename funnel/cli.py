@@ -19,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click output for help and usage errors: an `Error: ...` line like every other
+    # failure, and no rich import just to print help.
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +106,11 @@ def build(
     ] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0)] = 0,
 ) -> None:
-    """Load the CSVs, run every model and data test, then publish the build atomically."""
+    """Load, transform and test an export; publish it atomically.
+
+    Sources, seeds, staging, intermediate and reporting models, then data tests, in a
+    temporary file that replaces the last build only if nothing failed.
+    """
     _selector(select)
     from funnel import console
     from funnel.build import build as run_build
@@ -117,7 +124,10 @@ def build(
 @app.command()
 @handle_errors
 def test(env: EnvOption = "dev") -> None:
-    """Run the data tests against the last build; exit 1 if any of severity error fails."""
+    """Run the data tests on the last build.
+
+    Exit 1 if a test of severity error fails.
+    """
     from funnel import console
     from funnel.build import run_tests
 
@@ -137,7 +147,10 @@ def show(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
     compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
 ) -> None:
-    """Print a model of the last build (the monthly funnel by default)."""
+    """Print a model of the last build.
+
+    The monthly funnel by default, in funnel order.
+    """
     from funnel import console, report
 
     project, environment = _project_env(env)
@@ -154,7 +167,7 @@ def models(
     env: EnvOption = "dev",
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
 ) -> None:
-    """List the models with their layer, materialization and dependencies."""
+    """List models, layers and dependencies."""
     from funnel import console
     from funnel import models as model_registry
     from funnel.report import Table
@@ -175,7 +188,10 @@ def generate(
     seed: Annotated[int, typer.Option(help="Same seed, same files (byte for byte).", min=0)] = 42,
     out: Annotated[Path, typer.Option(help="Folder for the six CSVs.")] = Path("raw_data"),
 ) -> None:
-    """Write a realistic Pipedrive-format export (the bundled sample is the default)."""
+    """Write a realistic Pipedrive-format export.
+
+    The defaults write the sample bundled in raw_data/.
+    """
     from funnel import console
     from funnel.generate import generate as run_generate
 
@@ -205,7 +221,11 @@ def export(
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="postgres, csv or parquet.")] = ExportFormat.postgres,
     out: Annotated[Path | None, typer.Option(help="Folder for csv/parquet files.")] = None,
 ) -> None:
-    """Copy the reporting models (or --select) to PostgreSQL atomically, or write them as files."""
+    """Copy models to PostgreSQL, or write them as files.
+
+    The reporting models by default (or --select), atomically: readers see the old
+    tables or the new ones, never a mix.
+    """
     _selector(select)
     from funnel import console
     from funnel import export as exporter
@@ -230,7 +250,10 @@ def export(
 @app.command()
 @handle_errors
 def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption = None) -> None:
-    """Compare the exported PostgreSQL tables with the DuckDB build, row for row; exit 1 on any difference."""
+    """Compare PostgreSQL with the build, row for row.
+
+    Exit 1 on any difference.
+    """
     _selector(select)
     from funnel import console
     from funnel import export as exporter

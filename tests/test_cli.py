@@ -147,6 +147,7 @@ def test_usage_errors_exit_2(built, runner, args):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
 def test_model_name_is_never_pasted_into_sql(built, runner):
