@@ -253,3 +253,10 @@ def test_readme_lists_exactly_the_cli_commands():
     documented = set(re.findall(r"^\| `funnel (\w+)", section, flags=re.M))
     actual = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     assert documented == actual
+
+
+def test_readme_shows_the_real_environments_toml():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    assert "```toml\n" + (root / "environments.toml").read_text() + "```" in (root / "README.md").read_text()
