@@ -16,6 +16,7 @@ from funnel import checks, database, models
 from funnel.config import Environment, Project
 from funnel.errors import BuildMissing, ModelError, TestFailure
 from funnel.manifest import compile_project
+from funnel.quoting import quote_ident, relation
 from funnel.sources import SOURCES, CsvLoad, load_csvs
 
 
@@ -80,7 +81,7 @@ def build(
             con = database.connect(temp, env)
             try:
                 _load_sources(con, env, record)
-                con.execute(f"create schema if not exists {models.quote_ident(env.schema)}")
+                con.execute(f"create schema if not exists {quote_ident(env.schema)}")
                 for name in chosen:
                     record(_run_model(con, dag.models[name], env.schema))
                 result.tests = checks.run(con, tests, on_test)
@@ -99,10 +100,9 @@ def build(
 
 
 def _load_sources(con, env: Environment, record: Callable[[Step], None]) -> None:  # type: ignore[no-untyped-def]
-    con.execute(f"create schema if not exists {models.quote_ident(models.RAW_SCHEMA)}")
+    con.execute(f"create schema if not exists {quote_ident(models.RAW_SCHEMA)}")
     loads = [
-        CsvLoad(env.raw_data / s.file_name, models.relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format)
-        for s in SOURCES
+        CsvLoad(env.raw_data / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in SOURCES
     ]
     names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, SOURCES, strict=True)}
     load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
@@ -112,7 +112,7 @@ def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[n
     import duckdb
 
     started = time.perf_counter()
-    target = models.relation(schema, model.name)
+    target = relation(schema, model.name)
     try:
         if model.is_seed:
             (rows,) = load_csvs(con, [CsvLoad(model.path, target, model.seed_columns)])

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import ModelError, did_you_mean
-from funnel.models import LAYERS, Project, discover, quote_ident, relation, render
+from funnel.models import LAYERS, Project, discover, render
+from funnel.quoting import quote_ident, relation
 
 if TYPE_CHECKING:
     import duckdb

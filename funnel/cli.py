@@ -71,20 +71,28 @@ def handle_errors(command: F) -> F:
 
         try:
             return command(*args, **kwargs)
-        except FunnelError as e:
-            error(str(e))
-            raise typer.Exit(1) from None
-        except BrokenPipeError:
-            # The reader of our stdout (`| head`) has had enough: that is not an error.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             print(INTERRUPTED, file=sys.stderr)
             raise typer.Exit(130) from None
-        except OSError as e:
-            where = f"{e.filename}: " if e.filename else ""
-            error(f"{where}{e.strerror or e}; check the path and its permissions.")
-            raise typer.Exit(1) from None
+        except typer.Exit:
+            raise
+        except Exception as e:
+            if _signals_received:
+                # DuckDB turns a signal that arrives mid-query into an error of its own.
+                print(INTERRUPTED, file=sys.stderr)
+                raise typer.Exit(130) from None
+            if isinstance(e, FunnelError):
+                error(str(e))
+                raise typer.Exit(1) from None
+            if isinstance(e, BrokenPipeError):
+                # The reader of our stdout (`| head`) has had enough: that is not an error.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
+            if isinstance(e, OSError):
+                where = f"{e.filename}: " if e.filename else ""
+                error(f"{where}{e.strerror or e}; check the path and its permissions.")
+                raise typer.Exit(1) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -265,13 +273,18 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
         raise typer.Exit(1)
 
 
+_signals_received: list[int] = []
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _signals_received.append(signum)
     raise KeyboardInterrupt
 
 
 def main() -> None:
     """Entry point of the `funnel` script and `python -m funnel`."""
-    # `kill`, timeouts and cron stop a build with SIGTERM: clean up as for Ctrl-C.
+    # Ctrl-C, and the SIGTERM of `kill`, timeouts and cron: clean up, say so, exit 130.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()

@@ -25,7 +25,7 @@ from funnel import database
 from funnel.config import Environment
 from funnel.errors import ConfigError, ExportError
 from funnel.manifest import compile_project
-from funnel.models import quote_ident, relation
+from funnel.quoting import quote_ident, quote_literal, relation
 
 if TYPE_CHECKING:
     import duckdb
@@ -212,13 +212,7 @@ def _load_table(
     tmp: Path,
 ) -> int:
     """Create side.name and fill it; large tables go in parts over parallel connections."""
-    columns = duck.execute(
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, name],
-    ).fetchall()
-    if not columns:
-        raise ExportError(f"model {name} is not in the build of {schema}; run funnel build first.")
+    columns = _columns(duck, schema, name)
     definition = ", ".join(f"{quote_ident(c)} {pg_type(t, f'{name}.{c}')}" for c, t in columns)
     target = relation(side, name)
     pg.execute(f"create table {target} ({definition})")
@@ -230,7 +224,7 @@ def _load_table(
     # DuckDB writes one CSV per part in a single pass; a part column decides where a row goes.
     duck.execute(
         f"copy (select *, (row_number() over ()) % {parts} as _funnel_part from {source}) "
-        f"to {_quote(str(folder))} (format csv, header false, partition_by (_funnel_part))"
+        f"to {quote_literal(str(folder))} (format csv, header false, partition_by (_funnel_part))"
     )
     files = sorted(folder.rglob("*.csv"))
     if len(files) <= 1:
@@ -300,7 +294,7 @@ def export_files(
             options = "format csv, header true" if fmt == "csv" else "format parquet"
             try:
                 row = duck.execute(
-                    f"copy (select * from {relation(env.schema, name)}) to {_quote(str(temp))} ({options})"
+                    f"copy (select * from {relation(env.schema, name)}) to {quote_literal(str(temp))} ({options})"
                 ).fetchone()
                 os.replace(temp, final)
             finally:
@@ -331,27 +325,19 @@ def parity(
     results = []
     with database.read(env) as duck, connect(env, dsn) as pg, tempfile.TemporaryDirectory(prefix="funnel-parity-") as tmp:
         for name in names:
-            exists = pg.execute(
-                "select to_regclass(%s) is not null", [f"{quote_ident(env.schema)}.{quote_ident(name)}"]
-            ).fetchone()
+            columns = _columns(duck, env.schema, name)
+            exists = pg.execute("select to_regclass(%s) is not null", [relation(env.schema, name)]).fetchone()
             if not (exists and exists[0]):
                 total = duck.execute(f"select count(*) from {relation(env.schema, name)}").fetchone()
                 results.append(TableParity(name, 0, int(total[0]) if total else 0, 0, [], exists=False))
                 continue
-            columns = duck.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_schema = ? and table_name = ? order by ordinal_position",
-                [env.schema, name],
-            ).fetchall()
             path = Path(tmp) / f"{name}.csv"
             select_list = ", ".join(quote_ident(c) for c, _ in columns)
             try:
                 with (
                     pg.cursor() as cur,
                     path.open("wb") as f,
-                    cur.copy(
-                        f"copy (select {select_list} from {quote_ident(env.schema)}.{quote_ident(name)}) to stdout (format csv)"
-                    ) as copy,
+                    cur.copy(f"copy (select {select_list} from {relation(env.schema, name)}) to stdout (format csv)") as copy,
                 ):
                     for data in copy:
                         f.write(data)
@@ -362,8 +348,8 @@ def parity(
 
 
 def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], path: Path, examples: int) -> TableParity:
-    spec = ", ".join(f"{_quote(c)}: {_quote(t)}" for c, t in columns)
-    pg_rows = f"read_csv({_quote(str(path))}, header = false, auto_detect = false, columns = {{{spec}}})"
+    spec = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}" for c, t in columns)
+    pg_rows = f"read_csv({quote_literal(str(path))}, header = false, auto_detect = false, columns = {{{spec}}})"
     ours = relation(schema, name)
     missing_q = f"select * from {ours} except all select * from {pg_rows}"
     unexpected_q = f"select * from {pg_rows} except all select * from {ours}"
@@ -373,6 +359,18 @@ def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], 
     shown = [("missing", r) for r in duck.execute(f"{missing_q} limit {examples}").fetchall()]
     shown += [("unexpected", r) for r in duck.execute(f"{unexpected_q} limit {examples}").fetchall()]
     return TableParity(name, total - missing, missing, unexpected, shown)
+
+
+def _columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
+    """(column, DuckDB type) of a built model; ExportError when the build does not have it."""
+    columns = duck.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    if not columns:
+        raise ExportError(f"model {name} is not in the build of {schema}; run funnel build first.")
+    return columns
 
 
 def _selected(project: Project, env: Environment, select: str | None) -> list[str]:
@@ -405,7 +403,3 @@ def _connection_problem(e: Exception, info: str) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0].strip().rstrip(".") if text else type(e).__name__
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

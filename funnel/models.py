@@ -14,6 +14,7 @@ from typing import Any
 
 from funnel.config import IDENTIFIER
 from funnel.errors import ConfigError, ModelError, did_you_mean
+from funnel.quoting import relation
 from funnel.sources import SOURCE_NAME, SOURCES_BY_TABLE
 
 LAYERS = ("seeds", "staging", "intermediate", "reporting")
@@ -101,14 +102,6 @@ def _walk(start: str, next_of: Any) -> set[str]:
             seen.add(node)
             stack.extend(next_of(node))
     return seen
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def relation(schema: str, name: str) -> str:
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
 def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:

@@ -9,7 +9,7 @@ from typing import Any
 from funnel import database
 from funnel.config import IDENTIFIER, Environment
 from funnel.errors import ConfigError, FunnelError, did_you_mean
-from funnel.models import relation
+from funnel.quoting import quote_literal, relation
 
 DEFAULT_MODEL = "rep_sales_funnel_monthly"
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")  # use with fullmatch
@@ -56,7 +56,7 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         columns = _columns(con, env, model)
         if not set(KEY) | {MEASURE} <= set(columns):
             raise ConfigError(f"--compare needs a model with {', '.join(KEY)} and {MEASURE}, like {DEFAULT_MODEL}.")
-        con.execute(f"attach {_quote(str(other.database))} as other_env (read_only)")
+        con.execute(f"attach {quote_literal(str(other.database))} as other_env (read_only)")
         try:
             _columns(con, other, model, catalog="other_env")
             where, params = _month_filter(columns, month, prefix="coalesce(a.month, b.month)")
@@ -115,7 +115,3 @@ def _month_range(con: Any, env: Environment, model: str) -> str:
         f"select strftime(min(month), '%Y-%m'), strftime(max(month), '%Y-%m') from {relation(env.schema, model)}"
     ).fetchone()
     return f"the build covers {low} to {high}" if low else "the report is empty"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

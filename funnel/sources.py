@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import SourceError
+from funnel.quoting import quote_literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -137,7 +138,7 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
 
 
 def _read_csv(load: CsvLoad) -> str:
-    columns = ", ".join(f"{_quote_str(c)}: {_quote_str(t)}" for c, t in load.columns.items())
+    columns = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}" for c, t in load.columns.items())
     options = [
         "header = true",
         "auto_detect = false",
@@ -151,8 +152,8 @@ def _read_csv(load: CsvLoad) -> str:
         f"columns = {{{columns}}}",
     ]
     if load.timestamp_format:
-        options.append(f"timestampformat = {_quote_str(load.timestamp_format)}")
-    return f"read_csv({_quote_str(str(load.path))}, {', '.join(options)})"
+        options.append(f"timestampformat = {quote_literal(load.timestamp_format)}")
+    return f"read_csv({quote_literal(str(load.path))}, {', '.join(options)})"
 
 
 def check_header(path: Path, expected: list[str]) -> None:
@@ -239,7 +240,3 @@ def _short(text: str, limit: int = 60) -> str:
 
 def _first_line(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else "unreadable"
-
-
-def _quote_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

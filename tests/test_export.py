@@ -307,3 +307,12 @@ def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg
     assert pg.execute(f'select note from "{schema}".rep_tricky_text where id = 7').fetchone() == ('line one\nline "two", 7',)
     check = runner.invoke(app, ["parity"])
     assert check.exit_code == 0, check.output
+
+
+def test_a_model_added_after_the_build_is_named(project, runner, schema):
+    build(runner)
+    (project / "sql" / "reporting" / "rep_new.sql").write_text("select 1 as x")
+    for command in ("export", "parity"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 1, result.output
+        assert "model rep_new is not in the build of" in result.stderr and "run funnel build first" in result.stderr

@@ -112,12 +112,13 @@ def test_a_build_killed_at_any_moment_leaves_the_last_good_build(good, exports, 
     assert leftovers(good) == []
 
 
+@pytest.mark.parametrize("line", ["OK    source pipedrive.deal_changes", "OK    table  int_completed_activities"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_an_interrupted_build_says_so_and_exits_130(good, exports, sig):
+def test_an_interrupted_build_says_so_and_exits_130(good, exports, sig, line):
     database = good / "build" / "dev.duckdb"
     before = read_report(database)
     proc = start_build(good, exports["large"])
-    wait_for_line(proc, "OK    source pipedrive.deal_changes")
+    wait_for_line(proc, line)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 130, err
