@@ -316,3 +316,26 @@ def test_a_model_added_after_the_build_is_named(project, runner, schema):
         result = runner.invoke(app, [command])
         assert result.exit_code == 1, result.output
         assert "model rep_new is not in the build of" in result.stderr and "run funnel build first" in result.stderr
+
+
+def test_a_server_lost_mid_export_leaves_the_previous_tables(project, runner, pg, schema, monkeypatch):
+    import funnel.export
+
+    build(runner)
+    assert export(runner).exit_code == 0
+    before = pg_rows(pg, schema)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    swap = funnel.export._swap
+
+    def swap_after_the_server_drops_us(conn, *args):
+        pg.execute("select pg_terminate_backend(%s)", [conn.info.backend_pid])
+        swap(conn, *args)
+
+    monkeypatch.setattr(funnel.export, "_swap", swap_after_the_server_drops_us)
+    result = export(runner)
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: PostgreSQL connection lost during the export")
+    assert line.endswith("the previous tables are unchanged.")
+    assert pg_rows(pg, schema) == before
