@@ -34,21 +34,6 @@ class Format(StrEnum):
     json = "json"
 
 
-EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment from environments.toml.")]
-SelectOption = Annotated[
-    str | None,
-    typer.Option("--select", "-s", help="Models: NAME, NAME+ (with downstream), +NAME (with upstream) or a layer."),
-]
-
-
-def _month(value: str | None) -> str | None:
-    from funnel.report import MONTH
-
-    if value is not None and not MONTH.fullmatch(value):
-        raise typer.BadParameter(f"'{value}' is not a month; use YYYY-MM, e.g. 2024-02.")
-    return value
-
-
 def _selector(value: str | None) -> str | None:
     from funnel.errors import ConfigError
     from funnel.models import parse_selector
@@ -58,6 +43,26 @@ def _selector(value: str | None) -> str | None:
             parse_selector(value)
         except ConfigError as e:
             raise typer.BadParameter(str(e).removeprefix("--select: ")) from None
+    return value
+
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment from environments.toml.")]
+SelectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--select",
+        "-s",
+        help="Models: NAME, NAME+ (with downstream), +NAME (with upstream) or a layer.",
+        callback=_selector,
+    ),
+]
+
+
+def _month(value: str | None) -> str | None:
+    from funnel.report import MONTH
+
+    if value is not None and not MONTH.fullmatch(value):
+        raise typer.BadParameter(f"'{value}' is not a month; use YYYY-MM, e.g. 2024-02.")
     return value
 
 
@@ -119,7 +124,6 @@ def build(
     Sources, seeds, staging, intermediate and reporting models, then data tests, in a
     temporary file that replaces the last build only if nothing failed.
     """
-    _selector(select)
     from funnel import console
     from funnel.build import build as run_build
 
@@ -234,7 +238,6 @@ def export(
     The reporting models by default (or --select), atomically: readers see the old
     tables or the new ones, never a mix.
     """
-    _selector(select)
     from funnel import console
     from funnel import export as exporter
 
@@ -262,7 +265,6 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
 
     Exit 1 on any difference.
     """
-    _selector(select)
     from funnel import console
     from funnel import export as exporter
 

@@ -114,10 +114,10 @@ def conninfo(env: Environment, dsn: str | None) -> str:
 
 
 @contextlib.contextmanager
-def connect(env: Environment, dsn: str | None) -> Iterator[psycopg.Connection[Any]]:
+def connect(info: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for `info` (see conninfo); ExportError saying why when there is none."""
     import psycopg
 
-    info = conninfo(env, dsn)
     try:
         conn = psycopg.connect(info, connect_timeout=10, application_name="funnel")
     except psycopg.OperationalError as e:
@@ -147,8 +147,8 @@ def export_postgres(
     names = _selected(project, env, select)
     side = f"_funnel_load_{os.getpid()}_{secrets.token_hex(3)}"
     done: list[Exported] = []
-    with database.read(env) as duck, connect(env, dsn) as pg, tempfile.TemporaryDirectory(prefix="funnel-export-") as tmp:
-        info = conninfo(env, dsn)
+    info = conninfo(env, dsn)
+    with database.read(env) as duck, connect(info) as pg, tempfile.TemporaryDirectory(prefix="funnel-export-") as tmp:
         try:
             pg.autocommit = True
             _drop_abandoned_side_schemas(pg)
@@ -323,7 +323,11 @@ def parity(
 
     names = _selected(project, env, select)
     results = []
-    with database.read(env) as duck, connect(env, dsn) as pg, tempfile.TemporaryDirectory(prefix="funnel-parity-") as tmp:
+    with (
+        database.read(env) as duck,
+        connect(conninfo(env, dsn)) as pg,
+        tempfile.TemporaryDirectory(prefix="funnel-parity-") as tmp,
+    ):
         for name in names:
             columns = _columns(duck, env.schema, name)
             exists = pg.execute("select to_regclass(%s) is not null", [relation(env.schema, name)]).fetchone()
