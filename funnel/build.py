@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from funnel import checks, database, models
 from funnel.config import Environment, Project
-from funnel.errors import BuildMissing, ModelError, TestFailure
+from funnel.errors import BuildMissing, FunnelError, ModelError, TestFailure
 from funnel.manifest import compile_project
 from funnel.quoting import quote_ident, relation
 from funnel.sources import SOURCES, CsvLoad, load_csvs
@@ -68,6 +68,8 @@ def build(
         if on_step:
             on_step(step)
 
+    import duckdb
+
     with database.build_lock(env, wait):
         temp = database.temp_path(env.database)
         try:
@@ -94,6 +96,12 @@ def build(
             finally:
                 con.close()
             database.commit(temp, env.database)
+        except duckdb.Error as e:
+            # Not the data's fault (a full disk, an I/O error, memory): say what DuckDB said.
+            raise FunnelError(
+                f"{temp}: DuckDB failed ({str(e).strip().splitlines()[0]}); "
+                "the last good build is unchanged. Check disk space and memory_limit, then rebuild."
+            ) from None
         finally:
             database.remove_temp(temp)
     return result

@@ -152,3 +152,16 @@ def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
     assert threads == 1
     assert memory == "244.1 MiB"  # 256 MB, as DuckDB prints it
     assert spill.endswith("t.duckdb.spill")
+
+
+def test_a_duckdb_failure_outside_the_models_is_one_clear_error(project, runner):
+    # A memory limit too small for even loading the sources: DuckDB fails, funnel explains.
+    config = project / "environments.toml"
+    config.write_text(config.read_text().replace('raw_data = "raw_data"\n', 'raw_data = "raw_data"\nmemory_limit = "1MB"\n', 1))
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: ")
+    assert "DuckDB failed (Out of Memory Error" in line
+    assert line.endswith("the last good build is unchanged. Check disk space and memory_limit, then rebuild.")
+    assert not list((project / "build").glob(".*.tmp*"))
