@@ -281,6 +281,8 @@ def export_files(
     on_table: Callable[[Exported], None] | None = None,
 ) -> list[Exported]:
     """Write the selected models as `out/<model>.<fmt>`; each file appears complete or not at all."""
+    import duckdb
+
     if fmt not in FILE_FORMATS:
         raise ConfigError(f"--format {fmt}: files can be {', '.join(FILE_FORMATS)}.")
     names = _selected(project, env, select)
@@ -297,6 +299,8 @@ def export_files(
                     f"copy (select * from {relation(env.schema, name)}) to {quote_literal(str(temp))} ({options})"
                 ).fetchone()
                 os.replace(temp, final)
+            except (duckdb.Error, OSError) as e:
+                raise ExportError(f"{final}: cannot be written ({_first_line(e)}); check the folder and free space.") from None
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()

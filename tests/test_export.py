@@ -5,7 +5,6 @@ Each test exports into its own schema and drops it afterwards.
 
 from __future__ import annotations
 
-import csv
 import os
 import secrets
 import subprocess
@@ -264,31 +263,6 @@ def test_pg_variables_override_the_config(project, runner, pg, schema, monkeypat
     assert result.exit_code == 1 and "127.0.0.1:1" in result.stderr
     result = export(runner, "--dsn", f"port={PG['port']}")  # --dsn beats PG* variables
     assert result.exit_code == 0, result.output
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_file_export(project, runner, tmp_path, fmt):
-    build(runner)
-    out = tmp_path / "out"
-    result = export(runner, "--format", fmt, "--out", str(out), "--select", "reporting intermediate")
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}.{fmt}" for n in ("rep_sales_funnel_monthly", "int_deal_stage_history", "int_completed_activities")
-    )
-    written = duckdb.sql(f"select * from '{out}/rep_sales_funnel_monthly.{fmt}'").fetchall()
-    expected = read_report(project / "build" / "dev.duckdb")
-    if fmt == "csv":
-        with (out / "rep_sales_funnel_monthly.csv").open() as f:
-            rows = list(csv.reader(f))
-        assert rows[0] == ["month", "kpi_name", "funnel_step", "deals_count"]
-        assert len(rows) - 1 == len(expected)
-    else:
-        assert written == expected
-
-
-def test_file_export_needs_out(project, runner):
-    result = export(runner, "--format", "csv")
-    assert result.exit_code == 2
 
 
 def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg, schema, monkeypatch):
