@@ -145,25 +145,33 @@ def print_table(table: Table, fmt: str) -> None:
 
 
 def rich_table(table: Table) -> RichTable:
+    """The rows as a rich table: a rule between months and, for the funnel, a bar per step."""
     from rich.table import Table as RichTable
 
     view = RichTable(title=table.title, title_justify="left")
-    numeric = [
-        bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
-        for i in range(len(table.columns))
-    ]
-    for name, right in zip(table.columns, numeric, strict=True):
-        view.add_column(name, justify="right" if right else "left")
-    previous_month = None
-    for row in table.rows:
-        cells = [_cell(v) for v in row]
-        # A rule between months makes the funnel of each month readable at a glance.
-        month = row[0] if table.columns and table.columns[0] == "month" else None
-        view.add_row(*cells, end_section=False)
-        if previous_month is not None and month != previous_month and len(view.rows) > 1:
-            view.rows[-2].end_section = True
-        previous_month = month
+    for i, name in enumerate(table.columns):
+        numeric = bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
+        view.add_column(name, justify="right" if numeric else "left")
+    bars = _bars(table)
+    if bars:
+        view.add_column("", style="cyan", no_wrap=True)
+    months = [row[0] for row in table.rows] if table.columns[:1] == ("month",) else [None] * len(table.rows)
+    for i, row in enumerate(table.rows):
+        cells = [_cell(v) for v in row] + ([bars[i]] if bars else [])
+        # A rule between months keeps each month's funnel readable at a glance.
+        view.add_row(*cells, end_section=i + 1 < len(months) and months[i + 1] != months[i])
     return view
+
+
+def _bars(table: Table, width: int = 16) -> list[str]:
+    """Each row's deals_count as a bar, relative to the largest step of its month."""
+    if "month" not in table.columns or "deals_count" not in table.columns:
+        return []
+    month, count = table.columns.index("month"), table.columns.index("deals_count")
+    largest: dict[Any, int] = {}
+    for row in table.rows:
+        largest[row[month]] = max(largest.get(row[month], 0), row[count] or 0)
+    return ["█" * max(1, round(width * (row[count] or 0) / largest[row[month]])) if row[count] else "" for row in table.rows]
 
 
 def _cell(value: Any) -> str:

@@ -52,3 +52,16 @@ def test_compare_two_environments(built_env):
     prod = root.environment("prod")
     build(root, prod)
     check("compare_2024-03.txt", render(report.compare(env, prod, month="2024-03")))
+
+
+def test_bars_are_relative_to_each_months_largest_step():
+    from datetime import date
+
+    from funnel.console import _bars
+    from funnel.report import Table
+
+    jan, feb = date(2024, 1, 1), date(2024, 2, 1)
+    rows = [(jan, "a", 1, 100), (jan, "b", 2, 50), (feb, "a", 1, 10), (feb, "b", 2, 10), (feb, "c", 3, 1)]
+    bars = _bars(Table(("month", "kpi_name", "funnel_step", "deals_count"), rows, ""), width=10)
+    assert [len(b) for b in bars] == [10, 5, 10, 10, 1]
+    assert _bars(Table(("stage_id", "stage_name"), [(1, "x")], "")) == []
