@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from funnel.report import Table
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
+BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names
 MARKUP = re.compile(r"\[(?:/|green|yellow|bold|bold red)\]")
 
 
@@ -141,10 +142,11 @@ def print_table(table: Table, fmt: str) -> None:
     else:
         from rich.console import Console
 
-        Console(highlight=False).print(rich_table(table))
+        console = Console(highlight=False)
+        console.print(rich_table(table, with_bars=console.width >= BARS_FROM_WIDTH))
 
 
-def rich_table(table: Table) -> RichTable:
+def rich_table(table: Table, with_bars: bool = True) -> RichTable:
     """The rows as a rich table: a rule between months and, for the funnel, a bar per step."""
     from rich.table import Table as RichTable
 
@@ -152,7 +154,7 @@ def rich_table(table: Table) -> RichTable:
     for i, name in enumerate(table.columns):
         numeric = bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
         view.add_column(name, justify="right" if numeric else "left")
-    bars = _bars(table)
+    bars = _bars(table) if with_bars else []
     if bars:
         view.add_column("", style="cyan", no_wrap=True)
     months = [row[0] for row in table.rows] if table.columns[:1] == ("month",) else [None] * len(table.rows)

@@ -173,7 +173,10 @@ def check_header(path: Path, expected: list[str]) -> None:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SourceError(f"{path} line 1: bytes that are not UTF-8; save the file as UTF-8 and rebuild.") from None
-    found = next(csv.reader([text.rstrip("\r\n")]))
+    try:
+        found = next(csv.reader([text.rstrip("\r\n")]))
+    except csv.Error as e:
+        raise SourceError(f"{path} line 1: the header is not valid CSV ({e}); the header must be {','.join(expected)}.") from None
     if found == expected:
         return
     missing = [c for c in expected if c not in found]

@@ -96,3 +96,13 @@ def test_the_docs_list_every_case_with_its_outcome():
         row = next((line for line in doc.splitlines() if line.startswith(f"| `{case}` |")), None)
         assert row is not None, f"docs/bad-input.md has no row for {case}"
         assert f"| {spec['outcome']} |" in row
+
+
+def test_a_header_that_is_not_csv_is_one_clear_error(project, runner, good_build):
+    # Found by the property test: a carriage return inside the header line.
+    database, report_before, _ = good_build
+    (project / "raw_data" / "stages.csv").write_bytes(b"stage_id\r,stage_name\n1,Lead Generation\n")
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1
+    assert_one_error_line(result, "stages.csv line 1: the header is not valid CSV")
+    assert read_report(database) == report_before

@@ -61,9 +61,11 @@ def test_show_json(built, runner):
 
 
 def test_show_table_has_the_month_rows(built, runner):
-    result = runner.invoke(app, ["show", "--month", "2024-02"])
+    result = runner.invoke(app, ["show", "--month", "2024-02"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
-    assert "Step 1: Lead Generation" in result.stdout
+    assert "Step 1: Lead Generation" in result.stdout and "████" in result.stdout
+    narrow = runner.invoke(app, ["show", "--month", "2024-02"], env={"COLUMNS": "80"})
+    assert "Step 1: Lead Generation" in narrow.stdout and "████" not in narrow.stdout  # names stay whole
     assert "rep_sales_funnel_monthly · dev · 2024-02" in result.stdout
 
 
