@@ -113,6 +113,14 @@ def load_project(root: Path | None = None) -> Project:
     if not data:
         raise ConfigError(f"{path}: declares no environment; add a [dev] table (see README).")
     envs = {name: _environment(path, name, table) for name, table in data.items()}
+    owners: dict[Path, str] = {}
+    for env in envs.values():
+        if env.database in owners:
+            raise ConfigError(
+                f"{path}: [{env.name}] and [{owners[env.database]}] use the same database file "
+                f"{env.database}; give each environment its own."
+            )
+        owners[env.database] = env.name
     return Project(root=root, environments=envs)
 
 

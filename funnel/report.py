@@ -48,8 +48,6 @@ def show(env: Environment, model: str = DEFAULT_MODEL, month: str | None = None)
 
 def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, month: str | None = None) -> Table:
     """`model` in two environments, joined on its key, with the difference of the counts."""
-    if env.database == other.database:
-        raise ConfigError(f"--compare {other.name}: env '{env.name}' and '{other.name}' share one database file.")
     with database.read(other):
         pass  # fail here, naming `other`, when it has no build
     with database.read(env) as con:

@@ -73,6 +73,12 @@ def test_bad_config_is_one_clear_error(tmp_path, text, words):
     assert str(root / "environments.toml") in str(info.value)
 
 
+def test_two_environments_cannot_share_a_database_file(tmp_path):
+    root = write(tmp_path, '[dev]\ndatabase = "b/x.duckdb"\nschema = "s"\n[prod]\ndatabase = "./b/x.duckdb"\nschema = "t"\n')
+    with pytest.raises(ConfigError, match=r"\[prod\] and \[dev\] use the same database file"):
+        load_project(root)
+
+
 def test_unknown_environment_suggests_the_closest(tmp_path):
     root = write(tmp_path, '[dev]\ndatabase = "d"\nschema = "s"\n[prod]\ndatabase = "p"\nschema = "t"\n')
     with pytest.raises(ConfigError, match="unknown environment 'prd'. Did you mean 'prod'"):
