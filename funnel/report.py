@@ -48,6 +48,10 @@ def show(env: Environment, model: str = DEFAULT_MODEL, month: str | None = None)
 
 def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, month: str | None = None) -> Table:
     """`model` in two environments, joined on its key, with the difference of the counts."""
+    if other.name == env.name:
+        raise ConfigError(
+            f"--compare {other.name} is the env being shown; compare with another one, e.g. --env dev --compare prod."
+        )
     with database.read(other):
         pass  # fail here, naming `other`, when it has no build
     with database.read(env) as con:
