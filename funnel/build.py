@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from funnel import checks, database, models
 from funnel.config import Environment, Project
-from funnel.errors import BuildMissing, FunnelError, ModelError, TestFailure
+from funnel.errors import BuildMissing, FunnelError, ModelError, TestFailure, first_line
 from funnel.manifest import compile_project
 from funnel.quoting import quote_ident, relation
 from funnel.sources import SOURCES, CsvLoad, load_csvs
@@ -99,7 +99,7 @@ def build(
         except duckdb.Error as e:
             # Not the data's fault (a full disk, an I/O error, memory): say what DuckDB said.
             raise FunnelError(
-                f"{temp}: DuckDB failed ({str(e).strip().splitlines()[0]}); "
+                f"{temp}: DuckDB failed ({first_line(e)}); "
                 "the last good build is unchanged. Check disk space and memory_limit, then rebuild."
             ) from None
         finally:
@@ -130,7 +130,7 @@ def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[n
             return Step(model.name, "view", time.perf_counter() - started)
         rows = con.execute(f"create or replace table {target} as {model.sql}").fetchone()[0]
     except duckdb.Error as e:
-        raise ModelError(f"{model.path}: {str(e).strip().splitlines()[0]}") from None
+        raise ModelError(f"{model.path}: {first_line(e)}") from None
     return Step(model.name, "table", time.perf_counter() - started, rows)
 
 

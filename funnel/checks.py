@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.errors import ModelError, did_you_mean
+from funnel.errors import ModelError, did_you_mean, first_line
 from funnel.models import LAYERS, Project, discover, render
 from funnel.quoting import quote_ident, relation
 
@@ -124,7 +124,7 @@ def _run_one(con: duckdb.DuckDBPyConnection, test: DataTest, on_result: Any) -> 
         row = con.execute(f"select count(*) from ({test.sql}) as failures").fetchone()
         result = TestResult(test, int(row[0]) if row else 0, time.perf_counter() - started)
     except duckdb.Error as e:
-        message = str(e).strip().splitlines()[0]
+        message = first_line(e)
         result = TestResult(test, 0, time.perf_counter() - started, f"{test.path}: {message}")
     if on_result:
         on_result(result)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from funnel.config import Environment
-from funnel.errors import BuildBusy, BuildMissing, FunnelError
+from funnel.errors import BuildBusy, BuildMissing, FunnelError, first_line
 
 if TYPE_CHECKING:
     import duckdb
@@ -126,13 +126,12 @@ def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() >= deadline:
                 raise BuildBusy(
-                    f"{env.database}: cannot be opened ({str(e).splitlines()[0]}); close other programs using it and retry."
+                    f"{env.database}: cannot be opened ({first_line(e)}); close other programs using it and retry."
                 ) from None
             time.sleep(0.1)
         except duckdb.Error as e:
             raise FunnelError(
-                f"{env.database}: not a readable funnel build ({str(e).splitlines()[0]}); "
-                f"rebuild it with funnel build --env {env.name}."
+                f"{env.database}: not a readable funnel build ({first_line(e)}); rebuild it with funnel build --env {env.name}."
             ) from None
     try:
         yield con

@@ -39,6 +39,14 @@ class ExportError(FunnelError):
     """PostgreSQL or file export failed; the previous tables are unchanged."""
 
 
+def first_line(error: BaseException | str) -> str:
+    """The first line of a driver's message, without its final dot, for quoting in ours."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else "no message"
+    return text.splitlines()[0].strip().rstrip(".")
+
+
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or a list of the valid ones."""
     import difflib

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from funnel import database
 from funnel.config import Environment
-from funnel.errors import ConfigError, ExportError
+from funnel.errors import ConfigError, ExportError, first_line
 from funnel.manifest import compile_project
 from funnel.quoting import quote_ident, quote_literal, relation
 
@@ -106,7 +106,7 @@ def conninfo(env: Environment, dsn: str | None) -> str:
         try:
             given = conninfo_to_dict(dsn)
         except Exception as e:  # psycopg.ProgrammingError for a malformed string
-            raise ConfigError(f"--dsn is not a libpq connection string or URL ({_first_line(e)}).") from None
+            raise ConfigError(f"--dsn is not a libpq connection string or URL ({first_line(e)}).") from None
         if given.get("password"):
             raise ConfigError("--dsn holds a password; remove it and set PGPASSWORD or use ~/.pgpass instead.")
         params.update(given)
@@ -168,15 +168,15 @@ def export_postgres(
                 pg.execute(f"drop schema {quote_ident(side)}")
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(
-                f"PostgreSQL refused ({_first_line(e)}); grant the user CREATE on the database or "
+                f"PostgreSQL refused ({first_line(e)}); grant the user CREATE on the database or "
                 "schema, or connect as another user with --dsn. The previous tables are unchanged."
             ) from None
         except psycopg.OperationalError as e:
             raise ExportError(
-                f"PostgreSQL connection lost during the export ({_first_line(e)}); the previous tables are unchanged."
+                f"PostgreSQL connection lost during the export ({first_line(e)}); the previous tables are unchanged."
             ) from None
         except psycopg.Error as e:
-            raise ExportError(f"PostgreSQL: {_first_line(e)}; the previous tables are unchanged.") from None
+            raise ExportError(f"PostgreSQL: {first_line(e)}; the previous tables are unchanged.") from None
         finally:
             _drop_side_schema(pg, side)
     return done
@@ -300,7 +300,7 @@ def export_files(
                 ).fetchone()
                 os.replace(temp, final)
             except (duckdb.Error, OSError) as e:
-                raise ExportError(f"{final}: cannot be written ({_first_line(e)}); check the folder and free space.") from None
+                raise ExportError(f"{final}: cannot be written ({first_line(e)}); check the folder and free space.") from None
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
@@ -350,7 +350,7 @@ def parity(
                     for data in copy:
                         f.write(data)
             except psycopg.Error as e:
-                raise ExportError(f"PostgreSQL table {env.schema}.{name} cannot be read back ({_first_line(e)}).") from None
+                raise ExportError(f"PostgreSQL table {env.schema}.{name} cannot be read back ({first_line(e)}).") from None
             results.append(_compare(duck, env.schema, name, columns, path, examples))
     return results
 
@@ -399,15 +399,10 @@ def _connection_problem(e: Exception, info: str) -> str:
             f"PostgreSQL at {host}:{port} refused user {user}: wrong or missing password; set PGPASSWORD or add it to ~/.pgpass."
         )
     if "does not exist" in text and "database" in text:
-        return f"PostgreSQL at {host}:{port}: {_first_line(e)}; create it or set dbname in environments.toml or --dsn."
+        return f"PostgreSQL at {host}:{port}: {first_line(e)}; create it or set dbname in environments.toml or --dsn."
     if "does not exist" in text and "role" in text:
-        return f"PostgreSQL at {host}:{port}: {_first_line(e)}; set user in environments.toml, PGUSER or --dsn."
+        return f"PostgreSQL at {host}:{port}: {first_line(e)}; set user in environments.toml, PGUSER or --dsn."
     return (
-        f"cannot connect to PostgreSQL at {host}:{port} ({_first_line(e)}); "
+        f"cannot connect to PostgreSQL at {host}:{port} ({first_line(e)}); "
         "start the server or point environments.toml, PGHOST/PGPORT or --dsn at one."
     )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0].strip().rstrip(".") if text else type(e).__name__

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from funnel.errors import FunnelError
+from funnel.errors import FunnelError, first_line
 from funnel.sources import SOURCES, TS, TS_ISO, TS_MICRO
 
 START = "2024-01-01"
@@ -239,9 +239,7 @@ def generate(
                         try:
                             row = con.execute(f"copy ({query}) to '{part}' (format csv, header false)").fetchone()
                         except duckdb.Error as e:
-                            raise FunnelError(
-                                f"{out}: generating {source.file_name} failed ({str(e).splitlines()[0]})."
-                            ) from None
+                            raise FunnelError(f"{out}: generating {source.file_name} failed ({first_line(e)}).") from None
                         rows += int(row[0]) if row else 0
                         with part.open("rb") as chunk:
                             shutil.copyfileobj(chunk, f, 1 << 20)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.errors import SourceError
+from funnel.errors import SourceError, first_line
 from funnel.quoting import quote_literal
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
                 raise SourceError(
                     f"{_where(load.path, line)}: bytes that are not UTF-8; save the file as UTF-8 and rebuild."
                 ) from None
-            raise SourceError(f"{load.path}: {_first_line(str(e))}") from None
+            raise SourceError(f"{load.path}: {first_line(e)}") from None
         bad = con.execute(
             f"select line, column_name, error_type, csv_line, error_message from {REJECTS} order by line, column_idx"
         ).fetchall()
@@ -210,7 +210,7 @@ def _describe_reject(path: Path, columns: dict[str, str], rejects: list[tuple]) 
         return f"{where}, column {column}: a quote is not closed{more}; close the quote or remove the row."
     if kind == "LINE SIZE OVER MAXIMUM":
         return f"{where}: the line is longer than DuckDB's 2 MB limit{more}; shorten the field."
-    return f"{where}, column {column}: {_first_line(message)}{more}."
+    return f"{where}, column {column}: {first_line(message)}{more}."
 
 
 def _type_words(sql_type: str) -> str:
@@ -239,7 +239,3 @@ def _first_non_utf8_line(path: Path) -> int | None:
 def _short(text: str, limit: int = 60) -> str:
     text = text.rstrip("\r\n")
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "unreadable"
