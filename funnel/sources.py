@@ -12,6 +12,7 @@ import csv
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,6 @@ TYPE_WORDS = {
     "TIMESTAMP": "a timestamp",
     "DECIMAL": "a decimal number",
     "JSON": "valid JSON",
-    "ENUM": "one of",
 }
 CAST_VALUE = re.compile(r'Could not convert string "(.*)" to', re.DOTALL)
 
@@ -130,7 +130,7 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
             f"select line, column_name, error_type, csv_line, error_message from {REJECTS} order by line, column_idx"
         ).fetchall()
         if bad:
-            raise SourceError(_describe_reject(load.path, load.columns, bad))
+            raise SourceError(_describe_reject(load, bad))
         counts.append(int(row[0]) if row else 0)
         if on_loaded:
             on_loaded(load, counts[-1], time.perf_counter() - started)
@@ -192,7 +192,8 @@ def check_header(path: Path, expected: list[str]) -> None:
     raise SourceError(f"{path} line 1: {problem}; the header must be exactly {','.join(expected)}.")
 
 
-def _describe_reject(path: Path, columns: dict[str, str], rejects: list[tuple]) -> str:
+def _describe_reject(load: CsvLoad, rejects: list[tuple]) -> str:
+    path, columns = load.path, load.columns
     line, column, kind, csv_line, message = rejects[0]
     more_lines = len({r[0] for r in rejects}) - 1
     more = f" ({more_lines} more bad line{'s' if more_lines != 1 else ''})" if more_lines else ""
@@ -200,7 +201,8 @@ def _describe_reject(path: Path, columns: dict[str, str], rejects: list[tuple]) 
     if kind == "CAST":
         match = CAST_VALUE.search(message)
         value = match.group(1) if match else "?"
-        return f"{where}, column {column}: {_short(value)!r} is not {_type_words(columns[column])}{more}; fix or remove the row."
+        expected = _type_words(columns[column], load.timestamp_format)
+        return f"{where}, column {column}: {_short(value)!r} is not {expected}{more}; fix or remove the row."
     if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
         found = csv_line.count(",") + 1
         return f"{where}: {found} fields, expected {len(columns)} ({_short(csv_line)!r}){more}; fix the row's commas or quoting."
@@ -213,12 +215,14 @@ def _describe_reject(path: Path, columns: dict[str, str], rejects: list[tuple]) 
     return f"{where}, column {column}: {first_line(message)}{more}."
 
 
-def _type_words(sql_type: str) -> str:
+def _type_words(sql_type: str, timestamp_format: str | None) -> str:
     if sql_type.startswith("ENUM("):
         return "one of " + sql_type[len("ENUM(") : -1].replace("'", "")
     words = TYPE_WORDS.get(sql_type.split("(")[0], sql_type)
     if sql_type == "TIMESTAMP":
-        return words + " like 2024-01-31 13:45:00 (no time zone)"
+        # The example is written in the file's own declared format.
+        example = datetime(2024, 1, 31, 13, 45, 0, 120000).strftime(timestamp_format or TS)
+        return words + f" like {example} (no time zone)"
     return words
 
 
