@@ -359,14 +359,16 @@ def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], 
     spec = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}" for c, t in columns)
     pg_rows = f"read_csv({quote_literal(str(path))}, header = false, auto_detect = false, columns = {{{spec}}})"
     ours = relation(schema, name)
-    missing_q = f"select * from {ours} except all select * from {pg_rows}"
-    unexpected_q = f"select * from {pg_rows} except all select * from {ours}"
-    missing = duck.execute(f"select count(*) from ({missing_q})").fetchone()[0]
-    unexpected = duck.execute(f"select count(*) from ({unexpected_q})").fetchone()[0]
     total = duck.execute(f"select count(*) from {ours}").fetchone()[0]
-    shown = [("missing", r) for r in duck.execute(f"{missing_q} limit {examples}").fetchall()]
-    shown += [("unexpected", r) for r in duck.execute(f"{unexpected_q} limit {examples}").fetchall()]
-    return TableParity(name, total - missing, missing, unexpected, shown)
+    counts, shown = {}, []
+    for kind, left, right in (("missing", ours, pg_rows), ("unexpected", pg_rows, ours)):
+        # One pass per direction: the first rows that differ, each carrying how many differ.
+        rows = duck.execute(
+            f"select *, count(*) over () from (select * from {left} except all select * from {right}) limit {examples}"
+        ).fetchall()
+        counts[kind] = rows[0][-1] if rows else 0
+        shown += [(kind, row[:-1]) for row in rows]
+    return TableParity(name, total - counts["missing"], counts["missing"], counts["unexpected"], shown)
 
 
 def _columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
