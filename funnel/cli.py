@@ -181,11 +181,11 @@ def models(
 ) -> None:
     """List models, layers and dependencies."""
     from funnel import console
-    from funnel import models as model_registry
+    from funnel.manifest import compile_project
     from funnel.report import Table
 
     project, environment = _project_env(env)
-    dag = model_registry.load(project.sql_dir, environment.schema)
+    dag, _ = compile_project(project.sql_dir, environment.schema, environment.database.parent)
     rows = [
         (m.name, m.layer, m.materialized, ", ".join(m.refs) or ", ".join(f"source {s}" for s in m.sources) or "—")
         for m in (dag.models[n] for n in dag.order)

@@ -222,8 +222,9 @@ def _seed_types(sql_dir: Path, names: list[str]) -> dict[str, dict[str, str]]:
         if not isinstance(columns, dict) or not columns:
             raise ModelError(f'{path}: declare [{name}] columns = {{ column = "TYPE", ... }} for sql/seeds/{name}.csv.')
         out[name] = columns
-    for extra in set(declared) - set(names):
-        raise ModelError(f"{path}: [{extra}] has no sql/seeds/{extra}.csv.")
+    extra = sorted(set(declared) - set(names))
+    if extra:
+        raise ModelError(f"{path}: [{extra[0]}] has no sql/seeds/{extra[0]}.csv.")
     return out
 
 
