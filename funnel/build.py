@@ -52,6 +52,7 @@ def build(
     wait: float = 0.0,
     on_step: Callable[[Step], None] | None = None,
     on_test: Callable[[checks.TestResult], None] | None = None,
+    on_published: Callable[[], None] | None = None,
 ) -> BuildResult:
     """Build `env` (all models, or those `select` picks) and commit it if every test passes.
 
@@ -95,12 +96,17 @@ def build(
                 con.execute("checkpoint")
             finally:
                 con.close()
-            database.commit(temp, env.database)
+            # A signal arriving now waits until the caller knows the new build is published, so
+            # whatever it prints about the build is true.
+            with database.signals_deferred():
+                database.commit(temp, env.database)
+                if on_published:
+                    on_published()
         except duckdb.Error as e:
             # Not the data's fault (a full disk, an I/O error, memory): say what DuckDB said.
             raise FunnelError(
-                f"{temp}: DuckDB failed ({first_line(e)}); "
-                "the last good build is unchanged. Check disk space and memory_limit, then rebuild."
+                f"{temp.parent}: DuckDB failed while building env '{env.name}' ({first_line(e)}); "
+                "the last good build is unchanged. Check free disk space there and memory_limit, then rebuild."
             ) from None
         finally:
             database.remove_temp(temp)
@@ -109,9 +115,8 @@ def build(
 
 def _load_sources(con, env: Environment, record: Callable[[Step], None]) -> None:  # type: ignore[no-untyped-def]
     con.execute(f"create schema if not exists {quote_ident(models.RAW_SCHEMA)}")
-    loads = [
-        CsvLoad(env.raw_data / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in SOURCES
-    ]
+    folder = env.export_folder()
+    loads = [CsvLoad(folder / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in SOURCES]
     names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, SOURCES, strict=True)}
     load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
 
@@ -130,6 +135,8 @@ def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[n
             return Step(model.name, "view", time.perf_counter() - started)
         rows = con.execute(f"create or replace table {target} as {model.sql}").fetchone()[0]
     except duckdb.Error as e:
+        if database.is_machine_fault(e):
+            raise  # a full disk or too little memory is not the model's fault: build() says so
         raise ModelError(f"{model.path}: {first_line(e)}") from None
     return Step(model.name, "table", time.perf_counter() - started, rows)
 
@@ -149,7 +156,7 @@ def _write_build_info(con, result: BuildResult, select: str | None) -> None:  # 
     info = {
         "env": result.env.name,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "raw_data": str(result.env.raw_data),
+        "raw_data": str(result.env.export_folder()),
         "select": select,
         "seconds": round(result.seconds, 3),
         "source_rows": result.source_rows,

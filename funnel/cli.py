@@ -13,8 +13,54 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+
+class _Group(TyperGroup):
+    """Click's standalone handling, with every usage error as one short `Error:` line, exit 2."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:  # type: ignore[override]
+        try:  # typer 0.26+ carries its own copy of click
+            from typer._click import exceptions as click
+        except ImportError:  # pragma: no cover
+            from click import exceptions as click  # type: ignore[no-redef]
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            print(_interrupt_note[0], file=sys.stderr)
+            code = 130
+        except click.ClickException as e:
+            from funnel.console import printable
+
+            if isinstance(e, click.UsageError) and e.ctx is not None:
+                hint = f"Try '{e.ctx.command_path} {e.ctx.help_option_names[0]}' for help." if e.ctx.help_option_names else ""
+                print(f"{e.ctx.get_usage()}\n{hint}\n", file=sys.stderr)
+            print(f"Error: {printable(_shorten_values(e.format_message()))}", file=sys.stderr)
+            code = 2 if isinstance(e, click.UsageError) else e.exit_code
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _shorten_values(message: str) -> str:
+    """Click quotes what the user typed; a 100 kB value is cut, not echoed whole."""
+    import re
+
+    from funnel.errors import shorten
+
+    return re.sub(r"'([^']{61,})'", lambda m: repr(shorten(m.group(1), 60)), message)
+
 
 app = typer.Typer(
+    cls=_Group,
     help="Turn a Pipedrive CSV export into a monthly sales-funnel report.",
     no_args_is_help=True,
     add_completion=False,
@@ -25,7 +71,14 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-INTERRUPTED = "Interrupted; the last good build is unchanged"
+UNCHANGED = "Interrupted; the last good build is unchanged"
+# What Ctrl-C or SIGTERM leaves behind, as true as it is at the moment it is printed: each
+# command says what it is doing, and the core reports when it has published (`_published`).
+_interrupt_note = ["Interrupted"]
+
+
+def _interrupted_means(note: str) -> None:
+    _interrupt_note[0] = note
 
 
 class Format(StrEnum):
@@ -62,7 +115,21 @@ def _month(value: str | None) -> str | None:
     from funnel.report import MONTH
 
     if value is not None and not MONTH.fullmatch(value):
-        raise typer.BadParameter(f"'{value}' is not a month; use YYYY-MM, e.g. 2024-02.")
+        raise typer.BadParameter(f"{_quoted(value)} is not a month; use YYYY-MM, e.g. 2024-02.")
+    return value
+
+
+def _quoted(value: str) -> str:
+    from funnel.errors import shorten
+
+    return repr(shorten(value, 60))
+
+
+def _finite(value: float) -> float:
+    import math
+
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds; give a finite number like 30.")
     return value
 
 
@@ -74,17 +141,18 @@ def handle_errors(command: F) -> F:
         from funnel.console import error
         from funnel.errors import FunnelError
 
+        _interrupted_means("Interrupted")
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
-            print(INTERRUPTED, file=sys.stderr)
+            print(_interrupt_note[0], file=sys.stderr)
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
         except Exception as e:
             if _signals_received:
                 # DuckDB turns a signal that arrives mid-query into an error of its own.
-                print(INTERRUPTED, file=sys.stderr)
+                print(_interrupt_note[0], file=sys.stderr)
                 raise typer.Exit(130) from None
             if isinstance(e, FunnelError):
                 error(str(e))
@@ -117,7 +185,7 @@ def build(
     raw_data: Annotated[
         Path | None, typer.Option("--raw-data", help="Folder with the six CSVs (or set FUNNEL_RAW_DATA).")
     ] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0)] = 0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0, callback=_finite)] = 0,
 ) -> None:
     """Load, transform and test an export; publish it atomically.
 
@@ -128,8 +196,13 @@ def build(
     from funnel.build import build as run_build
 
     project, environment = _project_env(env, raw_data)
-    console.info(f"Building env [bold]{environment.name}[/] from {environment.raw_data}")
-    result = run_build(project, environment, select, wait, console.step_line, console.test_line)
+    console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
+    _interrupted_means(UNCHANGED)
+
+    def published() -> None:
+        _interrupted_means(f"Interrupted after the new build of env '{environment.name}' was published; it is complete")
+
+    result = run_build(project, environment, select, wait, console.step_line, console.test_line, published)
     console.build_summary(result)
 
 
@@ -198,17 +271,19 @@ def models(
 def generate(
     deals: Annotated[int, typer.Option(help="How many deals.", min=1)] = 2000,
     seed: Annotated[int, typer.Option(help="Same seed, same files (byte for byte).", min=0)] = 42,
-    out: Annotated[Path, typer.Option(help="Folder for the six CSVs.")] = Path("raw_data"),
+    out: Annotated[Path, typer.Option(help="Folder for the six CSVs, relative to the current folder.")] = Path("raw_data"),
+    force: Annotated[bool, typer.Option("--force", help="Replace the CSVs already in --out.")] = False,
 ) -> None:
     """Write a realistic Pipedrive-format export.
 
-    The defaults write the sample bundled in raw_data/.
+    The defaults write the sample bundled in raw_data/ (with --force, since it exists).
     """
     from funnel import console
     from funnel.generate import generate as run_generate
 
+    _interrupted_means(f"Interrupted; {out} is unchanged")
     with console.progress_bar("generating") as on_progress:
-        counts = run_generate(out, deals=deals, seed=seed, on_progress=on_progress)
+        counts = run_generate(out, deals=deals, seed=seed, on_progress=on_progress, force=force)
     console.info(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
 
 

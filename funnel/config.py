@@ -41,10 +41,24 @@ class Environment:
     name: str
     database: Path
     schema: str
-    raw_data: Path
+    raw_data: Path | None  # None: the environment names no export; a build needs --raw-data
     threads: int | None = None
     memory_limit: str | None = None
     postgres: Postgres = field(default_factory=Postgres)
+    config_path: Path = Path(CONFIG_FILE)
+
+    def export_folder(self) -> Path:
+        """The export this environment builds from; ConfigError when it names none.
+
+        There is no default: an environment that publishes (prod) must say which export it
+        reads, or a build would quietly publish the bundled sample.
+        """
+        if self.raw_data is None:
+            raise ConfigError(
+                f'{self.config_path}: [{self.name}] names no export; set raw_data = "path/to/export" there, '
+                "or pass --raw-data or FUNNEL_RAW_DATA."
+            )
+        return self.raw_data
 
 
 @dataclass(frozen=True)
@@ -142,11 +156,18 @@ def _environment(path: Path, name: str, table: Any) -> Environment:
     if memory_limit is not None and not MEMORY_LIMIT.fullmatch(memory_limit):
         raise ConfigError(f"{where} memory_limit '{memory_limit}' must look like '1GB' or '512MB'.")
     base = path.parent
+    for key in ("database", "raw_data"):
+        if key in table and not table[key].strip():
+            raise ConfigError(f"{where} {key} is empty; name a path relative to {path.name}.")
+    database = (base / table["database"]).resolve()
+    if table["database"].endswith(("/", "\\")) or database.is_dir():
+        raise ConfigError(f"{where} database '{table['database']}' is a folder; name a file, e.g. build/{name}.duckdb.")
     return Environment(
         name=name,
-        database=(base / table["database"]).resolve(),
+        database=database,
         schema=schema,
-        raw_data=(base / table.get("raw_data", "raw_data")).resolve(),
+        raw_data=(base / table["raw_data"]).resolve() if "raw_data" in table else None,
+        config_path=path,
         threads=threads,
         memory_limit=memory_limit,
         postgres=_postgres(f"{where}.postgres", table.get("postgres", {})),

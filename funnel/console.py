@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
 BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names
+MAX_ERROR = 1000  # characters of one Error: line
 MARKUP = re.compile(r"\[(?:/|green|yellow|bold|bold red)\]")
 
 
@@ -41,20 +42,45 @@ def _rich_stderr() -> Console:
 
 
 def info(markup: str) -> None:
-    """A progress or summary line on stderr; `markup` may use the tags in MARKUP."""
-    if sys.stderr.isatty():
-        _rich_stderr().print(markup, soft_wrap=True)
-    else:
-        print(MARKUP.sub("", markup), file=sys.stderr, flush=True)
+    """A progress or summary line on stderr; `markup` may use the tags in MARKUP.
+
+    Progress nobody can read any more (`funnel build 2>&1 | head -1`) is dropped: it must
+    never change what the command does.
+    """
+    try:
+        if sys.stderr.isatty():
+            _rich_stderr().print(markup, soft_wrap=True)
+        else:
+            print(MARKUP.sub("", markup), file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # ValueError: stderr was closed
+        _silence(sys.stderr)
+
+
+def _silence(stream: Any) -> None:
+    """Point a stream whose reader has gone at /dev/null, so later writes and flushes succeed."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def error(message: str) -> None:
     """The one line every expected failure prints (plain, never wrapped).
 
     Messages quote user data (headers, values, paths); anything unprintable in it, a
-    newline or a control byte, is shown escaped so that the error stays one line.
+    newline or a control byte, is shown escaped so that the error stays one line, and a
+    runaway message is cut rather than flooding the terminal.
     """
-    print(f"Error: {printable(message)}", file=sys.stderr)
+    from funnel.errors import shorten
+
+    try:
+        print(f"Error: {shorten(printable(message), MAX_ERROR)}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        _silence(sys.stderr)
 
 
 def printable(text: str) -> str:

@@ -13,6 +13,8 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +99,32 @@ def commit(temp: Path, database: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def is_machine_fault(error: Exception) -> bool:
+    """True when DuckDB failed for want of disk or memory, whatever SQL it was running.
+
+    A full disk shows up as an IO error, or as a failed commit or checkpoint that says so.
+    """
+    import duckdb
+
+    if isinstance(error, duckdb.IOException | duckdb.OutOfMemoryException):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "Could not write file" in text
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block (they are delivered right after it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def connect(path: Path, env: Environment) -> duckdb.DuckDBPyConnection:

@@ -47,11 +47,18 @@ def first_line(error: BaseException | str) -> str:
     return text.splitlines()[0].strip().rstrip(".")
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters with an ellipsis: user values quoted in messages
+    (a 100 kB option, a 200k-column header) never flood the one error line."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or a list of the valid ones."""
     import difflib
 
-    close = difflib.get_close_matches(word, choices, n=1)
+    close = difflib.get_close_matches(word[:200], choices, n=1)
     if close:
         return f" Did you mean '{close[0]}'?"
-    return f" Valid: {', '.join(sorted(choices))}." if choices else ""
+    listed = ", ".join(sorted(choices)[:20]) + (", …" if len(choices) > 20 else "")
+    return f" Valid: {listed}." if choices else ""

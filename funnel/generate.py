@@ -197,6 +197,7 @@ def generate(
     deals: int = 2000,
     seed: int = 42,
     on_progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
 ) -> dict[str, int]:
     """Write the six CSVs of an export with `deals` deals into `out`; return rows per file.
 
@@ -209,7 +210,13 @@ def generate(
 
     if deals < 1 or seed < 0:
         raise FunnelError("--deals must be 1 or more and --seed 0 or more.")
+    existing = [s.file_name for s in SOURCES if (out / s.file_name).exists()]
+    if existing and not force:
+        raise FunnelError(
+            f"{out}: already holds an export ({', '.join(existing)}); choose another --out, or add --force to replace it."
+        )
     out.mkdir(parents=True, exist_ok=True)
+    _check_free_space(out, deals)
     sizes = _sizes(deals)
     total = sum(sizes.values())
     done = 0
@@ -250,6 +257,24 @@ def generate(
             shutil.move(path, out / source.file_name)
         con.close()
     return counts
+
+
+BYTES_PER_DEAL = 560  # measured: 1M deals write 0.53 GB of CSV; rounded up
+
+
+def _check_free_space(out: Path, deals: int) -> None:
+    """Refuse before writing a byte when the export cannot fit: a full disk hurts every program."""
+    needed = deals * BYTES_PER_DEAL + 2 * CHUNK * 200  # the files, plus one chunk's part file and spill
+    free = shutil.disk_usage(out).free
+    if needed > free:
+        raise FunnelError(
+            f"{out}: {deals:,} deals need about {_size(needed)} and only {_size(free)} is free; "
+            "generate fewer deals or free some disk."
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
 
 
 def _write_static(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> None:

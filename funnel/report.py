@@ -12,7 +12,7 @@ from funnel.errors import ConfigError, FunnelError, did_you_mean
 from funnel.quoting import quote_literal, relation
 
 DEFAULT_MODEL = "rep_sales_funnel_monthly"
-MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")  # use with fullmatch
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # use with fullmatch
 KEY = ("month", "kpi_name", "funnel_step")
 MEASURE = "deals_count"
 

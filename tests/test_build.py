@@ -162,6 +162,6 @@ def test_a_duckdb_failure_outside_the_models_is_one_clear_error(project, runner)
     assert result.exit_code == 1, result.output
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("Error: ")
-    assert "DuckDB failed (Out of Memory Error" in line
-    assert line.endswith("the last good build is unchanged. Check disk space and memory_limit, then rebuild.")
+    assert "DuckDB failed while building env 'dev' (Out of Memory Error" in line
+    assert line.endswith("the last good build is unchanged. Check free disk space there and memory_limit, then rebuild.")
     assert not list((project / "build").glob(".*.tmp*"))

@@ -13,11 +13,11 @@ def write(root: Path, text: str) -> Path:
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
-    root = write(tmp_path / "p", '[dev]\ndatabase = "build/dev.duckdb"\nschema = "s"\n')
+    root = write(tmp_path / "p", '[dev]\ndatabase = "build/dev.duckdb"\nschema = "s"\nraw_data = "exports/june"\n')
     monkeypatch.chdir(tmp_path)
     env = load_project(root).environment("dev")
     assert env.database == root / "build" / "dev.duckdb"
-    assert env.raw_data == root / "raw_data"
+    assert env.raw_data == root / "exports" / "june"
     assert env.threads is None and env.memory_limit is None
 
 
