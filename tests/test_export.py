@@ -173,7 +173,7 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     code = textwrap.dedent(
         """
         import os, signal, sys
-        import funnel.export as export
+        import funnel.postgres as export
         def die(*args):
             os.kill(os.getpid(), signal.SIGKILL)
         export._swap = die
@@ -266,10 +266,10 @@ def test_pg_variables_override_the_config(project, runner, pg, schema, monkeypat
 
 
 def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg, schema, monkeypatch):
-    import funnel.export
+    import funnel.postgres
 
-    monkeypatch.setattr(funnel.export, "PARALLEL_FROM_ROWS", 100)
-    monkeypatch.setattr(funnel.export, "PARALLEL_COPIES", 3)
+    monkeypatch.setattr(funnel.postgres, "PARALLEL_FROM_ROWS", 100)
+    monkeypatch.setattr(funnel.postgres, "PARALLEL_COPIES", 3)
     # Text with commas, quotes and newlines must survive being split into parts.
     (project / "sql" / "reporting" / "rep_tricky_text.sql").write_text(
         "select i as id, 'line one' || chr(10) || 'line \"two\", ' || i::varchar as note from range(1000) as t(i)"
@@ -293,20 +293,20 @@ def test_a_model_added_after_the_build_is_named(project, runner, schema):
 
 
 def test_a_server_lost_mid_export_leaves_the_previous_tables(project, runner, pg, schema, monkeypatch):
-    import funnel.export
+    import funnel.postgres
 
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
     with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
-    swap = funnel.export._swap
+    swap = funnel.postgres._swap
 
     def swap_after_the_server_drops_us(conn, *args):
         pg.execute("select pg_terminate_backend(%s)", [conn.info.backend_pid])
         swap(conn, *args)
 
-    monkeypatch.setattr(funnel.export, "_swap", swap_after_the_server_drops_us)
+    monkeypatch.setattr(funnel.postgres, "_swap", swap_after_the_server_drops_us)
     result = export(runner)
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]

@@ -1,11 +1,9 @@
-"""`funnel export` and `funnel parity`: the built models in PostgreSQL, or as files.
+"""`funnel export` to PostgreSQL: the connection string, the connection, and the export.
 
-PostgreSQL: every table is copied (psycopg COPY, CSV written by DuckDB) into a side schema,
-then swapped into the environment's schema, all in one transaction. Readers see the old
+Every table is copied (psycopg COPY, CSV written by DuckDB) into a side schema, then
+swapped into the environment's schema, all in one transaction. Readers see the old
 tables until the commit and the new ones after it; a killed export or a lost server
 rolls back and leaves the previous tables complete.
-
-Files: DuckDB writes each model to a hidden temporary file that is renamed into place.
 """
 
 from __future__ import annotations
@@ -17,14 +15,13 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel import database
 from funnel.config import Environment
 from funnel.errors import ConfigError, ExportError, first_line
-from funnel.manifest import compile_project
+from funnel.files import Exported, columns, selected
 from funnel.quoting import quote_ident, quote_literal, relation
 
 if TYPE_CHECKING:
@@ -61,28 +58,6 @@ DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 CHUNK = 1 << 20
 PARALLEL_COPIES = max(1, min(4, os.cpu_count() or 1))  # the server parses CSV on one core per connection
 PARALLEL_FROM_ROWS = 100_000
-FILE_FORMATS = ("csv", "parquet")
-
-
-@dataclass(frozen=True)
-class Exported:
-    table: str
-    rows: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TableParity:
-    table: str
-    matching: int
-    missing: int  # in DuckDB, not in PostgreSQL
-    unexpected: int  # in PostgreSQL, not in DuckDB
-    examples: list[tuple[str, tuple[Any, ...]]]  # ("missing" | "unexpected", row)
-    exists: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return self.exists and not self.missing and not self.unexpected
 
 
 def pg_type(duck_type: str, where: str) -> str:
@@ -144,7 +119,7 @@ def export_postgres(
     """
     import psycopg
 
-    names = _selected(project, env, select)
+    names = selected(project, env, select)
     side = f"_funnel_load_{os.getpid()}_{secrets.token_hex(3)}"
     done: list[Exported] = []
     info = conninfo(env, dsn)
@@ -212,8 +187,8 @@ def _load_table(
     tmp: Path,
 ) -> int:
     """Create side.name and fill it; large tables go in parts over parallel connections."""
-    columns = _columns(duck, schema, name)
-    definition = ", ".join(f"{quote_ident(c)} {pg_type(t, f'{name}.{c}')}" for c, t in columns)
+    built = columns(duck, schema, name)
+    definition = ", ".join(f"{quote_ident(c)} {pg_type(t, f'{name}.{c}')}" for c, t in built)
     target = relation(side, name)
     pg.execute(f"create table {target} ({definition})")
     source = relation(schema, name)
@@ -270,122 +245,6 @@ def _swap(pg: psycopg.Connection[Any], side: str, schema: str, name: str) -> Non
         pg.execute(f"truncate {old}")
         pg.execute(f"insert into {old} select * from {new}")
         pg.execute(f"drop table {new}")
-
-
-def export_files(
-    project: Project,
-    env: Environment,
-    out: Path,
-    fmt: str,
-    select: str | None = None,
-    on_table: Callable[[Exported], None] | None = None,
-) -> list[Exported]:
-    """Write the selected models as `out/<model>.<fmt>`; each file appears complete or not at all."""
-    import duckdb
-
-    if fmt not in FILE_FORMATS:
-        raise ConfigError(f"--format {fmt}: files can be {', '.join(FILE_FORMATS)}.")
-    names = _selected(project, env, select)
-    out.mkdir(parents=True, exist_ok=True)
-    done = []
-    with database.read(env) as duck:
-        for name in names:
-            started = time.perf_counter()
-            final = out / f"{name}.{fmt}"
-            temp = out / f".{name}.{fmt}.{os.getpid()}.tmp"
-            options = "format csv, header true" if fmt == "csv" else "format parquet"
-            try:
-                row = duck.execute(
-                    f"copy (select * from {relation(env.schema, name)}) to {quote_literal(str(temp))} ({options})"
-                ).fetchone()
-                os.replace(temp, final)
-            except (duckdb.Error, OSError) as e:
-                raise ExportError(f"{final}: cannot be written ({first_line(e)}); check the folder and free space.") from None
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
-            item = Exported(name, int(row[0]) if row else 0, time.perf_counter() - started)
-            done.append(item)
-            if on_table:
-                on_table(item)
-    return done
-
-
-def parity(
-    project: Project,
-    env: Environment,
-    dsn: str | None = None,
-    select: str | None = None,
-    examples: int = 5,
-) -> list[TableParity]:
-    """Compare each selected model in DuckDB with its exported table in PostgreSQL, row for row.
-
-    PostgreSQL rows are read back with COPY and cast to the DuckDB column types, so the
-    comparison is exact and done by DuckDB (`except all` both ways), at any size.
-    """
-    import psycopg
-
-    names = _selected(project, env, select)
-    results = []
-    with (
-        database.read(env) as duck,
-        connect(conninfo(env, dsn)) as pg,
-        tempfile.TemporaryDirectory(prefix="funnel-parity-") as tmp,
-    ):
-        for name in names:
-            columns = _columns(duck, env.schema, name)
-            exists = pg.execute("select to_regclass(%s) is not null", [relation(env.schema, name)]).fetchone()
-            if not (exists and exists[0]):
-                total = duck.execute(f"select count(*) from {relation(env.schema, name)}").fetchone()
-                results.append(TableParity(name, 0, int(total[0]) if total else 0, 0, [], exists=False))
-                continue
-            path = Path(tmp) / f"{name}.csv"
-            select_list = ", ".join(quote_ident(c) for c, _ in columns)
-            try:
-                with (
-                    pg.cursor() as cur,
-                    path.open("wb") as f,
-                    cur.copy(f"copy (select {select_list} from {relation(env.schema, name)}) to stdout (format csv)") as copy,
-                ):
-                    for data in copy:
-                        f.write(data)
-            except psycopg.Error as e:
-                raise ExportError(f"PostgreSQL table {env.schema}.{name} cannot be read back ({first_line(e)}).") from None
-            results.append(_compare(duck, env.schema, name, columns, path, examples))
-    return results
-
-
-def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], path: Path, examples: int) -> TableParity:
-    spec = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}" for c, t in columns)
-    pg_rows = f"read_csv({quote_literal(str(path))}, header = false, auto_detect = false, columns = {{{spec}}})"
-    ours = relation(schema, name)
-    total = duck.execute(f"select count(*) from {ours}").fetchone()[0]
-    counts, shown = {}, []
-    for kind, left, right in (("missing", ours, pg_rows), ("unexpected", pg_rows, ours)):
-        # One pass per direction: the first rows that differ, each carrying how many differ.
-        rows = duck.execute(
-            f"select *, count(*) over () from (select * from {left} except all select * from {right}) limit {examples}"
-        ).fetchall()
-        counts[kind] = rows[0][-1] if rows else 0
-        shown += [(kind, row[:-1]) for row in rows]
-    return TableParity(name, total - counts["missing"], counts["missing"], counts["unexpected"], shown)
-
-
-def _columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
-    """(column, DuckDB type) of a built model; ExportError when the build does not have it."""
-    columns = duck.execute(
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, name],
-    ).fetchall()
-    if not columns:
-        raise ExportError(f"model {name} is not in the build of {schema}; run funnel build first.")
-    return columns
-
-
-def _selected(project: Project, env: Environment, select: str | None) -> list[str]:
-    dag, _ = compile_project(project.sql_dir, env.schema, env.database.parent)
-    return dag.select(select or "reporting")
 
 
 def _connection_problem(e: Exception, info: str) -> str:
