@@ -8,9 +8,12 @@ file appears complete or not at all.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from funnel.config import Project
 
 FILE_FORMATS = ("csv", "parquet")
+SCRATCH_PREFIX = ".funnel-export-"  # + pid + "-" + random: a folder beside the env's build
 
 
 @dataclass(frozen=True)
@@ -91,3 +95,59 @@ def selected(project: Project, env: Environment, select: str | None) -> list[str
     """The models an export writes: `select`, or the reporting layer."""
     dag, _ = compile_project(project.sql_dir, env.schema, env.database.parent)
     return dag.select(select or "reporting")
+
+
+@contextlib.contextmanager
+def scratch_folder(env: Environment) -> Iterator[Path]:
+    """A private folder beside the env's build for the CSV copies an export or parity writes.
+
+    Beside the build rather than in /tmp, so that the next export or parity finds and
+    removes what a killed one left (full copies of the tables). The folder's `lock` file is
+    flocked while its owner lives; the kernel drops the lock when the owner dies, however.
+    """
+    parent = env.database.parent
+    remove_abandoned_scratch(parent)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
+    except OSError as e:
+        raise ExportError(f"{parent}: cannot create a temporary folder ({e.strerror}); check its permissions.") from None
+    # Lock first, then give the lock file its name: a folder whose `lock` can be locked is dead.
+    handle = (folder / "lock.new").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(folder / "lock.new", folder / "lock")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        handle.close()
+
+
+def remove_abandoned_scratch(parent: Path) -> None:
+    """Remove the scratch folders of exports and parities that died (SIGKILL, power loss)."""
+    for folder in parent.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            handle = (folder / "lock").open("r")
+        except FileNotFoundError:
+            # Killed before it named its lock, or still starting: only a dead owner's goes.
+            owner = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+            if owner.isdigit() and not _alive(int(owner)):
+                shutil.rmtree(folder, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live export's
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -6,7 +6,6 @@ comparison is exact and done by DuckDB (`except all` both ways), at any size.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from funnel import database
 from funnel.config import Environment
 from funnel.errors import ExportError, first_line
-from funnel.files import columns, selected
+from funnel.files import columns, scratch_folder, selected
 from funnel.postgres import connect, conninfo
 from funnel.quoting import quote_ident, quote_literal, relation
 
@@ -51,7 +50,7 @@ def parity(
     with (
         database.read(env) as duck,
         connect(conninfo(env, dsn)) as pg,
-        tempfile.TemporaryDirectory(prefix="funnel-parity-") as tmp,
+        scratch_folder(env) as tmp,
     ):
         for name in names:
             built = columns(duck, env.schema, name)
@@ -60,7 +59,7 @@ def parity(
                 total = duck.execute(f"select count(*) from {relation(env.schema, name)}").fetchone()
                 results.append(TableParity(name, 0, int(total[0]) if total else 0, 0, [], exists=False))
                 continue
-            path = Path(tmp) / f"{name}.csv"
+            path = tmp / f"{name}.csv"
             select_list = ", ".join(quote_ident(c) for c, _ in built)
             try:
                 with (

@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from funnel import database
 from funnel.config import Environment
 from funnel.errors import ConfigError, ExportError, first_line
-from funnel.files import Exported, columns, selected
+from funnel.files import Exported, columns, scratch_folder, selected
 from funnel.quoting import quote_ident, quote_literal, relation
 
 if TYPE_CHECKING:
@@ -123,7 +122,7 @@ def export_postgres(
     side = f"_funnel_load_{os.getpid()}_{secrets.token_hex(3)}"
     done: list[Exported] = []
     info = conninfo(env, dsn)
-    with database.read(env) as duck, connect(info) as pg, tempfile.TemporaryDirectory(prefix="funnel-export-") as tmp:
+    with database.read(env) as duck, connect(info) as pg, scratch_folder(env) as tmp:
         try:
             pg.autocommit = True
             _drop_abandoned_side_schemas(pg)
@@ -132,7 +131,7 @@ def export_postgres(
             pg.execute(f"create schema {quote_ident(side)}")
             for name in names:
                 started = time.perf_counter()
-                rows = _load_table(duck, pg, info, env.schema, side, name, Path(tmp))
+                rows = _load_table(duck, pg, info, env.schema, side, name, tmp)
                 done.append(Exported(name, rows, time.perf_counter() - started))
                 if on_table:
                     on_table(done[-1])

@@ -191,6 +191,36 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     assert pg_rows(pg, schema) != before
 
 
+def kill_export_at_the_swap(project: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run `funnel export` in a process that SIGKILLs itself once every table is copied."""
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        import funnel.postgres as export
+        def die(*args):
+            os.kill(os.getpid(), signal.SIGKILL)
+        export._swap = die
+        sys.argv = ["funnel", "export"]
+        from funnel.cli import main
+        main()
+        """
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, timeout=120)
+
+
+def test_a_killed_export_leaves_its_table_copies_where_the_next_run_removes_them(project, runner, pg, schema):
+    build(runner)
+    proc = kill_export_at_the_swap(project)
+    assert proc.returncode == -9
+    left = [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")]
+    assert len(left) == 1 and list(left[0].rglob("*.csv")), "the killed export's CSV copies should be beside the build"
+    assert runner.invoke(app, ["parity"]).exit_code == 1  # nothing exported yet; parity cleans up all the same
+    assert not left[0].exists()
+    kill_export_at_the_swap(project)
+    assert export(runner).exit_code == 0
+    assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
+
+
 def test_parity_detects_a_changed_row(project, runner, pg, schema):
     build(runner)
     assert export(runner).exit_code == 0
