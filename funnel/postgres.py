@@ -240,10 +240,70 @@ def _swap(pg: psycopg.Connection[Any], side: str, schema: str, name: str) -> Non
             pg.execute(f"drop table if exists {old}")
             pg.execute(f"alter table {new} set schema {quote_ident(schema)}")
     except psycopg.errors.DependentObjectsStillExist:
-        # Something depends on the table: keep it (and its grants) and replace its rows.
-        pg.execute(f"truncate {old}")
-        pg.execute(f"insert into {old} select * from {new}")
-        pg.execute(f"drop table {new}")
+        # Views depend on the table: keep it (and its grants) and replace its rows.
+        _replace_rows(pg, side, schema, name)
+
+
+def _replace_rows(pg: psycopg.Connection[Any], side: str, schema: str, name: str) -> None:
+    """Give schema.name the columns and rows of side.name, by column name, under its views.
+
+    Columns the views use must stay with their type; the others follow the model: a column
+    the model no longer has is dropped, a new one added (at the end), a changed type changed.
+    """
+    old, new = relation(schema, name), relation(side, name)
+    before, after = _pg_columns(pg, schema, name), dict(_pg_columns(pg, side, name))
+    used = _view_columns(pg, old)
+    problems, views = [], set()
+    for column, kind in before:
+        if column in used and after.get(column) != kind:
+            problems.append(f"{column} {kind} becomes {after[column]}" if column in after else f"{column} is gone")
+            views.update(used[column])
+    if problems:
+        raise ExportError(
+            f"{schema}.{name}: views {', '.join(sorted(views))} use columns the new build changes "
+            f"({', '.join(problems)}); change or drop those views, or keep the columns in the model, "
+            "then export again. The previous tables are unchanged."
+        )
+    pg.execute(f"truncate {old}")
+    for column, kind in before:
+        if column not in after:
+            pg.execute(f"alter table {old} drop column {quote_ident(column)}")
+        elif after[column] != kind:
+            pg.execute(f"alter table {old} alter column {quote_ident(column)} type {after[column]} using null")
+    names = [c for c, _ in before]
+    for column, kind in after.items():
+        if column not in names:
+            pg.execute(f"alter table {old} add column {quote_ident(column)} {kind}")
+    listed = ", ".join(quote_ident(c) for c in after)
+    pg.execute(f"insert into {old} ({listed}) select {listed} from {new}")
+    pg.execute(f"drop table {new}")
+
+
+def _pg_columns(pg: psycopg.Connection[Any], schema: str, name: str) -> list[tuple[str, str]]:
+    """(column, type as PostgreSQL spells it) of a table, in order."""
+    rows = pg.execute(
+        "select attname, format_type(atttypid, atttypmod) from pg_attribute "
+        "where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped order by attnum",
+        [relation(schema, name)],
+    ).fetchall()
+    return [(column, kind) for column, kind in rows]
+
+
+def _view_columns(pg: psycopg.Connection[Any], table: str) -> dict[str, list[str]]:
+    """{column: [schema.view, ...]}: which views (and materialized views) use which column."""
+    rows = pg.execute(
+        "select a.attname, n.nspname || '.' || v.relname from pg_depend d "
+        "join pg_rewrite r on r.oid = d.objid join pg_class v on v.oid = r.ev_class "
+        "join pg_namespace n on n.oid = v.relnamespace "
+        "join pg_attribute a on a.attrelid = d.refobjid and a.attnum = d.refobjsubid "
+        "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
+        "and d.refobjid = to_regclass(%s) and d.refobjsubid > 0 and v.oid <> d.refobjid",
+        [table],
+    ).fetchall()
+    used: dict[str, list[str]] = {}
+    for column, view in rows:
+        used.setdefault(column, []).append(view)
+    return used
 
 
 def _connection_problem(e: Exception, info: str) -> str:

@@ -148,6 +148,80 @@ def test_a_view_on_the_table_survives_a_new_export(project, runner, pg, schema):
     assert pg.execute(f'select * from "{schema}".dashboard order by month').fetchall() == before
 
 
+def probe_model(project: Path, sql: str) -> None:
+    """A second reporting model, rep_probe, that the default export also writes."""
+    (project / "sql" / "reporting" / "rep_probe.sql").write_text(sql)
+
+
+def probe_columns(pg, schema: str) -> list[tuple[str, str]]:
+    return pg.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = 'rep_probe' order by ordinal_position",
+        [schema],
+    ).fetchall()
+
+
+def test_columns_in_a_new_order_are_exported_by_name_under_a_view(project, runner, pg, schema):
+    probe_model(project, "select 1 as a, 2 as b, 'x' as label")
+    build(runner)
+    assert export(runner).exit_code == 0
+    pg.execute(f'create view "{schema}".probe_view as select a, b, label from "{schema}".rep_probe')
+    probe_model(project, "select 'x' as label, 2 as b, 1 as a")
+    build(runner)
+    result = export(runner)
+    assert result.exit_code == 0, result.output
+    assert pg.execute(f'select a, b, label from "{schema}".probe_view').fetchall() == [(1, 2, "x")]
+    assert runner.invoke(app, ["parity"]).exit_code == 0
+
+
+def test_columns_no_view_uses_follow_the_model_under_a_view(project, runner, pg, schema):
+    probe_model(project, "select 1 as a, 2 as unused, 3 as retyped")
+    build(runner)
+    assert export(runner).exit_code == 0
+    pg.execute(f'create view "{schema}".probe_view as select a from "{schema}".rep_probe')
+    # `unused` goes, `retyped` becomes text, `extra` is new: no view needs any of them.
+    probe_model(project, "select 'new' as extra, 'three' as retyped, 10 as a")
+    build(runner)
+    result = export(runner)
+    assert result.exit_code == 0, result.output
+    assert probe_columns(pg, schema) == [("a", "integer"), ("retyped", "text"), ("extra", "text")]
+    assert pg.execute(f'select * from "{schema}".probe_view').fetchall() == [(10,)]
+    assert pg.execute(f'select extra, retyped from "{schema}".rep_probe').fetchall() == [("new", "three")]
+    assert runner.invoke(app, ["parity"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("new_model", "change"),
+    [
+        ("select 1 as a", "b is gone"),
+        ("select 1 as a, 'two' as b", "b integer becomes text"),
+    ],
+    ids=["column-gone", "type-changed"],
+)
+def test_a_column_a_view_needs_cannot_change_and_nothing_changes(project, runner, pg, schema, new_model, change):
+    probe_model(project, "select 1 as a, 2 as b")
+    build(runner)
+    assert export(runner).exit_code == 0
+    report_before = pg_rows(pg, schema)
+    pg.execute(f'create view "{schema}".probe_view as select b from "{schema}".rep_probe')
+    pg.execute(f'create view "{schema}".other_view as select a + b as total from "{schema}".rep_probe')
+    pg.execute(f'create view "{schema}".a_only as select a from "{schema}".rep_probe')
+    probe_model(project, new_model)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:  # the report changes too
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    build(runner, "--select", "rep_probe")
+    result = export(runner)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"Error: {schema}.rep_probe: views {schema}.other_view, {schema}.probe_view use columns")
+    assert f"({change})" in lines[0] and "a_only" not in lines[0]
+    assert lines[0].endswith("The previous tables are unchanged.")
+    assert probe_columns(pg, schema) == [("a", "integer"), ("b", "integer")]
+    assert pg.execute(f'select a, b from "{schema}".rep_probe').fetchall() == [(1, 2)]
+    assert pg_rows(pg, schema) == report_before
+
+
 def test_a_failure_in_the_middle_leaves_the_previous_tables(project, runner, pg, schema):
     build(runner)
     assert export(runner).exit_code == 0
