@@ -57,6 +57,8 @@ DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 CHUNK = 1 << 20
 PARALLEL_COPIES = max(1, min(4, os.cpu_count() or 1))  # the server parses CSV on one core per connection
 PARALLEL_FROM_ROWS = 100_000
+LOCK_TRY_SECONDS = 1.0  # how long one try to lock the exported tables may hold up their readers
+LOCK_PAUSE_SECONDS = 0.5  # between tries: the readers queued behind the last one go first
 
 
 def pg_type(duck_type: str, where: str) -> str:
@@ -129,6 +131,7 @@ def export_postgres(
             pg.execute("select pg_advisory_lock(hashtext(%s))", [side])
             pg.execute(f"create schema if not exists {quote_ident(env.schema)}")
             pg.execute(f"create schema {quote_ident(side)}")
+            pg.execute(f"comment on schema {quote_ident(side)} is {quote_literal(f'funnel export into {env.schema}')}")
             for name in names:
                 started = time.perf_counter()
                 rows = _load_table(duck, pg, info, env.schema, side, name, tmp)
@@ -136,10 +139,7 @@ def export_postgres(
                 if on_table:
                     on_table(done[-1])
             pg.autocommit = False
-            with pg.transaction():
-                for name in names:
-                    _swap(pg, side, env.schema, name)
-                pg.execute(f"drop schema {quote_ident(side)}")
+            _swap_all(pg, side, env.schema, names, env.postgres.lock_timeout, f"[{env.name}.postgres] of {project.config_path}")
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(
                 f"PostgreSQL refused ({first_line(e)}); grant the user CREATE on the database or "
@@ -228,6 +228,69 @@ def _copy_parallel(info: str, target: str, files: list[Path]) -> None:
     with ThreadPoolExecutor(len(files)) as pool:
         for future in [pool.submit(load, path) for path in files]:
             future.result()
+
+
+def _swap_all(pg: psycopg.Connection[Any], side: str, schema: str, names: list[str], deadline: float, config: str) -> None:
+    """Swap every table in one transaction, holding up the tables' readers for a second at most.
+
+    The transaction first locks every existing table (ACCESS EXCLUSIVE). While that request
+    waits for a reader's lock, PostgreSQL queues every new reader behind it; so each try
+    waits LOCK_TRY_SECONDS at most, then rolls back to let the queue through, and the export
+    gives up after `deadline` seconds naming the sessions that hold the tables.
+    """
+    import psycopg
+
+    tables = [relation(schema, name) for name in names]
+    give_up = time.monotonic() + deadline
+    while True:
+        wait = min(LOCK_TRY_SECONDS, max(give_up - time.monotonic(), 0.01))
+        try:
+            with pg.transaction():
+                pg.execute("select set_config('lock_timeout', %s, true)", [f"{int(wait * 1000)}ms"])
+                existing = [t for t in tables if _exists(pg, t)]
+                if existing:
+                    pg.execute(f"lock table {', '.join(existing)} in access exclusive mode")
+                for name in names:
+                    _swap(pg, side, schema, name)
+                pg.execute(f"drop schema {quote_ident(side)}")
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() >= give_up:
+                raise ExportError(
+                    f"PostgreSQL tables {', '.join(f'{schema}.{n}' for n in names)} stayed locked for {deadline:g}s "
+                    f"by {_lock_holders(pg, tables)}; gave up, the previous tables are unchanged. End that "
+                    f"session, or raise lock_timeout in {config}, and export again."
+                ) from None
+            time.sleep(LOCK_PAUSE_SECONDS)
+
+
+def _exists(pg: psycopg.Connection[Any], table: str) -> bool:
+    row = pg.execute("select to_regclass(%s) is not null", [table]).fetchone()
+    return bool(row and row[0])
+
+
+def _lock_holders(pg: psycopg.Connection[Any], tables: list[str]) -> str:
+    """Who holds a lock on `tables`, as PostgreSQL tells it (pid, application, state, since)."""
+    rows = pg.execute(
+        "select distinct a.pid, a.application_name, a.state, a.query_start from pg_locks l "
+        "join pg_stat_activity a on a.pid = l.pid "
+        "where l.locktype = 'relation' and l.granted and l.pid <> pg_backend_pid() "
+        "and l.relation = any(select to_regclass(t) from unnest(%s::text[]) as t) order by a.pid",
+        [tables],
+    ).fetchall()
+    if not rows:
+        return "another session (gone by now; PostgreSQL no longer says which)"
+    return "; ".join(
+        f"session pid {pid} (application_name {_printable(app)!r}, state {state}, query started {started:%Y-%m-%d %H:%M:%S %Z})"
+        if started
+        else f"session pid {pid} (application_name {_printable(app)!r}, state {state})"
+        for pid, app, state, started in rows[:3]
+    )
+
+
+def _printable(text: str | None) -> str:
+    """A server-sent name made safe for a one-line message."""
+    return "".join(c if c.isprintable() else "?" for c in (text or ""))[:60]
 
 
 def _swap(pg: psycopg.Connection[Any], side: str, schema: str, name: str) -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import duckdb
@@ -58,8 +60,18 @@ def schema(project: Path, pg):
     (project / "environments.toml").write_text(text)
     yield name
     pg.execute(f'drop schema if exists "{name}" cascade')
-    for (side,) in pg.execute("select nspname from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchall():
+    for side in side_schemas(pg, name):
         pg.execute(f'drop schema "{side}" cascade')
+
+
+def side_schemas(pg, schema: str) -> list[str]:
+    """The side schemas of exports into `schema` (this test's only: other runs may be exporting)."""
+    rows = pg.execute(
+        "select nspname from pg_namespace where nspname like '\\_funnel\\_load\\_%%' "
+        "and obj_description(oid, 'pg_namespace') = %s",
+        [f"funnel export into {schema}"],
+    ).fetchall()
+    return [name for (name,) in rows]
 
 
 def build(runner, *args: str) -> None:
@@ -233,7 +245,7 @@ def test_a_failure_in_the_middle_leaves_the_previous_tables(project, runner, pg,
     assert result.exit_code == 1
     assert "rep_zz_broken.xs: DuckDB type INTEGER[] has no PostgreSQL equivalent" in result.stderr
     assert pg_rows(pg, schema) == before
-    assert pg.execute("select count(*) from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchone() == (0,)
+    assert side_schemas(pg, schema) == []
 
 
 def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema):
@@ -261,7 +273,7 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     assert pg_rows(pg, schema) == before
     # The next export cleans up what the killed one left and succeeds.
     assert export(runner).exit_code == 0
-    assert pg.execute("select count(*) from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchone() == (0,)
+    assert side_schemas(pg, schema) == []
     assert pg_rows(pg, schema) != before
 
 
@@ -292,6 +304,103 @@ def test_a_killed_export_leaves_its_table_copies_where_the_next_run_removes_them
     assert not left[0].exists()
     kill_export_at_the_swap(project)
     assert export(runner).exit_code == 0
+    assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
+
+
+@pytest.fixture
+def dashboard(pg, schema):
+    """Run `hold()` to open a dashboard's transaction that has read the report: it holds a read lock."""
+    import psycopg
+
+    conn = psycopg.connect(**PG, application_name="dashboard-under-test")  # type: ignore[arg-type]
+
+    def hold() -> int:
+        conn.execute(f'select count(*) from "{schema}".rep_sales_funnel_monthly').fetchone()
+        return conn.info.backend_pid
+
+    yield hold
+    conn.close()
+
+
+def start_export(project: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "funnel", "export"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_until_export_waits_for_its_lock(pg, schema: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        waiting = pg.execute(
+            "select count(*) from pg_locks where not granted and relation = to_regclass(%s)",
+            [f'"{schema}".rep_sales_funnel_monthly'],
+        ).fetchone()
+        if waiting[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the export never waited for its lock: {proc.communicate(timeout=60)}")
+
+
+@pytest.mark.slow
+def test_a_held_read_lock_makes_export_give_up_in_time_without_holding_up_readers(project, runner, pg, schema, dashboard):
+    import psycopg
+
+    (project / "environments.toml").write_text((project / "environments.toml").read_text() + "lock_timeout = 4\n")
+    build(runner)
+    assert export(runner).exit_code == 0
+    before = pg_rows(pg, schema)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    holder = dashboard()
+    proc = start_export(project)
+    try:
+        wait_until_export_waits_for_its_lock(pg, schema, proc)
+        waiting_since = time.monotonic()
+        # A new dashboard query now queues behind the export's lock request.
+        with psycopg.connect(**PG, autocommit=True) as reader:  # type: ignore[arg-type]
+            reader.execute("set lock_timeout = '8s'")  # without this the old export would hold it forever
+            started = time.monotonic()
+            assert reader.execute(f'select count(*) from "{schema}".rep_sales_funnel_monthly').fetchone() == (len(before),)
+            held_up = time.monotonic() - started
+        _, err = proc.communicate(timeout=60)
+        gave_up_after = time.monotonic() - waiting_since
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert held_up < 3, f"a reader waited {held_up:.1f}s behind the export"
+    assert proc.returncode == 1, err
+    assert gave_up_after < 4 + 5, f"the export gave up {gave_up_after:.1f}s after it started waiting, not about 4s"
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"Error: PostgreSQL tables {schema}.rep_sales_funnel_monthly stayed locked for 4s by session ")
+    assert f"pid {holder} (application_name 'dashboard-under-test', state idle in transaction, query started " in errors[0]
+    assert "the previous tables are unchanged" in errors[0] and "raise lock_timeout in [dev.postgres]" in errors[0]
+    assert pg_rows(pg, schema) == before
+
+
+@pytest.mark.slow
+def test_an_interrupted_export_rolls_back_and_exits_130(project, runner, pg, schema, dashboard):
+    build(runner)
+    assert export(runner).exit_code == 0
+    before = pg_rows(pg, schema)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    dashboard()
+    proc = start_export(project)
+    try:
+        wait_until_export_waits_for_its_lock(pg, schema, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and not [line for line in err.splitlines() if line.startswith("Error:")], err
+    assert pg_rows(pg, schema) == before
+    assert pg.execute(
+        "select count(*) from pg_locks where relation = to_regclass(%s) and not granted", [f'"{schema}".rep_sales_funnel_monthly']
+    ).fetchone() == (0,)
+    assert side_schemas(pg, schema) == []
     assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
 
 
