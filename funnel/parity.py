@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from funnel import database
 from funnel.config import Environment
-from funnel.errors import ExportError, first_line
+from funnel.errors import ExportError
 from funnel.files import columns, scratch_folder, selected
-from funnel.postgres import connect, conninfo
+from funnel.postgres import connect, conninfo, driver_message
 from funnel.quoting import quote_ident, quote_literal, relation
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def parity(
                     for data in copy:
                         f.write(data)
             except psycopg.Error as e:
-                raise ExportError(f"PostgreSQL table {env.schema}.{name} cannot be read back ({first_line(e)}).") from None
+                raise ExportError(f"PostgreSQL table {env.schema}.{name} cannot be read back ({driver_message(e)}).") from None
             results.append(_compare(duck, env.schema, name, built, path, examples))
     return results
 

@@ -53,6 +53,10 @@ PG_TYPES = {
     "UUID": "uuid",
     "BLOB": "bytea",
 }
+SECRETS = (
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:'\"]*:)[^\s'\"]*(?=@)", re.IGNORECASE),  # scheme://user:PASSWORD@
+    re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.IGNORECASE),  # password=... in conninfo or URL
+)
 DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 CHUNK = 1 << 20
 PARALLEL_COPIES = max(1, min(4, os.cpu_count() or 1))  # the server parses CSV on one core per connection
@@ -82,11 +86,32 @@ def conninfo(env: Environment, dsn: str | None) -> str:
         try:
             given = conninfo_to_dict(dsn)
         except Exception as e:  # psycopg.ProgrammingError for a malformed string
-            raise ConfigError(f"--dsn is not a libpq connection string or URL ({first_line(e)}).") from None
-        if given.get("password"):
+            # libpq quotes pieces of the string back, and a piece may be a password.
+            detail = "" if re.search(r"password|@", dsn, re.IGNORECASE) else f" ({driver_message(e)})"
+            raise ConfigError(f"--dsn is not a libpq connection string or URL{detail}.") from None
+        if given.get("password") or any(scrub(str(v)) != str(v) for v in given.values()):
             raise ConfigError("--dsn holds a password; remove it and set PGPASSWORD or use ~/.pgpass instead.")
         params.update(given)
+    for key, value in env.postgres.conninfo_params().items():
+        if scrub(str(value)) != str(value):  # e.g. dbname = "postgresql://me:secret@host/db"
+            raise ConfigError(f"[{env.name}.postgres] {key} holds a password; remove it and set PGPASSWORD or use ~/.pgpass.")
     return make_conninfo("", **params)
+
+
+def scrub(text: str) -> str:
+    """`text` with every password-looking part masked, for messages: none may show a password.
+
+    scrub("postgresql://me:secret@db/x") -> "postgresql://me:***@db/x"
+    scrub("host=db password='a b'") -> "host=db password=***"
+    """
+    for pattern in SECRETS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+def driver_message(error: BaseException) -> str:
+    """The first line of a driver's error, scrubbed of passwords, for quoting in ours."""
+    return scrub(first_line(error))
 
 
 @contextlib.contextmanager
@@ -97,7 +122,7 @@ def connect(info: str) -> Iterator[psycopg.Connection[Any]]:
     try:
         conn = psycopg.connect(info, connect_timeout=10, application_name="funnel")
     except psycopg.OperationalError as e:
-        raise ExportError(_connection_problem(e, info)) from None
+        raise ExportError(scrub(_connection_problem(e, info))) from None
     try:
         yield conn
     finally:
@@ -142,15 +167,15 @@ def export_postgres(
             _swap_all(pg, side, env.schema, names, env.postgres.lock_timeout, f"[{env.name}.postgres] of {project.config_path}")
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(
-                f"PostgreSQL refused ({first_line(e)}); grant the user CREATE on the database or "
+                f"PostgreSQL refused ({driver_message(e)}); grant the user CREATE on the database or "
                 "schema, or connect as another user with --dsn. The previous tables are unchanged."
             ) from None
         except psycopg.OperationalError as e:
             raise ExportError(
-                f"PostgreSQL connection lost during the export ({first_line(e)}); the previous tables are unchanged."
+                f"PostgreSQL connection lost during the export ({driver_message(e)}); the previous tables are unchanged."
             ) from None
         except psycopg.Error as e:
-            raise ExportError(f"PostgreSQL: {first_line(e)}; the previous tables are unchanged.") from None
+            raise ExportError(f"PostgreSQL: {driver_message(e)}; the previous tables are unchanged.") from None
         finally:
             _drop_side_schema(pg, side)
     return done
@@ -382,10 +407,10 @@ def _connection_problem(e: Exception, info: str) -> str:
             f"PostgreSQL at {host}:{port} refused user {user}: wrong or missing password; set PGPASSWORD or add it to ~/.pgpass."
         )
     if "does not exist" in text and "database" in text:
-        return f"PostgreSQL at {host}:{port}: {first_line(e)}; create it or set dbname in environments.toml or --dsn."
+        return f"PostgreSQL at {host}:{port}: {driver_message(e)}; create it or set dbname in environments.toml or --dsn."
     if "does not exist" in text and "role" in text:
-        return f"PostgreSQL at {host}:{port}: {first_line(e)}; set user in environments.toml, PGUSER or --dsn."
+        return f"PostgreSQL at {host}:{port}: {driver_message(e)}; set user in environments.toml, PGUSER or --dsn."
     return (
-        f"cannot connect to PostgreSQL at {host}:{port} ({first_line(e)}); "
+        f"cannot connect to PostgreSQL at {host}:{port} ({driver_message(e)}); "
         "start the server or point environments.toml, PGHOST/PGPORT or --dsn at one."
     )

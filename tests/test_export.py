@@ -447,6 +447,59 @@ def test_password_in_config_or_dsn_is_refused(project, runner, schema):
     assert "--dsn holds a password" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "dbname=postgresql://u:secret@127.0.0.1/db",
+        f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/db?dbname=postgresql://u:secret@h/db",
+        "host=127.0.0.1 dbname='x password=secret'",
+    ],
+    ids=["url-in-dbname", "url-in-url-dbname", "conninfo-in-dbname"],
+)
+def test_a_password_hidden_in_the_dsn_is_refused_and_never_printed(project, runner, schema, dsn):
+    build(runner)
+    for command in ("export", "parity"):
+        result = runner.invoke(app, [command, "--dsn", dsn])
+        assert result.exit_code == 1, result.output
+        assert "secret" not in result.output
+        assert "--dsn holds a password; remove it and set PGPASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("dsn", "secret"),
+    [("postgresql://u:sec ret@h/db", "sec ret"), ("host='x password=secret", "secret")],
+    ids=["url-with-space", "unterminated-quote"],
+)
+def test_a_malformed_dsn_with_a_password_is_not_echoed(project, runner, schema, dsn, secret):
+    build(runner)
+    result = export(runner, "--dsn", dsn)
+    assert result.exit_code == 1, result.output
+    assert secret not in result.output
+    assert "Error: --dsn is not a libpq connection string or URL." in result.stderr
+
+
+def test_a_password_in_the_configured_dbname_is_refused_and_never_printed(project, runner, schema):
+    build(runner)
+    config = project / "environments.toml"
+    config.write_text(config.read_text().replace(f'dbname = "{PG["dbname"]}"', 'dbname = "postgresql://u:secret@h/db"'))
+    result = export(runner)
+    assert result.exit_code == 1, result.output
+    assert "secret" not in result.output
+    assert "[dev.postgres] dbname holds a password" in result.stderr
+
+
+def test_a_password_the_server_echoes_back_is_masked(project, runner, schema, monkeypatch):
+    build(runner)
+    config = project / "environments.toml"
+    config.write_text(config.read_text().replace(f'dbname = "{PG["dbname"]}"\n', ""))
+    monkeypatch.setenv("PGDATABASE", "postgresql://u:secret@h/db")  # libpq reads it; the server says it back
+    for command in ("export", "parity"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 1, result.output
+        assert "secret" not in result.output
+        assert 'database "postgresql://u:***@h/db" does not exist' in result.stderr
+
+
 def test_refused_connection_is_one_clear_line(project, runner, schema):
     build(runner)
     result = export(runner, "--dsn", "host=127.0.0.1 port=1")
