@@ -313,20 +313,19 @@ def export(
     The reporting models by default (or --select), atomically: readers see the old
     tables or the new ones, never a mix.
     """
-    from funnel import console
-    from funnel import export as exporter
+    from funnel import console, files, postgres
 
     project, environment = _project_env(env)
     started = time.perf_counter()
     if format == ExportFormat.postgres:
         if out is not None:
             raise typer.BadParameter("--out is for --format csv or parquet.", param_hint="--out")
-        done = exporter.export_postgres(project, environment, dsn, select, console.export_line)
+        done = postgres.export_postgres(project, environment, dsn, select, console.export_line)
         where = f"PostgreSQL schema {environment.schema}"
     else:
         if out is None:
             raise typer.BadParameter(f"--format {format.value} needs --out DIR.", param_hint="--out")
-        done = exporter.export_files(project, environment, out, format.value, select, console.export_line)
+        done = files.export_files(project, environment, out, format.value, select, console.export_line)
         where = str(out)
     console.info(
         f"Exported {len(done)} table(s), {sum(d.rows for d in done):,} rows to {where} in {time.perf_counter() - started:.2f}s"
@@ -341,10 +340,10 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
     Exit 1 on any difference.
     """
     from funnel import console
-    from funnel import export as exporter
+    from funnel.parity import parity as compare
 
     project, environment = _project_env(env)
-    results = exporter.parity(project, environment, dsn, select)
+    results = compare(project, environment, dsn, select)
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)

@@ -6,6 +6,7 @@ from any working directory. Unknown keys and wrong types are errors, never ignor
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -19,7 +20,14 @@ CONFIG_FILE = "environments.toml"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # use with fullmatch
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
-POSTGRES_KEYS = {"host": str, "port": int, "user": str, "dbname": str, "sslmode": str}
+POSTGRES_KEYS: dict[str, type | tuple[type, ...]] = {
+    "host": str,
+    "port": int,
+    "user": str,
+    "dbname": str,
+    "sslmode": str,
+    "lock_timeout": (int, float),
+}
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,10 @@ class Postgres:
     user: str | None = None
     dbname: str | None = None
     sslmode: str | None = None
+    lock_timeout: float = 10.0  # seconds export may wait, in short tries, for readers' locks
 
     def conninfo_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k != "lock_timeout"}
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,9 @@ def _postgres(where: str, table: dict[str, Any]) -> Postgres:
     if "password" in table:
         raise ConfigError(f"{where} holds a password; remove it and set PGPASSWORD or use ~/.pgpass instead.")
     _check_keys(where, table, POSTGRES_KEYS)
+    lock_timeout = table.get("lock_timeout", Postgres.lock_timeout)
+    if not (math.isfinite(lock_timeout) and lock_timeout > 0):
+        raise ConfigError(f"{where} lock_timeout must be a number of seconds above 0, like 10, not {lock_timeout!r}.")
     return Postgres(**table)
 
 
@@ -188,7 +200,7 @@ def _check_keys(where: str, table: dict[str, Any], allowed: dict[str, Any]) -> N
         expected = allowed[key]
         # bool is an int in Python; `threads = true` is still a mistake.
         if not isinstance(value, expected) or isinstance(value, bool):
-            kind = expected.__name__ if isinstance(expected, type) else "value"
+            kind = expected.__name__ if isinstance(expected, type) else "number"
             raise ConfigError(f"{where} key '{key}' must be a {_kind(kind)}, not {value!r}.")
 
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     from funnel.build import BuildResult, Step
     from funnel.checks import TestResult
-    from funnel.export import Exported, TableParity
+    from funnel.files import Exported
+    from funnel.parity import TableParity
     from funnel.report import Table
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}

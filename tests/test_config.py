@@ -106,3 +106,32 @@ def test_the_shipped_config_declares_dev_and_prod_like_the_original():
     assert project.environment("dev").schema == "public_pipedrive_analytics"
     assert project.environment("prod").schema == "prod_pipedrive_analytics"
     assert project.environment("dev").database.name == "dev.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("0", "lock_timeout must be a number of seconds above 0, like 10, not 0."),
+        ("-1.5", "not -1.5."),
+        ("inf", "not inf."),
+        ("nan", "not nan."),
+        ('"10"', "key 'lock_timeout' must be a number, not '10'."),
+        ("true", "key 'lock_timeout' must be a number, not True."),
+    ],
+)
+def test_postgres_lock_timeout_is_a_finite_number_of_seconds(tmp_path, value, words):
+    root = write(tmp_path, f'[dev]\ndatabase = "d"\nschema = "s"\n[dev.postgres]\nlock_timeout = {value}\n')
+    with pytest.raises(ConfigError, match=r"\[dev\]\.postgres ") as raised:
+        load_project(root)
+    assert words in str(raised.value)
+
+
+def test_postgres_lock_timeout_defaults_to_10_seconds_and_stays_out_of_the_connection(tmp_path):
+    root = write(
+        tmp_path, '[dev]\ndatabase = "d"\nschema = "s"\n[dev.postgres]\nhost = "h"\n[prod]\ndatabase = "p"\nschema = "s"\n'
+    )
+    (root / "environments.toml").write_text((root / "environments.toml").read_text() + "[prod.postgres]\nlock_timeout = 2.5\n")
+    project = load_project(root)
+    assert project.environment("dev").postgres.lock_timeout == 10
+    assert project.environment("prod").postgres.lock_timeout == 2.5
+    assert project.environment("dev").postgres.conninfo_params() == {"host": "h"}

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import duckdb
@@ -58,8 +60,18 @@ def schema(project: Path, pg):
     (project / "environments.toml").write_text(text)
     yield name
     pg.execute(f'drop schema if exists "{name}" cascade')
-    for (side,) in pg.execute("select nspname from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchall():
+    for side in side_schemas(pg, name):
         pg.execute(f'drop schema "{side}" cascade')
+
+
+def side_schemas(pg, schema: str) -> list[str]:
+    """The side schemas of exports into `schema` (this test's only: other runs may be exporting)."""
+    rows = pg.execute(
+        "select nspname from pg_namespace where nspname like '\\_funnel\\_load\\_%%' "
+        "and obj_description(oid, 'pg_namespace') = %s",
+        [f"funnel export into {schema}"],
+    ).fetchall()
+    return [name for (name,) in rows]
 
 
 def build(runner, *args: str) -> None:
@@ -148,6 +160,80 @@ def test_a_view_on_the_table_survives_a_new_export(project, runner, pg, schema):
     assert pg.execute(f'select * from "{schema}".dashboard order by month').fetchall() == before
 
 
+def probe_model(project: Path, sql: str) -> None:
+    """A second reporting model, rep_probe, that the default export also writes."""
+    (project / "sql" / "reporting" / "rep_probe.sql").write_text(sql)
+
+
+def probe_columns(pg, schema: str) -> list[tuple[str, str]]:
+    return pg.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = 'rep_probe' order by ordinal_position",
+        [schema],
+    ).fetchall()
+
+
+def test_columns_in_a_new_order_are_exported_by_name_under_a_view(project, runner, pg, schema):
+    probe_model(project, "select 1 as a, 2 as b, 'x' as label")
+    build(runner)
+    assert export(runner).exit_code == 0
+    pg.execute(f'create view "{schema}".probe_view as select a, b, label from "{schema}".rep_probe')
+    probe_model(project, "select 'x' as label, 2 as b, 1 as a")
+    build(runner)
+    result = export(runner)
+    assert result.exit_code == 0, result.output
+    assert pg.execute(f'select a, b, label from "{schema}".probe_view').fetchall() == [(1, 2, "x")]
+    assert runner.invoke(app, ["parity"]).exit_code == 0
+
+
+def test_columns_no_view_uses_follow_the_model_under_a_view(project, runner, pg, schema):
+    probe_model(project, "select 1 as a, 2 as unused, 3 as retyped")
+    build(runner)
+    assert export(runner).exit_code == 0
+    pg.execute(f'create view "{schema}".probe_view as select a from "{schema}".rep_probe')
+    # `unused` goes, `retyped` becomes text, `extra` is new: no view needs any of them.
+    probe_model(project, "select 'new' as extra, 'three' as retyped, 10 as a")
+    build(runner)
+    result = export(runner)
+    assert result.exit_code == 0, result.output
+    assert probe_columns(pg, schema) == [("a", "integer"), ("retyped", "text"), ("extra", "text")]
+    assert pg.execute(f'select * from "{schema}".probe_view').fetchall() == [(10,)]
+    assert pg.execute(f'select extra, retyped from "{schema}".rep_probe').fetchall() == [("new", "three")]
+    assert runner.invoke(app, ["parity"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("new_model", "change"),
+    [
+        ("select 1 as a", "b is gone"),
+        ("select 1 as a, 'two' as b", "b integer becomes text"),
+    ],
+    ids=["column-gone", "type-changed"],
+)
+def test_a_column_a_view_needs_cannot_change_and_nothing_changes(project, runner, pg, schema, new_model, change):
+    probe_model(project, "select 1 as a, 2 as b")
+    build(runner)
+    assert export(runner).exit_code == 0
+    report_before = pg_rows(pg, schema)
+    pg.execute(f'create view "{schema}".probe_view as select b from "{schema}".rep_probe')
+    pg.execute(f'create view "{schema}".other_view as select a + b as total from "{schema}".rep_probe')
+    pg.execute(f'create view "{schema}".a_only as select a from "{schema}".rep_probe')
+    probe_model(project, new_model)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:  # the report changes too
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    build(runner, "--select", "rep_probe")
+    result = export(runner)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"Error: {schema}.rep_probe: views {schema}.other_view, {schema}.probe_view use columns")
+    assert f"({change})" in lines[0] and "a_only" not in lines[0]
+    assert lines[0].endswith("The previous tables are unchanged.")
+    assert probe_columns(pg, schema) == [("a", "integer"), ("b", "integer")]
+    assert pg.execute(f'select a, b from "{schema}".rep_probe').fetchall() == [(1, 2)]
+    assert pg_rows(pg, schema) == report_before
+
+
 def test_a_failure_in_the_middle_leaves_the_previous_tables(project, runner, pg, schema):
     build(runner)
     assert export(runner).exit_code == 0
@@ -159,7 +245,7 @@ def test_a_failure_in_the_middle_leaves_the_previous_tables(project, runner, pg,
     assert result.exit_code == 1
     assert "rep_zz_broken.xs: DuckDB type INTEGER[] has no PostgreSQL equivalent" in result.stderr
     assert pg_rows(pg, schema) == before
-    assert pg.execute("select count(*) from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchone() == (0,)
+    assert side_schemas(pg, schema) == []
 
 
 def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema):
@@ -173,7 +259,7 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     code = textwrap.dedent(
         """
         import os, signal, sys
-        import funnel.export as export
+        import funnel.postgres as export
         def die(*args):
             os.kill(os.getpid(), signal.SIGKILL)
         export._swap = die
@@ -187,8 +273,135 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     assert pg_rows(pg, schema) == before
     # The next export cleans up what the killed one left and succeeds.
     assert export(runner).exit_code == 0
-    assert pg.execute("select count(*) from pg_namespace where nspname like '\\_funnel\\_load\\_%'").fetchone() == (0,)
+    assert side_schemas(pg, schema) == []
     assert pg_rows(pg, schema) != before
+
+
+def kill_export_at_the_swap(project: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run `funnel export` in a process that SIGKILLs itself once every table is copied."""
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        import funnel.postgres as export
+        def die(*args):
+            os.kill(os.getpid(), signal.SIGKILL)
+        export._swap = die
+        sys.argv = ["funnel", "export"]
+        from funnel.cli import main
+        main()
+        """
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, timeout=120)
+
+
+def test_a_killed_export_leaves_its_table_copies_where_the_next_run_removes_them(project, runner, pg, schema):
+    build(runner)
+    proc = kill_export_at_the_swap(project)
+    assert proc.returncode == -9
+    left = [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")]
+    assert len(left) == 1 and list(left[0].rglob("*.csv")), "the killed export's CSV copies should be beside the build"
+    assert runner.invoke(app, ["parity"]).exit_code == 1  # nothing exported yet; parity cleans up all the same
+    assert not left[0].exists()
+    kill_export_at_the_swap(project)
+    assert export(runner).exit_code == 0
+    assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
+
+
+@pytest.fixture
+def dashboard(pg, schema):
+    """Run `hold()` to open a dashboard's transaction that has read the report: it holds a read lock."""
+    import psycopg
+
+    conn = psycopg.connect(**PG, application_name="dashboard-under-test")  # type: ignore[arg-type]
+
+    def hold() -> int:
+        conn.execute(f'select count(*) from "{schema}".rep_sales_funnel_monthly').fetchone()
+        return conn.info.backend_pid
+
+    yield hold
+    conn.close()
+
+
+def start_export(project: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "funnel", "export"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_until_export_waits_for_its_lock(pg, schema: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        waiting = pg.execute(
+            "select count(*) from pg_locks where not granted and relation = to_regclass(%s)",
+            [f'"{schema}".rep_sales_funnel_monthly'],
+        ).fetchone()
+        if waiting[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the export never waited for its lock: {proc.communicate(timeout=60)}")
+
+
+@pytest.mark.slow
+def test_a_held_read_lock_makes_export_give_up_in_time_without_holding_up_readers(project, runner, pg, schema, dashboard):
+    import psycopg
+
+    (project / "environments.toml").write_text((project / "environments.toml").read_text() + "lock_timeout = 4\n")
+    build(runner)
+    assert export(runner).exit_code == 0
+    before = pg_rows(pg, schema)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    holder = dashboard()
+    proc = start_export(project)
+    try:
+        wait_until_export_waits_for_its_lock(pg, schema, proc)
+        waiting_since = time.monotonic()
+        # A new dashboard query now queues behind the export's lock request.
+        with psycopg.connect(**PG, autocommit=True) as reader:  # type: ignore[arg-type]
+            reader.execute("set lock_timeout = '8s'")  # without this the old export would hold it forever
+            started = time.monotonic()
+            assert reader.execute(f'select count(*) from "{schema}".rep_sales_funnel_monthly').fetchone() == (len(before),)
+            held_up = time.monotonic() - started
+        _, err = proc.communicate(timeout=60)
+        gave_up_after = time.monotonic() - waiting_since
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert held_up < 3, f"a reader waited {held_up:.1f}s behind the export"
+    assert proc.returncode == 1, err
+    assert gave_up_after < 4 + 5, f"the export gave up {gave_up_after:.1f}s after it started waiting, not about 4s"
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"Error: PostgreSQL tables {schema}.rep_sales_funnel_monthly stayed locked for 4s by session ")
+    assert f"pid {holder} (application_name 'dashboard-under-test', state idle in transaction, query started " in errors[0]
+    assert "the previous tables are unchanged" in errors[0] and "raise lock_timeout in [dev.postgres]" in errors[0]
+    assert pg_rows(pg, schema) == before
+
+
+@pytest.mark.slow
+def test_an_interrupted_export_rolls_back_and_exits_130(project, runner, pg, schema, dashboard):
+    build(runner)
+    assert export(runner).exit_code == 0
+    before = pg_rows(pg, schema)
+    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+        con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
+    dashboard()
+    proc = start_export(project)
+    try:
+        wait_until_export_waits_for_its_lock(pg, schema, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and not [line for line in err.splitlines() if line.startswith("Error:")], err
+    assert pg_rows(pg, schema) == before
+    assert pg.execute(
+        "select count(*) from pg_locks where relation = to_regclass(%s) and not granted", [f'"{schema}".rep_sales_funnel_monthly']
+    ).fetchone() == (0,)
+    assert side_schemas(pg, schema) == []
+    assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
 
 
 def test_parity_detects_a_changed_row(project, runner, pg, schema):
@@ -234,6 +447,59 @@ def test_password_in_config_or_dsn_is_refused(project, runner, schema):
     assert "--dsn holds a password" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "dbname=postgresql://u:secret@127.0.0.1/db",
+        f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/db?dbname=postgresql://u:secret@h/db",
+        "host=127.0.0.1 dbname='x password=secret'",
+    ],
+    ids=["url-in-dbname", "url-in-url-dbname", "conninfo-in-dbname"],
+)
+def test_a_password_hidden_in_the_dsn_is_refused_and_never_printed(project, runner, schema, dsn):
+    build(runner)
+    for command in ("export", "parity"):
+        result = runner.invoke(app, [command, "--dsn", dsn])
+        assert result.exit_code == 1, result.output
+        assert "secret" not in result.output
+        assert "--dsn holds a password; remove it and set PGPASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("dsn", "secret"),
+    [("postgresql://u:sec ret@h/db", "sec ret"), ("host='x password=secret", "secret")],
+    ids=["url-with-space", "unterminated-quote"],
+)
+def test_a_malformed_dsn_with_a_password_is_not_echoed(project, runner, schema, dsn, secret):
+    build(runner)
+    result = export(runner, "--dsn", dsn)
+    assert result.exit_code == 1, result.output
+    assert secret not in result.output
+    assert "Error: --dsn is not a libpq connection string or URL." in result.stderr
+
+
+def test_a_password_in_the_configured_dbname_is_refused_and_never_printed(project, runner, schema):
+    build(runner)
+    config = project / "environments.toml"
+    config.write_text(config.read_text().replace(f'dbname = "{PG["dbname"]}"', 'dbname = "postgresql://u:secret@h/db"'))
+    result = export(runner)
+    assert result.exit_code == 1, result.output
+    assert "secret" not in result.output
+    assert "[dev.postgres] dbname holds a password" in result.stderr
+
+
+def test_a_password_the_server_echoes_back_is_masked(project, runner, schema, monkeypatch):
+    build(runner)
+    config = project / "environments.toml"
+    config.write_text(config.read_text().replace(f'dbname = "{PG["dbname"]}"\n', ""))
+    monkeypatch.setenv("PGDATABASE", "postgresql://u:secret@h/db")  # libpq reads it; the server says it back
+    for command in ("export", "parity"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 1, result.output
+        assert "secret" not in result.output
+        assert 'database "postgresql://u:***@h/db" does not exist' in result.stderr
+
+
 def test_refused_connection_is_one_clear_line(project, runner, schema):
     build(runner)
     result = export(runner, "--dsn", "host=127.0.0.1 port=1")
@@ -266,10 +532,10 @@ def test_pg_variables_override_the_config(project, runner, pg, schema, monkeypat
 
 
 def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg, schema, monkeypatch):
-    import funnel.export
+    import funnel.postgres
 
-    monkeypatch.setattr(funnel.export, "PARALLEL_FROM_ROWS", 100)
-    monkeypatch.setattr(funnel.export, "PARALLEL_COPIES", 3)
+    monkeypatch.setattr(funnel.postgres, "PARALLEL_FROM_ROWS", 100)
+    monkeypatch.setattr(funnel.postgres, "PARALLEL_COPIES", 3)
     # Text with commas, quotes and newlines must survive being split into parts.
     (project / "sql" / "reporting" / "rep_tricky_text.sql").write_text(
         "select i as id, 'line one' || chr(10) || 'line \"two\", ' || i::varchar as note from range(1000) as t(i)"
@@ -293,20 +559,20 @@ def test_a_model_added_after_the_build_is_named(project, runner, schema):
 
 
 def test_a_server_lost_mid_export_leaves_the_previous_tables(project, runner, pg, schema, monkeypatch):
-    import funnel.export
+    import funnel.postgres
 
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
     with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
-    swap = funnel.export._swap
+    swap = funnel.postgres._swap
 
     def swap_after_the_server_drops_us(conn, *args):
         pg.execute("select pg_terminate_backend(%s)", [conn.info.backend_pid])
         swap(conn, *args)
 
-    monkeypatch.setattr(funnel.export, "_swap", swap_after_the_server_drops_us)
+    monkeypatch.setattr(funnel.postgres, "_swap", swap_after_the_server_drops_us)
     result = export(runner)
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]

@@ -56,3 +56,31 @@ def test_file_export_to_an_unwritable_place_is_one_clear_line(project, runner, t
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"Error: {blocked}/rep_sales_funnel_monthly.csv")
     assert not [p for p in blocked.iterdir() if p.name.startswith(".")]
+
+
+def test_scratch_folders_live_beside_the_build_and_only_dead_ones_are_removed(project, tmp_path):
+    import subprocess
+    import sys
+
+    from funnel.config import load_project
+    from funnel.files import SCRATCH_PREFIX, scratch_folder
+
+    env = load_project(project).environment("dev")
+    env.database.parent.mkdir(parents=True)
+    # A folder left by a killed export: its lock file is not held by anyone.
+    dead = env.database.parent / f"{SCRATCH_PREFIX}999999999-abc"
+    dead.mkdir()
+    (dead / "lock").touch()
+    (dead / "rep_sales_funnel_monthly.csv").write_text("a full copy of a table\n")
+    # One whose process died before it named its lock: its pid is gone.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    unlocked = env.database.parent / f"{SCRATCH_PREFIX}{gone.stdout.strip()}-def"
+    unlocked.mkdir()
+    with scratch_folder(env) as first:
+        assert first.parent == env.database.parent and first.name.startswith(SCRATCH_PREFIX)
+        assert not dead.exists() and not unlocked.exists()
+        (first / "data.csv").write_text("x\n")
+        with scratch_folder(env) as second:  # a second export meanwhile leaves the live one alone
+            assert (first / "data.csv").exists() and second != first
+        assert not second.exists()
+    assert not first.exists()
