@@ -118,6 +118,7 @@ def build(
         Path | None, typer.Option("--raw-data", help="Folder with the six CSVs (or set FUNNEL_RAW_DATA).")
     ] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0)] = 0,
+    pull: Annotated[bool, typer.Option("--pull", help="First pull the export from the Pipedrive API (see funnel pull).")] = False,
 ) -> None:
     """Load, transform and test an export; publish it atomically.
 
@@ -128,6 +129,8 @@ def build(
     from funnel.build import build as run_build
 
     project, environment = _project_env(env, raw_data)
+    if pull:
+        _pull_into(project, environment.raw_data)
     console.info(f"Building env [bold]{environment.name}[/] from {environment.raw_data}")
     result = run_build(project, environment, select, wait, console.step_line, console.test_line)
     console.build_summary(result)
@@ -273,6 +276,49 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _since(value: str | None) -> str | None:
+    from funnel.errors import FunnelError
+    from funnel.pipedrive import parse_since
+
+    try:
+        return None if value is None else parse_since(value)
+    except FunnelError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command("pull")
+@handle_errors
+def pull_command(
+    env: EnvOption = "dev",
+    out: Annotated[Path | None, typer.Option(help="Folder for the six CSVs (default: the env's raw_data).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only changes since this UTC time (2024-06-01T08:00:00Z), or 'last' (the last pull).", callback=_since),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="Most API requests this pull may make (default 10,000).", min=1)] = None,
+) -> None:
+    """Fetch the six source files from the Pipedrive API.
+
+    Token from PIPEDRIVE_API_TOKEN, address from [pipedrive] api_url or PIPEDRIVE_API_URL.
+    The files replace the folder's export only when everything was fetched.
+    """
+    project, environment = _project_env(env)
+    _pull_into(project, out or environment.raw_data, since, budget)
+
+
+def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
+    from funnel import console
+    from funnel.pipedrive import pull as run_pull
+
+    with console.progress_bar("pulling") as on_progress:
+        result = run_pull(project, out, since, budget, on_progress)
+    what = f"changes since {result.since:%Y-%m-%d %H:%M} UTC" if result.since else "everything"
+    console.info(
+        f"Pulled {what} into {result.out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in result.rows.items())
+        + f" ({result.requests:,} requests, {result.seconds:.1f}s)"
+    )
 
 
 _signals_received: list[int] = []
