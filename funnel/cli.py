@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,19 +21,20 @@ class _Group(TyperGroup):
 
     def main(
         self,
-        args: Any = None,
+        args: Sequence[str] | None = None,
         prog_name: str | None = None,
         complete_var: str | None = None,
         standalone_mode: bool = True,
+        windows_expand_args: bool = True,
         **extra: Any,
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         try:  # typer 0.26+ carries its own copy of click
             from typer._click import exceptions as click
         except ImportError:  # pragma: no cover
             from click import exceptions as click  # type: ignore[no-redef]
 
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except typer.Abort:
             print(_interrupt_note[0], file=sys.stderr)
             code = 130
@@ -186,6 +187,7 @@ def build(
         Path | None, typer.Option("--raw-data", help="Folder with the six CSVs (or set FUNNEL_RAW_DATA).")
     ] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0, callback=_finite)] = 0,
+    pull: Annotated[bool, typer.Option("--pull", help="First pull the export from the Pipedrive API (see funnel pull).")] = False,
 ) -> None:
     """Load, transform and test an export; publish it atomically.
 
@@ -196,6 +198,8 @@ def build(
     from funnel.build import build as run_build
 
     project, environment = _project_env(env, raw_data)
+    if pull:
+        _pull_into(project, environment.export_folder())
     console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
     _interrupted_means(UNCHANGED)
 
@@ -320,11 +324,17 @@ def export(
     if format == ExportFormat.postgres:
         if out is not None:
             raise typer.BadParameter("--out is for --format csv or parquet.", param_hint="--out")
-        done = postgres.export_postgres(project, environment, dsn, select, console.export_line)
+        _interrupted_means("Interrupted; the export stopped and the PostgreSQL tables are unchanged")
+
+        def published() -> None:
+            _interrupted_means("Interrupted after the export committed; the PostgreSQL tables are the new ones")
+
+        done = postgres.export_postgres(project, environment, dsn, select, console.export_line, published)
         where = f"PostgreSQL schema {environment.schema}"
     else:
         if out is None:
             raise typer.BadParameter(f"--format {format.value} needs --out DIR.", param_hint="--out")
+        _interrupted_means(f"Interrupted; each file in {out} is either complete or untouched")
         done = files.export_files(project, environment, out, format.value, select, console.export_line)
         where = str(out)
     console.info(
@@ -347,6 +357,51 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _since(value: str | None) -> str | None:
+    from funnel.errors import FunnelError
+    from funnel.pipedrive import parse_since
+
+    try:
+        return None if value is None else parse_since(value)
+    except FunnelError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command("pull")
+@handle_errors
+def pull_command(
+    env: EnvOption = "dev",
+    out: Annotated[Path | None, typer.Option(help="Folder for the six CSVs (default: the env's raw_data).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only changes since this UTC time (2024-06-01T08:00:00Z), or 'last' (the last pull).", callback=_since),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="Most API requests this pull may make (default 10,000).", min=1)] = None,
+) -> None:
+    """Fetch the six source files from the Pipedrive API.
+
+    Token from PIPEDRIVE_API_TOKEN, address from [pipedrive] api_url or PIPEDRIVE_API_URL.
+    The files replace the folder's export only when everything was fetched.
+    """
+    project, environment = _project_env(env)
+    _pull_into(project, out or environment.export_folder(), since, budget)
+
+
+def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
+    from funnel import console
+    from funnel.pipedrive import pull as run_pull
+
+    _interrupted_means(f"Interrupted; the export in {out} is unchanged")
+    with console.progress_bar("pulling") as on_progress:
+        result = run_pull(project, out, since, budget, on_progress)
+    what = f"changes since {result.since:%Y-%m-%d %H:%M} UTC" if result.since else "everything"
+    console.info(
+        f"Pulled {what} into {result.out}: "
+        + ", ".join(f"{name} {rows:,} rows" for name, rows in result.rows.items())
+        + f" ({result.requests:,} requests, {result.seconds:.1f}s)"
+    )
 
 
 _signals_received: list[int] = []

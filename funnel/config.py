@@ -28,6 +28,9 @@ POSTGRES_KEYS: dict[str, type | tuple[type, ...]] = {
     "sslmode": str,
     "lock_timeout": (int, float),
 }
+# `[pipedrive]` is reserved: it configures `funnel pull`, it is not an environment.
+PIPEDRIVE_TABLE = "pipedrive"
+PIPEDRIVE_KEYS = {"api_url": str, "request_budget": int}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,14 @@ class Postgres:
 
     def conninfo_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None and k != "lock_timeout"}
+
+
+@dataclass(frozen=True)
+class PipedriveSettings:
+    """Where `funnel pull` reads from; the API token never comes from here."""
+
+    api_url: str | None = None
+    request_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class Project:
 
     root: Path
     environments: dict[str, Environment]
+    pipedrive: PipedriveSettings = field(default_factory=PipedriveSettings)
 
     @property
     def config_path(self) -> Path:
@@ -133,6 +145,7 @@ def load_project(root: Path | None = None) -> Project:
         raise ConfigError(f"{path}: not found; create it (see README).") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}.") from None
+    pipedrive = _pipedrive(path, data.pop(PIPEDRIVE_TABLE, {}))
     if not data:
         raise ConfigError(f"{path}: declares no environment; add a [dev] table (see README).")
     envs = {name: _environment(path, name, table) for name, table in data.items()}
@@ -144,7 +157,7 @@ def load_project(root: Path | None = None) -> Project:
                 f"{env.database}; give each environment its own."
             )
         owners[env.database] = env.name
-    return Project(root=root, environments=envs)
+    return Project(root=root, environments=envs, pipedrive=pipedrive)
 
 
 def _environment(path: Path, name: str, table: Any) -> Environment:
@@ -191,6 +204,19 @@ def _postgres(where: str, table: dict[str, Any]) -> Postgres:
     if not (math.isfinite(lock_timeout) and lock_timeout > 0):
         raise ConfigError(f"{where} lock_timeout must be a number of seconds above 0, like 10, not {lock_timeout!r}.")
     return Postgres(**table)
+
+
+def _pipedrive(path: Path, table: Any) -> PipedriveSettings:
+    where = f"{path}: [{PIPEDRIVE_TABLE}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: '{PIPEDRIVE_TABLE}' must be a table like [{PIPEDRIVE_TABLE}] (it configures funnel pull).")
+    if "api_token" in table or "token" in table:
+        raise ConfigError(f"{where} holds an API token; remove it and set PIPEDRIVE_API_TOKEN instead.")
+    _check_keys(where, table, PIPEDRIVE_KEYS)
+    budget = table.get("request_budget")
+    if budget is not None and budget < 1:
+        raise ConfigError(f"{where} request_budget must be 1 or more.")
+    return PipedriveSettings(**table)
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: dict[str, Any]) -> None:

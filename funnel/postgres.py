@@ -135,6 +135,7 @@ def export_postgres(
     dsn: str | None = None,
     select: str | None = None,
     on_table: Callable[[Exported], None] | None = None,
+    on_published: Callable[[], None] | None = None,
 ) -> list[Exported]:
     """Copy the selected models (default: reporting) into PostgreSQL, atomically.
 
@@ -164,7 +165,15 @@ def export_postgres(
                 if on_table:
                     on_table(done[-1])
             pg.autocommit = False
-            _swap_all(pg, side, env.schema, names, env.postgres.lock_timeout, f"[{env.name}.postgres] of {project.config_path}")
+            _swap_all(
+                pg,
+                side,
+                env.schema,
+                names,
+                env.postgres.lock_timeout,
+                f"[{env.name}.postgres] of {project.config_path}",
+                on_published,
+            )
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(
                 f"PostgreSQL refused ({driver_message(e)}); grant the user CREATE on the database or "
@@ -255,7 +264,15 @@ def _copy_parallel(info: str, target: str, files: list[Path]) -> None:
             future.result()
 
 
-def _swap_all(pg: psycopg.Connection[Any], side: str, schema: str, names: list[str], deadline: float, config: str) -> None:
+def _swap_all(
+    pg: psycopg.Connection[Any],
+    side: str,
+    schema: str,
+    names: list[str],
+    deadline: float,
+    config: str,
+    on_published: Callable[[], None] | None = None,
+) -> None:
     """Swap every table in one transaction, holding up the tables' readers for a second at most.
 
     The transaction first locks every existing table (ACCESS EXCLUSIVE). While that request
@@ -270,14 +287,19 @@ def _swap_all(pg: psycopg.Connection[Any], side: str, schema: str, names: list[s
     while True:
         wait = min(LOCK_TRY_SECONDS, max(give_up - time.monotonic(), 0.01))
         try:
-            with pg.transaction():
-                pg.execute("select set_config('lock_timeout', %s, true)", [f"{int(wait * 1000)}ms"])
-                existing = [t for t in tables if _exists(pg, t)]
-                if existing:
-                    pg.execute(f"lock table {', '.join(existing)} in access exclusive mode")
-                for name in names:
-                    _swap(pg, side, schema, name)
-                pg.execute(f"drop schema {quote_ident(side)}")
+            # Ctrl-C waits for this try to commit or roll back, so that what the caller then
+            # says about the PostgreSQL tables is true.
+            with database.signals_deferred():
+                with pg.transaction():
+                    pg.execute("select set_config('lock_timeout', %s, true)", [f"{int(wait * 1000)}ms"])
+                    existing = [t for t in tables if _exists(pg, t)]
+                    if existing:
+                        pg.execute(f"lock table {', '.join(existing)} in access exclusive mode")
+                    for name in names:
+                        _swap(pg, side, schema, name)
+                    pg.execute(f"drop schema {quote_ident(side)}")
+                if on_published:
+                    on_published()
             return
         except psycopg.errors.LockNotAvailable:
             if time.monotonic() >= give_up:
