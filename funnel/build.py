@@ -1,7 +1,9 @@
-"""`funnel build`: sources -> seeds -> staging -> intermediate -> reporting -> data tests.
+"""`funnel build`: plan, then load -> run -> test -> publish.
 
-All or nothing: everything happens in a temporary DuckDB file that replaces the
-committed one only when every model ran and no data test of severity `error` failed.
+The plan (funnel/plan.py) says what to load, run and test. Everything happens in a
+temporary DuckDB file, a fresh one for a full build or a copy of the committed build for
+an incremental one, that replaces the committed file only when every model ran and no
+data test of severity `error` failed. Nothing to do: nothing is written.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
-from funnel import checks, database, models
-from funnel.config import Environment, Project
-from funnel.errors import BuildMissing, FunnelError, ModelError, TestFailure, first_line
-from funnel.manifest import compile_project
+from funnel import __version__, checks, database, models, plan
+from funnel.errors import FunnelError, ModelError, TestFailure, first_line
 from funnel.quoting import quote_ident, relation
-from funnel.sources import SOURCES, CsvLoad, load_csvs
+from funnel.sources import CsvLoad, load_csvs
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from funnel.manifest import Manifest
+
+StepKind = Literal["source", "seed", "view", "table"]
+INFO_SCHEMA = "_funnel"
 
 
 @dataclass(frozen=True)
@@ -25,14 +34,15 @@ class Step:
     """One thing a build did: a source or seed loaded, or a model created."""
 
     name: str
-    kind: str  # source | seed | view | table
+    kind: StepKind
     seconds: float
     rows: int | None = None
 
 
 @dataclass
 class BuildResult:
-    env: Environment
+    manifest: Manifest
+    plan: plan.Plan
     steps: list[Step] = field(default_factory=list)
     tests: list[checks.TestResult] = field(default_factory=list)
     seconds: float = 0.0
@@ -45,49 +55,69 @@ class BuildResult:
         return sum(s.rows or 0 for s in self.steps if s.kind == "source")
 
 
+def make_plan(manifest: Manifest, select: str | None = None, full_refresh: bool = False) -> plan.Plan:
+    """What a build would do now (for `--dry-run`, and as the build's first step)."""
+    chosen = manifest.graph.select(select) if select else None
+    return plan.make(manifest, _previous(manifest), chosen, full_refresh)
+
+
 def build(
-    project: Project,
-    env: Environment,
+    manifest: Manifest,
     select: str | None = None,
     wait: float = 0.0,
+    full_refresh: bool = False,
+    on_plan: Callable[[plan.Plan], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
     on_test: Callable[[checks.TestResult], None] | None = None,
     on_published: Callable[[], None] | None = None,
 ) -> BuildResult:
-    """Build `env` (all models, or those `select` picks) and commit it if every test passes.
+    """Carry out the plan for `manifest.env` and publish it if every error test passes.
 
     Raises SourceError, ModelError or TestFailure, in which case the committed build is
     exactly as it was before.
     """
-    started = time.perf_counter()
-    dag, tests = compile_project(project.sql_dir, env.schema, env.database.parent)
-    chosen = dag.select(select)
-    result = BuildResult(env)
-
-    def record(step: Step) -> None:
-        result.steps.append(step)
-        if on_step:
-            on_step(step)
-
     import duckdb
 
+    started = time.perf_counter()
+    env = manifest.env
+    decided = make_plan(manifest, select, full_refresh)
+    if decided.up_to_date:  # checked before taking the lock: an up-to-date build writes nothing
+        if database.stale_temps(env):  # ... but what a killed build left behind goes
+            with database.build_lock(env, wait):
+                pass
+        result = BuildResult(manifest, decided, tests=_reused_results(manifest, decided))
+        if on_plan:
+            on_plan(decided)
+        result.seconds = time.perf_counter() - started
+        return result
     with database.build_lock(env, wait):
+        decided = make_plan(manifest, select, full_refresh)  # again: another build may have published meanwhile
+        if on_plan:
+            on_plan(decided)
+        result = BuildResult(manifest, decided)
+
+        def record(step: Step) -> None:
+            result.steps.append(step)
+            if on_step:
+                on_step(step)
+
         temp = database.temp_path(env.database)
         try:
-            if select:
-                if not env.database.exists():
-                    raise BuildMissing(
-                        f"--select builds on the last full build, and env '{env.name}' has none; "
-                        f"run funnel build --env {env.name} first."
-                    )
+            if not decided.full:
                 database.copy_committed(env.database, temp)
             con = database.connect(temp, env)
             try:
-                _load_sources(con, env, record)
+                _make_room(con, manifest, decided)
+                _load_sources(con, manifest, decided, record)
                 con.execute(f"create schema if not exists {quote_ident(env.schema)}")
-                for name in chosen:
-                    record(_run_model(con, dag.models[name], env.schema))
-                result.tests = checks.run(con, tests, on_test)
+                for name in decided.names("model", "run"):
+                    record(_run_model(con, manifest.graph.models[name], env.schema))
+                to_run = set(decided.names("test", "test"))
+                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run])
+                result.tests = _merge_results(manifest, decided, fresh)
+                for test_result in result.tests:
+                    if on_test:
+                        on_test(test_result)
                 failed = [t for t in result.tests if t.status == "ERROR"]
                 if failed:
                     raise TestFailure(_failure_message(failed))
@@ -113,15 +143,42 @@ def build(
     return result
 
 
-def _load_sources(con, env: Environment, record: Callable[[Step], None]) -> None:  # type: ignore[no-untyped-def]
+def _previous(manifest: Manifest) -> plan.Previous | None:
+    info = database.committed_info(manifest.env)
+    return None if info is None else plan.Previous.from_info(info)
+
+
+def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan) -> None:
+    """In a copied build, drop what is about to be replaced and checkpoint: the new data
+    then reuses the freed blocks, and the file does not grow from one build to the next."""
+    if decided.full:
+        return
+    kinds = dict(
+        con.execute(
+            "select table_schema || '.' || table_name, table_type from information_schema.tables where table_schema in (?, ?)",
+            [models.RAW_SCHEMA, manifest.env.schema],
+        ).fetchall()
+    )
+    doomed = [(models.RAW_SCHEMA, t) for t in decided.names("source", "load")]
+    doomed += [(manifest.env.schema, n) for n in decided.names("model", "run")]
+    for schema, name in doomed:
+        kind = kinds.get(f"{schema}.{name}")
+        if kind:
+            con.execute(f"drop {'view' if kind == 'VIEW' else 'table'} {relation(schema, name)}")
+    con.execute("checkpoint")
+
+
+def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, record: Callable[[Step], None]) -> None:
     con.execute(f"create schema if not exists {quote_ident(models.RAW_SCHEMA)}")
-    folder = env.export_folder()
-    loads = [CsvLoad(folder / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in SOURCES]
-    names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, SOURCES, strict=True)}
+    folder = manifest.env.export_folder()
+    wanted = set(decided.names("source", "load"))
+    chosen = [s for s in manifest.sources if s.table in wanted]
+    loads = [CsvLoad(folder / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in chosen]
+    names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, chosen, strict=True)}
     load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
 
 
-def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[no-untyped-def]
+def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str) -> Step:
     import duckdb
 
     started = time.perf_counter()
@@ -133,12 +190,28 @@ def _run_model(con, model: models.Model, schema: str) -> Step:  # type: ignore[n
         if model.materialized == "view":
             con.execute(f"create or replace view {target} as {model.sql}")
             return Step(model.name, "view", time.perf_counter() - started)
-        rows = con.execute(f"create or replace table {target} as {model.sql}").fetchone()[0]
+        row = con.execute(f"create or replace table {target} as {model.sql}").fetchone()
     except duckdb.Error as e:
         if database.is_machine_fault(e):
             raise  # a full disk or too little memory is not the model's fault: build() says so
         raise ModelError(f"{model.path}: {first_line(e)}") from None
-    return Step(model.name, "table", time.perf_counter() - started, rows)
+    return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
+
+
+def _reused_results(manifest: Manifest, decided: plan.Plan) -> list[checks.TestResult]:
+    """The committed build's results of the tests the plan does not rerun."""
+    recorded = decided.previous.tests
+    return [
+        checks.TestResult(t, int(recorded[t.name]["failures"]), 0.0, recorded[t.name].get("error"), reused=True)
+        for t in manifest.tests
+        if t.name in recorded and t.name not in set(decided.names("test", "test"))
+    ]
+
+
+def _merge_results(manifest: Manifest, decided: plan.Plan, fresh: list[checks.TestResult]) -> list[checks.TestResult]:
+    """Every test's result in project order: the ones just run, the others as recorded."""
+    by_name = {r.test.name: r for r in [*fresh, *_reused_results(manifest, decided)]}
+    return [by_name[t.name] for t in manifest.tests if t.name in by_name]
 
 
 def _failure_message(failed: list[checks.TestResult]) -> str:
@@ -150,33 +223,45 @@ def _failure_message(failed: list[checks.TestResult]) -> str:
     )
 
 
-def _write_build_info(con, result: BuildResult, select: str | None) -> None:  # type: ignore[no-untyped-def]
-    from funnel import __version__
-
-    info = {
-        "env": result.env.name,
+def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, select: str | None) -> None:
+    """What the build was made of, for the next plan, `funnel status` and readers."""
+    manifest, decided = result.manifest, result.plan
+    models_fp = dict(decided.previous.models) if not decided.full else {}
+    for name in decided.names("model", "run"):
+        models_fp[name] = plan.model_fingerprint(manifest, name)
+    rows = {s.name.split(".")[-1]: s.rows for s in result.steps if s.kind == "source"}
+    info: dict[str, Any] = {
+        "env": manifest.env.name,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "raw_data": str(result.env.export_folder()),
+        "raw_data": str(manifest.env.export_folder()),
         "select": select,
+        "full": decided.full,
         "seconds": round(result.seconds, 3),
-        "source_rows": result.source_rows,
+        "source_rows": {**decided.previous.info.get("source_rows", {}), **rows} if not decided.full else rows,
         "tests": {s: result.count(s) for s in ("PASS", "WARN", "ERROR")},
         "funnel_version": __version__,
+        "fingerprints": plan.fingerprints_json(decided.fingerprints),
+        "models": {name: models_fp[name] for name in manifest.graph.order if name in models_fp},
+        "test_results": {
+            r.test.name: {
+                "fingerprint": plan.test_fingerprint(r.test.sql, r.test.severity),
+                "failures": r.failures,
+                "error": r.error,
+            }
+            for r in result.tests
+        },
     }
-    con.execute("create schema if not exists _funnel")
-    con.execute("create or replace table _funnel.build_info as select ? as info", [json.dumps(info)])
+    con.execute(f"create schema if not exists {INFO_SCHEMA}")
+    con.execute(f"create or replace table {INFO_SCHEMA}.build_info as select ? as info", [json.dumps(info)])
 
 
-def build_info(con) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def build_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What `_write_build_info` stored in a committed build."""
-    row = con.execute("select info from _funnel.build_info").fetchone()
-    return json.loads(row[0]) if row else {}
+    row = con.execute(f"select info from {INFO_SCHEMA}.build_info").fetchone()
+    return dict(json.loads(row[0])) if row else {}
 
 
-def run_tests(
-    project: Project, env: Environment, on_test: Callable[[checks.TestResult], None] | None = None
-) -> list[checks.TestResult]:
-    """Run every data test against the committed build of `env` (read-only)."""
-    _, tests = compile_project(project.sql_dir, env.schema, env.database.parent)
-    with database.read(env) as con:
-        return checks.run(con, tests, on_test)
+def run_tests(manifest: Manifest, on_test: Callable[[checks.TestResult], None] | None = None) -> list[checks.TestResult]:
+    """Run every data test against the committed build of `manifest.env` (read-only)."""
+    with database.read(manifest.env) as con:
+        return checks.run(con, manifest.tests, on_test)

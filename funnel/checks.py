@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import ModelError, did_you_mean, first_line
-from funnel.models import LAYERS, Project, discover, render
+from funnel.models import TESTS_FOLDER, Graph, discover, render
 from funnel.quoting import quote_ident, relation
 
 if TYPE_CHECKING:
@@ -43,14 +43,16 @@ class DataTest:
     sql: str  # returns the failing rows
     path: Path
     description: str = ""
+    depends_on: tuple[str, ...] = ()  # the models it reads: it reruns when one of them does
 
 
 @dataclass(frozen=True)
 class TestResult:
     test: DataTest
     failures: int
-    seconds: float  # tests run together share their time equally
+    seconds: float
     error: str | None = None  # the query itself failed
+    reused: bool = False  # not rerun: nothing it reads changed since the committed build
 
     __test__ = False
 
@@ -63,15 +65,16 @@ class TestResult:
         return "WARN" if self.test.severity == "warn" else "ERROR"
 
 
-def collect(sql_dir: Path, project: Project) -> list[DataTest]:
-    """Every data test of the project, in a stable order (file, then position)."""
+def collect(sql_dir: Path, project: Graph) -> list[DataTest]:
+    """Every data test of the project, in a stable order (file, then position).
+
+    Declared tests live in a `tests.toml` in any model folder; SQL tests in sql/tests/.
+    """
     tests: list[DataTest] = []
-    for layer in LAYERS:
-        path = sql_dir / layer / "tests.toml"
-        if path.is_file():
-            tests.extend(_declared(path, project))
+    for path in sorted(sql_dir.rglob("tests.toml")):
+        tests.extend(_declared(path, project))
     files = discover(sql_dir)
-    for path in sorted((sql_dir / "tests").glob("*.sql")):
+    for path in sorted((sql_dir / TESTS_FOLDER).rglob("*.sql")):
         rendered = render(path, project.schema, files)
         settings = dict(rendered.settings)
         severity = settings.pop("severity", "error")
@@ -79,7 +82,7 @@ def collect(sql_dir: Path, project: Project) -> list[DataTest]:
         if severity not in SEVERITIES or settings:
             raise ModelError(f"{path}: config() takes severity='error'|'warn' and description only.")
         model = rendered.refs[0] if rendered.refs else ""
-        tests.append(DataTest(path.stem, model, severity, rendered.sql, path, description))
+        tests.append(DataTest(path.stem, model, severity, rendered.sql, path, description, rendered.refs))
     names = [t.name for t in tests]
     for name in names:
         if names.count(name) > 1:
@@ -89,31 +92,15 @@ def collect(sql_dir: Path, project: Project) -> list[DataTest]:
 
 def run(
     con: duckdb.DuckDBPyConnection,
-    tests: list[DataTest],
+    tests: list[DataTest] | tuple[DataTest, ...],
     on_result: Any = None,
 ) -> list[TestResult]:
-    """Run `tests`, passing each result to `on_result(result)`.
+    """Run `tests` one after the other, passing each result to `on_result(result)`.
 
-    All tests go to DuckDB as one query (a union of counts), which it runs in parallel;
-    only if that query fails are they run one by one, to say which test is broken.
+    One query per test: DuckDB runs each in parallel inside, and memory holds one test's
+    state at a time (a union of every test set the peak of a 5M-deal build).
     """
-    import duckdb
-
-    if not tests:
-        return []
-    started = time.perf_counter()
-    union = " union all ".join(f"select {i} as i, count(*) as n from ({t.sql})" for i, t in enumerate(tests))
-    try:
-        counts = dict(con.execute(union).fetchall())
-    except duckdb.Error:
-        return [_run_one(con, test, on_result) for test in tests]
-    each = (time.perf_counter() - started) / len(tests)
-    results = []
-    for i, test in enumerate(tests):
-        results.append(TestResult(test, counts[i], each))
-        if on_result:
-            on_result(results[-1])
-    return results
+    return [_run_one(con, test, on_result) for test in tests]
 
 
 def _run_one(con: duckdb.DuckDBPyConnection, test: DataTest, on_result: Any) -> TestResult:
@@ -131,7 +118,7 @@ def _run_one(con: duckdb.DuckDBPyConnection, test: DataTest, on_result: Any) -> 
     return result
 
 
-def _declared(path: Path, project: Project) -> list[DataTest]:
+def _declared(path: Path, project: Graph) -> list[DataTest]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -145,7 +132,7 @@ def _declared(path: Path, project: Project) -> list[DataTest]:
     return tests
 
 
-def _expand(where: str, path: Path, entry: dict[str, Any], project: Project) -> list[DataTest]:
+def _expand(where: str, path: Path, entry: dict[str, Any], project: Graph) -> list[DataTest]:
     for key in entry:
         if key not in TEST_KEYS:
             raise ModelError(f"{where}: unknown key '{key}'." + did_you_mean(key, sorted(TEST_KEYS)))
@@ -164,8 +151,11 @@ def _expand(where: str, path: Path, entry: dict[str, Any], project: Project) -> 
     if kind not in ("expression", "not_empty") and not columns:
         raise ModelError(f'{where}: {kind} needs columns = ["..."].')
 
+    reads = (model, entry["to"]) if kind == "relationships" and "to" in entry else (model,)
+
     def make(suffix: str, sql: str) -> DataTest:
-        return DataTest(entry.get("name", f"{kind}_{model}" + (f"_{suffix}" if suffix else "")), model, severity, sql, path)
+        name = entry.get("name", f"{kind}_{model}" + (f"_{suffix}" if suffix else ""))
+        return DataTest(name, model, severity, sql, path, depends_on=reads)
 
     if kind == "not_empty":
         return [make("", f"select 'no rows' as problem where not exists (select 1 from {table})")]

@@ -172,10 +172,18 @@ def handle_errors(command: F) -> F:
 
 
 def _project_env(env: str, raw_data: Path | None = None) -> tuple[Any, Any]:
-    from funnel.config import load_project
+    from funnel.config import load_config
 
-    project = load_project()
-    return project, project.environment(env, raw_data)
+    config = load_config()
+    return config, config.environment(env, raw_data)
+
+
+def _manifest(env: str, raw_data: Path | None = None) -> Any:
+    """The project compiled for `env`: what every command below works from."""
+    from funnel.manifest import compile
+
+    config, environment = _project_env(env, raw_data)
+    return compile(config, environment)
 
 
 @app.command()
@@ -188,25 +196,34 @@ def build(
     ] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0, callback=_finite)] = 0,
     pull: Annotated[bool, typer.Option("--pull", help="First pull the export from the Pipedrive API (see funnel pull).")] = False,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Reload every source and run every model.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (what would load, run and why) and stop.")] = False,
 ) -> None:
-    """Load, transform and test an export; publish it atomically.
+    """Plan, load, transform and test an export; publish it atomically.
 
-    Sources, seeds, staging, intermediate and reporting models, then data tests, in a
-    temporary file that replaces the last build only if nothing failed.
+    Only what changed is reloaded and rerun: a changed source and everything downstream of
+    it, edited models and what depends on them. Nothing changed: nothing is written. The
+    work happens in a temporary file that replaces the last build only if nothing failed.
     """
+    from funnel import build as builder
     from funnel import console
-    from funnel.build import build as run_build
 
-    project, environment = _project_env(env, raw_data)
+    manifest = _manifest(env, raw_data)
+    environment = manifest.env
     if pull:
-        _pull_into(project, environment.export_folder())
+        _pull_into(manifest.config, environment.export_folder())
+    if dry_run:
+        console.plan_lines(builder.make_plan(manifest, select, full_refresh), detail=True)
+        return
     console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
     _interrupted_means(UNCHANGED)
 
     def published() -> None:
         _interrupted_means(f"Interrupted after the new build of env '{environment.name}' was published; it is complete")
 
-    result = run_build(project, environment, select, wait, console.step_line, console.test_line, published)
+    result = builder.build(
+        manifest, select, wait, full_refresh, console.plan_lines, console.step_line, console.test_line, published
+    )
     console.build_summary(result)
 
 
@@ -220,9 +237,9 @@ def test(env: EnvOption = "dev") -> None:
     from funnel import console
     from funnel.build import run_tests
 
-    project, environment = _project_env(env)
-    results = run_tests(project, environment, console.test_line)
-    console.info(f"Tests on env {environment.name}: {console.test_summary(results)}")
+    manifest = _manifest(env)
+    results = run_tests(manifest, console.test_line)
+    console.info(f"Tests on env {manifest.env.name}: {console.test_summary(results)}")
     if any(r.status == "ERROR" for r in results):
         raise typer.Exit(1)
 
@@ -242,9 +259,9 @@ def show(
     """
     from funnel import console, report
 
-    project, environment = _project_env(env)
+    config, environment = _project_env(env)
     if compare:
-        table = report.compare(environment, project.environment(compare), model, month)
+        table = report.compare(environment, config.environment(compare), model, month)
     else:
         table = report.show(environment, model, month)
     console.print_table(table, format.value)
@@ -258,11 +275,9 @@ def models(
 ) -> None:
     """List models, layers and dependencies."""
     from funnel import console
-    from funnel.manifest import compile_project
     from funnel.report import Table
 
-    project, environment = _project_env(env)
-    dag, _ = compile_project(project.sql_dir, environment.schema, environment.database.parent)
+    dag = _manifest(env).graph
     rows = [
         (m.name, m.layer, m.materialized, ", ".join(m.refs) or ", ".join(f"source {s}" for s in m.sources) or "—")
         for m in (dag.models[n] for n in dag.order)
@@ -319,7 +334,8 @@ def export(
     """
     from funnel import console, files, postgres
 
-    project, environment = _project_env(env)
+    manifest = _manifest(env)
+    environment = manifest.env
     started = time.perf_counter()
     if format == ExportFormat.postgres:
         if out is not None:
@@ -329,13 +345,13 @@ def export(
         def published() -> None:
             _interrupted_means("Interrupted after the export committed; the PostgreSQL tables are the new ones")
 
-        done = postgres.export_postgres(project, environment, dsn, select, console.export_line, published)
+        done = postgres.export_postgres(manifest, dsn, select, console.export_line, published)
         where = f"PostgreSQL schema {environment.schema}"
     else:
         if out is None:
             raise typer.BadParameter(f"--format {format.value} needs --out DIR.", param_hint="--out")
         _interrupted_means(f"Interrupted; each file in {out} is either complete or untouched")
-        done = files.export_files(project, environment, out, format.value, select, console.export_line)
+        done = files.export_files(manifest, out, format.value, select, console.export_line)
         where = str(out)
     console.info(
         f"Exported {len(done)} table(s), {sum(d.rows for d in done):,} rows to {where} in {time.perf_counter() - started:.2f}s"
@@ -352,8 +368,7 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
     from funnel import console
     from funnel.parity import parity as compare
 
-    project, environment = _project_env(env)
-    results = compare(project, environment, dsn, select)
+    results = compare(_manifest(env), dsn, select)
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
@@ -385,8 +400,8 @@ def pull_command(
     Token from PIPEDRIVE_API_TOKEN, address from [pipedrive] api_url or PIPEDRIVE_API_URL.
     The files replace the folder's export only when everything was fetched.
     """
-    project, environment = _project_env(env)
-    _pull_into(project, out or environment.export_folder(), since, budget)
+    config, environment = _project_env(env)
+    _pull_into(config, out or environment.export_folder(), since, budget)
 
 
 def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:

@@ -28,6 +28,10 @@ POSTGRES_KEYS: dict[str, type | tuple[type, ...]] = {
     "sslmode": str,
     "lock_timeout": (int, float),
 }
+# `[models]` is reserved: the materialization of each folder under sql/.
+MODELS_TABLE = "models"
+MATERIALIZATIONS = ("view", "table")
+DEFAULT_MATERIALIZATIONS = {"staging": "view"}  # any other folder: table
 # `[pipedrive]` is reserved: it configures `funnel pull`, it is not an environment.
 PIPEDRIVE_TABLE = "pipedrive"
 PIPEDRIVE_KEYS = {"api_url": str, "request_budget": int}
@@ -82,12 +86,14 @@ class Environment:
 
 
 @dataclass(frozen=True)
-class Project:
-    """The project folder: environments.toml, sql/ and the environments it declares."""
+class Config:
+    """The project folder: environments.toml, sql/ and what the file declares."""
 
     root: Path
     environments: dict[str, Environment]
     pipedrive: PipedriveSettings = field(default_factory=PipedriveSettings)
+    # sql/ folder -> materialization of its models ([models] in the file; config() wins)
+    materializations: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MATERIALIZATIONS))
 
     @property
     def config_path(self) -> Path:
@@ -135,7 +141,7 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
-def load_project(root: Path | None = None) -> Project:
+def load_config(root: Path | None = None) -> Config:
     """Read and validate environments.toml under `root` (found upwards from cwd by default)."""
     root = find_root() if root is None else root.resolve()
     path = root / CONFIG_FILE
@@ -146,6 +152,7 @@ def load_project(root: Path | None = None) -> Project:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}.") from None
     pipedrive = _pipedrive(path, data.pop(PIPEDRIVE_TABLE, {}))
+    materializations = _materializations(path, data.pop(MODELS_TABLE, {}))
     if not data:
         raise ConfigError(f"{path}: declares no environment; add a [dev] table (see README).")
     envs = {name: _environment(path, name, table) for name, table in data.items()}
@@ -157,7 +164,21 @@ def load_project(root: Path | None = None) -> Project:
                 f"{env.database}; give each environment its own."
             )
         owners[env.database] = env.name
-    return Project(root=root, environments=envs, pipedrive=pipedrive)
+    return Config(root=root, environments=envs, pipedrive=pipedrive, materializations=materializations)
+
+
+def _materializations(path: Path, table: Any) -> dict[str, str]:
+    where = f"{path}: [{MODELS_TABLE}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f'{where} must be a table of sql/ folder = "view" or "table".')
+    out = dict(DEFAULT_MATERIALIZATIONS)
+    for folder, kind in table.items():
+        if not IDENTIFIER.fullmatch(folder) or folder in ("tests", "seeds"):
+            raise ConfigError(f"{where} '{folder}' is not a model folder under sql/ (tests and seeds are not).")
+        if kind not in MATERIALIZATIONS:
+            raise ConfigError(f'{where} {folder} = {kind!r}: a folder\'s models are "view" or "table".')
+        out[folder] = kind
+    return out
 
 
 def _environment(path: Path, name: str, table: Any) -> Environment:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from funnel.checks import TestResult
     from funnel.files import Exported
     from funnel.parity import TableParity
+    from funnel.plan import Plan
     from funnel.report import Table
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
@@ -107,13 +108,27 @@ def test_summary(results: list[TestResult]) -> str:
     return " ".join(f"[{STATUS_STYLE[s]}]{s}={n}[/]" for s, n in counts.items())
 
 
+def plan_lines(plan: Plan, detail: bool = False) -> None:
+    """The plan, before anything runs: what loads, runs and is tested, and why."""
+    from funnel.plan import describe
+
+    for line in describe(plan, detail):
+        info(line)
+
+
 def build_summary(result: BuildResult) -> None:
-    models = sum(1 for s in result.steps if s.kind != "source")
-    sources = sum(1 for s in result.steps if s.kind == "source")
-    info(
-        f"Done: env {result.env.name}, {sources} sources ({result.source_rows:,} rows), {models} models, "
-        f"tests {test_summary(result.tests)} in {result.seconds:.2f}s"
-    )
+    env = result.manifest.env.name
+    if result.plan.up_to_date:
+        info(f"Up to date: env {env}, tests {test_summary(result.tests)} (as recorded) in {result.seconds:.2f}s")
+        return
+    plan = result.plan
+    sources, models = len(plan.names("source", "load")), len(plan.names("model", "run"))
+    if plan.full:
+        done = f"{sources} sources ({result.source_rows:,} rows), {models} models"
+    else:
+        all_sources, all_models = sources + len(plan.names("source", "reuse")), models + len(plan.names("model", "reuse"))
+        done = f"loaded {sources} of {all_sources} sources ({result.source_rows:,} rows), ran {models} of {all_models} models"
+    info(f"Done: env {env}, {done}, tests {test_summary(result.tests)} in {result.seconds:.2f}s")
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from funnel.config import Environment
 from funnel.errors import BuildBusy, BuildMissing, FunnelError, first_line
@@ -35,6 +36,11 @@ def temp_path(database: Path) -> Path:
 
 def _temp_glob(database: Path) -> list[Path]:
     return sorted(database.parent.glob(f".{database.name}.*.tmp*"))
+
+
+def stale_temps(env: Environment) -> bool:
+    """Whether temporary build files lie beside the database (a running or a dead build's)."""
+    return bool(_temp_glob(env.database))
 
 
 def remove_temp(path: Path) -> None:
@@ -165,6 +171,25 @@ def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
+
+
+def committed_info(env: Environment) -> dict[str, Any] | None:
+    """What the committed build recorded about itself (`_funnel.build_info`), or None when
+    there is no build, or one this version cannot read (the next build is then a full one)."""
+    import duckdb
+
+    if not env.database.exists():
+        return None
+    try:
+        with read(env) as con:
+            row = con.execute("select info from _funnel.build_info").fetchone()
+    except (FunnelError, duckdb.Error):
+        return None
+    try:
+        info = json.loads(row[0]) if row else None
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def copy_committed(database: Path, temp: Path) -> None:

@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING
 from funnel import database
 from funnel.config import Environment
 from funnel.errors import ConfigError, ExportError, first_line
-from funnel.manifest import compile_project
 from funnel.quoting import quote_literal, relation
 
 if TYPE_CHECKING:
     import duckdb
 
-    from funnel.config import Project
+    from funnel.manifest import Manifest
 
 FILE_FORMATS = ("csv", "parquet")
 SCRATCH_PREFIX = ".funnel-export-"  # + pid + "-" + random: a folder beside the env's build
@@ -41,8 +40,7 @@ class Exported:
 
 
 def export_files(
-    project: Project,
-    env: Environment,
+    manifest: Manifest,
     out: Path,
     fmt: str,
     select: str | None = None,
@@ -53,7 +51,8 @@ def export_files(
 
     if fmt not in FILE_FORMATS:
         raise ConfigError(f"--format {fmt}: files can be {', '.join(FILE_FORMATS)}.")
-    names = selected(project, env, select)
+    env = manifest.env
+    names = selected(manifest, select)
     out.mkdir(parents=True, exist_ok=True)
     done = []
     with database.read(env) as duck:
@@ -91,10 +90,9 @@ def columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tup
     return found
 
 
-def selected(project: Project, env: Environment, select: str | None) -> list[str]:
+def selected(manifest: Manifest, select: str | None) -> list[str]:
     """The models an export writes: `select`, or the reporting layer."""
-    dag, _ = compile_project(project.sql_dir, env.schema, env.database.parent)
-    return dag.select(select or "reporting")
+    return manifest.graph.select(select or "reporting")
 
 
 @contextlib.contextmanager

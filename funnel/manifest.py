@@ -1,4 +1,8 @@
-"""The compiled project (rendered models, run order, data tests), cached between runs.
+"""The compiled project: one value that every command works from.
+
+`compile(config, env)` renders every model and data test of the project for one
+environment and orders them; build, test, models, show and export all take the resulting
+`Manifest`, so the project is compiled once per command and nowhere else.
 
 Rendering needs Jinja, and importing it costs more than a small build's SQL. Like dbt's
 partial parsing, the result is saved beside the environment's database and reused while
@@ -11,43 +15,57 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from funnel import __version__, checks, models
+from funnel.config import Config, Environment
+from funnel.sources import SOURCES, Source
 
 SUFFIXES = (".sql", ".csv", ".toml")
 
 
-def compile_project(sql_dir: Path, schema: str, cache_dir: Path | None = None) -> tuple[models.Project, list[checks.DataTest]]:
-    """Models and data tests of `sql_dir` rendered for `schema`, from the cache when fresh."""
-    key = _key(sql_dir, schema)
-    cache = cache_dir / f".funnel-manifest-{schema}.json" if cache_dir else None
-    if cache is not None:
-        cached = _read(cache, key)
-        if cached is not None:
-            return cached
-    dag = models.load(sql_dir, schema)
-    tests = checks.collect(sql_dir, dag)
-    if cache is not None:
-        _write(cache, key, dag, tests)
-    return dag, tests
+@dataclass(frozen=True)
+class Manifest:
+    """A project compiled for one environment: sources, models in run order, data tests."""
+
+    config: Config
+    env: Environment
+    graph: models.Graph
+    tests: tuple[checks.DataTest, ...]
+    sources: tuple[Source, ...] = SOURCES
 
 
-def _key(sql_dir: Path, schema: str) -> str:
-    digest = hashlib.sha256(f"{__version__}\0{schema}\0{sql_dir}".encode())
+def compile(config: Config, env: Environment) -> Manifest:
+    """The project under `config.root` rendered for `env`, from the cache when it is fresh."""
+    sql_dir = config.sql_dir
+    folders = config.materializations
+    key = _key(sql_dir, env.schema, folders)
+    cache = env.database.parent / f".funnel-manifest-{env.schema}.json"
+    cached = _read(cache, key)
+    if cached is None:
+        graph = models.load(sql_dir, env.schema, folders)
+        tests = tuple(checks.collect(sql_dir, graph))
+        _write(cache, key, graph, tests)
+    else:
+        graph, tests = cached
+    return Manifest(config, env, graph, tests)
+
+
+def _key(sql_dir: Path, schema: str, folders: dict[str, str]) -> str:
+    digest = hashlib.sha256(f"{__version__}\0{schema}\0{sql_dir}\0{sorted(folders.items())}".encode())
     for path in sorted(p for p in sql_dir.rglob("*") if p.suffix in SUFFIXES and p.is_file()):
         digest.update(str(path.relative_to(sql_dir)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def _read(cache: Path, key: str) -> tuple[models.Project, list[checks.DataTest]] | None:
+def _read(cache: Path, key: str) -> tuple[models.Graph, tuple[checks.DataTest, ...]] | None:
     try:
         data = json.loads(cache.read_text(encoding="utf-8"))
         if data.get("key") != key:
             return None
-        dag = models.Project(
+        graph = models.Graph(
             models={
                 m["name"]: models.Model(
                     **{**m, "path": Path(m["path"]), "refs": tuple(m["refs"]), "sources": tuple(m["sources"])}
@@ -57,18 +75,20 @@ def _read(cache: Path, key: str) -> tuple[models.Project, list[checks.DataTest]]
             order=tuple(data["order"]),
             schema=data["schema"],
         )
-        tests = [checks.DataTest(**{**t, "path": Path(t["path"])}) for t in data["tests"]]
-        return dag, tests
+        tests = tuple(
+            checks.DataTest(**{**t, "path": Path(t["path"]), "depends_on": tuple(t["depends_on"])}) for t in data["tests"]
+        )
+        return graph, tests
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing or unreadable: compile afresh
 
 
-def _write(cache: Path, key: str, dag: models.Project, tests: list[checks.DataTest]) -> None:
+def _write(cache: Path, key: str, graph: models.Graph, tests: tuple[checks.DataTest, ...]) -> None:
     data = {
         "key": key,
-        "schema": dag.schema,
-        "order": list(dag.order),
-        "models": [asdict(m) for m in dag.models.values()],
+        "schema": graph.schema,
+        "order": list(graph.order),
+        "models": [asdict(m) for m in graph.models.values()],
         "tests": [asdict(t) for t in tests],
     }
     temp = cache.with_name(f"{cache.name}.{os.getpid()}.part")

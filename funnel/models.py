@@ -1,8 +1,10 @@
 """Models from files: discovery, Jinja rendering, the dependency graph and `--select`.
 
-A model is one `.sql` file under `sql/<layer>/` (or a `.csv` seed under `sql/seeds/`); the
-file stem is its name. Rendering records every `ref()` and `source()`, which gives the
-graph; order is topological with ties broken by (layer, name), so runs are repeatable.
+A model is one `.sql` file in any folder under `sql/` (its layer is the top folder:
+`sql/reporting/sales/x.sql` is in `reporting`), or a `.csv` seed under `sql/seeds/`; the
+file stem is its name. `sql/tests/` holds data tests. Rendering records every `ref()` and
+`source()`, which gives the graph; order is topological with ties broken by (layer, name),
+so runs are repeatable. The materialization comes from `config()` or the folder's default.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from funnel.config import IDENTIFIER
+from funnel.config import DEFAULT_MATERIALIZATIONS, IDENTIFIER, MATERIALIZATIONS
 from funnel.errors import ConfigError, ModelError, did_you_mean
 from funnel.quoting import relation
 from funnel.sources import SOURCE_NAME, SOURCES_BY_TABLE
 
-LAYERS = ("seeds", "staging", "intermediate", "reporting")
-DEFAULT_MATERIALIZATION = {"seeds": "table", "staging": "view", "intermediate": "table", "reporting": "table"}
-MATERIALIZATIONS = ("view", "table")
+LAYERS = ("seeds", "staging", "intermediate", "reporting")  # the usual ones, in run-order rank
+TESTS_FOLDER, SEEDS_FOLDER = "tests", "seeds"
 SELECTOR = re.compile(r"(\+?)([A-Za-z_][A-Za-z0-9_]*)(\+?)")  # use with fullmatch
 RAW_SCHEMA = SOURCE_NAME
 
@@ -41,7 +42,7 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Project:
+class Graph:
     """The models of a project, rendered for one schema, in run order."""
 
     models: dict[str, Model]
@@ -67,13 +68,14 @@ class Project:
         if not selector:
             return list(self.order)
         chosen: set[str] = set()
+        layers = {m.layer for m in self.models.values()}
         for part in parse_selector(selector):
             prefix, name, suffix = SELECTOR.fullmatch(part).groups()  # type: ignore[union-attr]
-            if name in LAYERS and not prefix and not suffix:
+            if name in layers and name not in self.models and not prefix and not suffix:
                 chosen |= {m.name for m in self.models.values() if m.layer == name}
                 continue
             if name not in self.models:
-                raise ModelError(f"--select: no model or layer named '{name}'." + did_you_mean(name, [*self.models, *LAYERS]))
+                raise ModelError(f"--select: no model or layer named '{name}'." + did_you_mean(name, [*self.models, *layers]))
             chosen.add(name)
             if prefix:
                 chosen |= self.upstream(name)
@@ -105,36 +107,49 @@ def _walk(start: str, next_of: Any) -> set[str]:
 
 
 def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:
-    """Every model file: name -> (layer, path). Names must be unique across layers."""
+    """Every model file: name -> (layer, path). Names must be unique across folders.
+
+    Every `.sql` file under sql/ is a model except those in sql/tests/ (data tests); one
+    that cannot be a model is an error, never silently ignored.
+    """
     if not sql_dir.is_dir():
-        raise ConfigError(f"{sql_dir}: no sql/ folder; a project keeps its models in sql/<layer>/.")
+        raise ConfigError(f"{sql_dir}: no sql/ folder; a project keeps its models in sql/<folder>/.")
     found: dict[str, tuple[str, Path]] = {}
-    for layer in LAYERS:
-        folder = sql_dir / layer
-        pattern = "*.csv" if layer == "seeds" else "*.sql"
-        for path in sorted(folder.glob(pattern)):
-            name = path.stem
-            if not IDENTIFIER.fullmatch(name):
-                raise ModelError(f"{path}: model file names must be plain identifiers (letters, digits, _).")
-            if name in found:
-                raise ModelError(f"{path}: model name '{name}' is also used by {found[name][1]}; rename one.")
-            found[name] = (layer, path)
+    seeds = sorted((sql_dir / SEEDS_FOLDER).glob("*.csv"))
+    for path in seeds + sorted(sql_dir.rglob("*.sql")):
+        parts = path.relative_to(sql_dir).parts
+        if parts[0] == TESTS_FOLDER:
+            continue
+        if len(parts) == 1:
+            raise ModelError(f"{path}: a model lives in a folder under sql/ (e.g. sql/reporting/); move it there.")
+        if parts[0] == SEEDS_FOLDER and path.suffix == ".sql":
+            raise ModelError(f"{path}: sql/seeds/ holds CSV seeds; move the model to another folder.")
+        name = path.stem
+        if not IDENTIFIER.fullmatch(name):
+            raise ModelError(f"{path}: model file names must be plain identifiers (letters, digits, _).")
+        if name in found:
+            raise ModelError(f"{path}: model name '{name}' is also used by {found[name][1]}; rename one.")
+        found[name] = (parts[0], path)
     if not found:
-        raise ModelError(f"{sql_dir}: no models found in {', '.join(LAYERS)}.")
+        raise ModelError(f"{sql_dir}: no models found; add .sql files in a folder such as sql/staging/.")
     return found
 
 
-def load(sql_dir: Path, schema: str) -> Project:
-    """Render every model for `schema` and order them; raise ModelError naming the file."""
+def load(sql_dir: Path, schema: str, materializations: dict[str, str] | None = None) -> Graph:
+    """Render every model for `schema` and order them; raise ModelError naming the file.
+
+    `materializations`: folder -> "view" | "table", the default of the models in it.
+    """
+    folders = DEFAULT_MATERIALIZATIONS if materializations is None else materializations
     files = discover(sql_dir)
-    seed_types = _seed_types(sql_dir, [n for n, (layer, _) in files.items() if layer == "seeds"])
+    seed_types = _seed_types(sql_dir, [n for n, (layer, _) in files.items() if layer == SEEDS_FOLDER])
     models: dict[str, Model] = {}
     for name, (layer, path) in files.items():
-        if layer == "seeds":
+        if layer == SEEDS_FOLDER:
             models[name] = Model(name, layer, path, "table", "", seed_columns=seed_types[name])
         else:
-            models[name] = _model(name, layer, path, schema, files)
-    return Project(models=models, order=_order(models), schema=schema)
+            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"))
+    return Graph(models=models, order=_order(models), schema=schema)
 
 
 @dataclass(frozen=True)
@@ -191,10 +206,10 @@ def render(path: Path, schema: str, files: dict[str, tuple[str, Path]], name: st
     return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(sources)), settings)
 
 
-def _model(name: str, layer: str, path: Path, schema: str, files: dict[str, tuple[str, Path]]) -> Model:
+def _model(name: str, layer: str, path: Path, schema: str, files: dict[str, tuple[str, Path]], default: str) -> Model:
     rendered = render(path, schema, files, name)
     settings = dict(rendered.settings)
-    materialized = settings.pop("materialized", DEFAULT_MATERIALIZATION[layer])
+    materialized = settings.pop("materialized", default)
     if materialized not in MATERIALIZATIONS:
         raise ModelError(f"{path}: materialized='{materialized}' is not one of {', '.join(MATERIALIZATIONS)}.")
     if settings:
@@ -231,7 +246,7 @@ def _seed_types(sql_dir: Path, names: list[str]) -> dict[str, dict[str, str]]:
 def _order(models: dict[str, Model]) -> tuple[str, ...]:
     from graphlib import CycleError, TopologicalSorter
 
-    rank = {name: (LAYERS.index(m.layer), name) for name, m in models.items()}
+    rank = {name: (LAYERS.index(m.layer) if m.layer in LAYERS else len(LAYERS), m.layer, name) for name, m in models.items()}
     sorter = TopologicalSorter({name: m.refs for name, m in models.items()})
     try:
         sorter.prepare()

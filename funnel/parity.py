@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel import database
-from funnel.config import Environment
 from funnel.errors import ExportError
 from funnel.files import columns, scratch_folder, selected
 from funnel.postgres import connect, conninfo, driver_message
 from funnel.quoting import quote_ident, quote_literal, relation
 
 if TYPE_CHECKING:
-    from funnel.config import Project
+    from funnel.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,7 @@ class TableParity:
 
 
 def parity(
-    project: Project,
-    env: Environment,
+    manifest: Manifest,
     dsn: str | None = None,
     select: str | None = None,
     examples: int = 5,
@@ -45,7 +43,8 @@ def parity(
     """Compare each selected model in DuckDB with its exported table in PostgreSQL, row for row."""
     import psycopg
 
-    names = selected(project, env, select)
+    env = manifest.env
+    names = selected(manifest, select)
     results = []
     with (
         database.read(env) as duck,

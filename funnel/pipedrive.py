@@ -34,7 +34,7 @@ from funnel.sources import SOURCES_BY_TABLE, TS, TS_ISO, TS_MICRO
 if TYPE_CHECKING:
     import httpx
 
-    from funnel.config import Project
+    from funnel.config import Config
 
 TOKEN_ENV = "PIPEDRIVE_API_TOKEN"
 URL_ENV = "PIPEDRIVE_API_URL"
@@ -219,7 +219,7 @@ class Client:
 
 
 def pull(
-    project: Project,
+    project: Config,
     out: Path,
     since: str | None = None,
     budget: int | None = None,
@@ -591,7 +591,7 @@ def _token() -> str:
     return token
 
 
-def _api_url(project: Project) -> tuple[str, str]:
+def _api_url(project: Config) -> tuple[str, str]:
     """The company's API address from $PIPEDRIVE_API_URL or [pipedrive] api_url, and where it came from."""
     if os.environ.get(URL_ENV):
         url, where = os.environ[URL_ENV].strip(), URL_ENV

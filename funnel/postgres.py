@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import duckdb
     import psycopg
 
-    from funnel.config import Project
+    from funnel.manifest import Manifest
 
 PG_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
 PG_TYPES = {
@@ -130,8 +130,7 @@ def connect(info: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def export_postgres(
-    project: Project,
-    env: Environment,
+    manifest: Manifest,
     dsn: str | None = None,
     select: str | None = None,
     on_table: Callable[[Exported], None] | None = None,
@@ -146,7 +145,8 @@ def export_postgres(
     """
     import psycopg
 
-    names = selected(project, env, select)
+    env = manifest.env
+    names = selected(manifest, select)
     side = f"_funnel_load_{os.getpid()}_{secrets.token_hex(3)}"
     done: list[Exported] = []
     info = conninfo(env, dsn)
@@ -171,7 +171,7 @@ def export_postgres(
                 env.schema,
                 names,
                 env.postgres.lock_timeout,
-                f"[{env.name}.postgres] of {project.config_path}",
+                f"[{env.name}.postgres] of {manifest.config.config_path}",
                 on_published,
             )
         except psycopg.errors.InsufficientPrivilege as e:

@@ -16,12 +16,12 @@ DATA = Path(__file__).resolve().parent / "data"
 
 ENVIRONMENTS = """\
 [dev]
-database = "build/dev.duckdb"
+database = "target/dev.duckdb"
 schema = "public_pipedrive_analytics"
 raw_data = "raw_data"
 
 [prod]
-database = "build/prod.duckdb"
+database = "target/prod.duckdb"
 schema = "prod_pipedrive_analytics"
 raw_data = "raw_data"
 """
@@ -53,6 +53,15 @@ def built(project: Path, runner: CliRunner) -> Path:
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
     return project
+
+
+def compiled(root: Path, env: str = "dev"):
+    """The project under `root` compiled for `env`, as the CLI does it."""
+    from funnel.config import load_config
+    from funnel.manifest import compile
+
+    config = load_config(root)
+    return compile(config, config.environment(env))
 
 
 def read_report(database: Path, schema: str = "public_pipedrive_analytics") -> list[tuple]:

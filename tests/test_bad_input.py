@@ -31,7 +31,7 @@ def good_build(project, runner, small_export):
     shutil.copytree(small_export, project / "raw_data")
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
-    database = project / "build" / "dev.duckdb"
+    database = project / "target" / "dev.duckdb"
     return database, read_report(database), database.stat().st_mtime_ns
 
 

@@ -31,7 +31,7 @@ def test_build_reports_each_model_and_a_summary(project, runner):
     assert "9 models" in result.stderr
     assert "ERROR=0" in result.stderr and "PASS=" in result.stderr
     assert result.stdout == ""  # progress is on stderr; stdout stays clean for pipes
-    assert (project / "build" / "dev.duckdb").exists()
+    assert (project / "target" / "dev.duckdb").exists()
 
 
 def test_show_month_as_csv(built, runner):
@@ -42,14 +42,14 @@ def test_show_month_as_csv(built, runner):
     assert {r[0] for r in rows[1:]} == {"2024-02-01"}
     steps = [r[2] for r in rows[1:]]
     assert steps == sorted(steps, key=float)  # funnel order
-    expected = [r for r in read_report(built / "build" / "dev.duckdb") if str(r[0]) == "2024-02-01"]
+    expected = [r for r in read_report(built / "target" / "dev.duckdb") if str(r[0]) == "2024-02-01"]
     assert [(r[1], r[2], int(r[3])) for r in rows[1:]] == [(r[1], str(r[2]), r[3]) for r in expected]
 
 
 def test_show_all_months_csv_equals_the_built_table(built, runner):
     result = runner.invoke(app, ["show", "-f", "csv"])
     rows = list(csv.reader(io.StringIO(result.stdout)))[1:]
-    assert len(rows) == len(read_report(built / "build" / "dev.duckdb"))
+    assert len(rows) == len(read_report(built / "target" / "dev.duckdb"))
 
 
 def test_show_json(built, runner):
@@ -88,7 +88,7 @@ def test_compare_shows_a_difference(built, runner, project):
     import duckdb
 
     assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
-    with duckdb.connect(str(project / "build" / "prod.duckdb")) as con:
+    with duckdb.connect(str(project / "target" / "prod.duckdb")) as con:
         con.execute(
             "update prod_pipedrive_analytics.rep_sales_funnel_monthly set deals_count = deals_count - 3 "
             "where month = '2024-02-01' and funnel_step = 1.0"
@@ -169,7 +169,7 @@ def test_test_command_summary(built, runner):
 def test_test_command_fails_on_a_broken_build(built, runner, project):
     import duckdb
 
-    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+    with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:
         con.execute(
             "update public_pipedrive_analytics.rep_sales_funnel_monthly set kpi_name = 'Step 1: Lost' where funnel_step = 1.0"
         )
@@ -193,17 +193,21 @@ def test_models_lists_layers_and_dependencies(project, runner):
 
 
 def test_select_rebuilds_only_the_chosen_models(built, runner):
+    for name in ("rep_sales_funnel_monthly", "int_deal_stage_history"):
+        path = next((built / "sql").rglob(f"{name}.sql"))
+        path.write_text(path.read_text() + "\n-- edited\n")
     result = runner.invoke(app, ["build", "--select", "rep_sales_funnel_monthly"])
     assert result.exit_code == 0, result.output
-    assert "rep_sales_funnel_monthly" in result.stderr
-    assert "int_deal_stage_history" not in result.stderr
-    assert "1 models" in result.stderr
+    assert "OK    table  rep_sales_funnel_monthly" in result.stderr
+    assert "int_deal_stage_history" not in result.stderr  # edited, but not selected: it keeps its last result
+    assert "ran 1 of 9 models" in result.stderr
 
 
-def test_select_needs_a_previous_build(project, runner):
+def test_select_without_a_previous_build_builds_everything(project, runner):
     result = runner.invoke(app, ["build", "--select", "staging"])
-    assert result.exit_code == 1
-    assert "run funnel build --env dev first" in error_line(result)
+    assert result.exit_code == 0
+    assert "full build (no build yet)" in result.stderr
+    assert "OK    table  rep_sales_funnel_monthly" in result.stderr
 
 
 def test_raw_data_option_and_variable(project, runner, tmp_path, monkeypatch):
@@ -241,7 +245,7 @@ def test_python_dash_m_and_help_work(project):
 
 
 def test_no_traceback_for_an_unwritable_build_folder(project, runner):
-    (project / "build").write_text("a file where the build folder should be")
+    (project / "target").write_text("a file where the build folder should be")
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 1
     assert "cannot create the build folder" in error_line(result)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from funnel.config import load_project
+from funnel.config import load_config
 from funnel.errors import ConfigError
 
 
@@ -13,10 +13,10 @@ def write(root: Path, text: str) -> Path:
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
-    root = write(tmp_path / "p", '[dev]\ndatabase = "build/dev.duckdb"\nschema = "s"\nraw_data = "exports/june"\n')
+    root = write(tmp_path / "p", '[dev]\ndatabase = "target/dev.duckdb"\nschema = "s"\nraw_data = "exports/june"\n')
     monkeypatch.chdir(tmp_path)
-    env = load_project(root).environment("dev")
-    assert env.database == root / "build" / "dev.duckdb"
+    env = load_config(root).environment("dev")
+    assert env.database == root / "target" / "dev.duckdb"
     assert env.raw_data == root / "exports" / "june"
     assert env.threads is None and env.memory_limit is None
 
@@ -26,7 +26,7 @@ def test_project_is_found_from_a_subfolder(tmp_path, monkeypatch):
     (root / "sql" / "staging").mkdir(parents=True)
     monkeypatch.chdir(root / "sql" / "staging")
     monkeypatch.delenv("FUNNEL_PROJECT_DIR", raising=False)
-    assert load_project().root == root
+    assert load_config().root == root
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_project_is_found_from_a_subfolder(tmp_path, monkeypatch):
 def test_bad_config_is_one_clear_error(tmp_path, text, words):
     root = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        load_project(root)
+        load_config(root)
     assert words in str(info.value)
     assert str(root / "environments.toml") in str(info.value)
 
@@ -76,18 +76,18 @@ def test_bad_config_is_one_clear_error(tmp_path, text, words):
 def test_two_environments_cannot_share_a_database_file(tmp_path):
     root = write(tmp_path, '[dev]\ndatabase = "b/x.duckdb"\nschema = "s"\n[prod]\ndatabase = "./b/x.duckdb"\nschema = "t"\n')
     with pytest.raises(ConfigError, match=r"\[prod\] and \[dev\] use the same database file"):
-        load_project(root)
+        load_config(root)
 
 
 def test_unknown_environment_suggests_the_closest(tmp_path):
     root = write(tmp_path, '[dev]\ndatabase = "d"\nschema = "s"\n[prod]\ndatabase = "p"\nschema = "t"\n')
     with pytest.raises(ConfigError, match="unknown environment 'prd'. Did you mean 'prod'"):
-        load_project(root).environment("prd")
+        load_config(root).environment("prd")
 
 
 def test_raw_data_override_order(tmp_path, monkeypatch):
     root = write(tmp_path, '[dev]\ndatabase = "d"\nschema = "s"\nraw_data = "exports/june"\n')
-    project = load_project(root)
+    project = load_config(root)
     assert project.environment("dev").raw_data == root / "exports" / "june"
     monkeypatch.setenv("FUNNEL_RAW_DATA", str(tmp_path / "from_env"))
     assert project.environment("dev").raw_data == tmp_path / "from_env"
@@ -98,11 +98,11 @@ def test_no_config_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FUNNEL_PROJECT_DIR", raising=False)
     with pytest.raises(ConfigError, match="no environments.toml in .* or its parents"):
-        load_project()
+        load_config()
 
 
 def test_the_shipped_config_declares_dev_and_prod_like_the_original():
-    project = load_project(Path(__file__).resolve().parent.parent)
+    project = load_config(Path(__file__).resolve().parent.parent)
     assert project.environment("dev").schema == "public_pipedrive_analytics"
     assert project.environment("prod").schema == "prod_pipedrive_analytics"
     assert project.environment("dev").database.name == "dev.duckdb"
@@ -122,7 +122,7 @@ def test_the_shipped_config_declares_dev_and_prod_like_the_original():
 def test_postgres_lock_timeout_is_a_finite_number_of_seconds(tmp_path, value, words):
     root = write(tmp_path, f'[dev]\ndatabase = "d"\nschema = "s"\n[dev.postgres]\nlock_timeout = {value}\n')
     with pytest.raises(ConfigError, match=r"\[dev\]\.postgres ") as raised:
-        load_project(root)
+        load_config(root)
     assert words in str(raised.value)
 
 
@@ -131,7 +131,7 @@ def test_postgres_lock_timeout_defaults_to_10_seconds_and_stays_out_of_the_conne
         tmp_path, '[dev]\ndatabase = "d"\nschema = "s"\n[dev.postgres]\nhost = "h"\n[prod]\ndatabase = "p"\nschema = "s"\n'
     )
     (root / "environments.toml").write_text((root / "environments.toml").read_text() + "[prod.postgres]\nlock_timeout = 2.5\n")
-    project = load_project(root)
+    project = load_config(root)
     assert project.environment("dev").postgres.lock_timeout == 10
     assert project.environment("prod").postgres.lock_timeout == 2.5
     assert project.environment("dev").postgres.conninfo_params() == {"host": "h"}

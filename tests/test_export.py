@@ -92,7 +92,7 @@ def test_round_trip_equals_the_duckdb_build_with_the_same_types(project, runner,
     result = export(runner)
     assert result.exit_code == 0, result.output
     assert "Exported 1 table(s)" in result.stderr
-    assert pg_rows(pg, schema) == read_report(project / "build" / "dev.duckdb", schema)
+    assert pg_rows(pg, schema) == read_report(project / "target" / "dev.duckdb", schema)
     types = pg.execute(
         "select column_name, data_type, numeric_precision, numeric_scale from information_schema.columns "
         "where table_schema = %s and table_name = 'rep_sales_funnel_monthly' order by ordinal_position",
@@ -219,7 +219,7 @@ def test_a_column_a_view_needs_cannot_change_and_nothing_changes(project, runner
     pg.execute(f'create view "{schema}".other_view as select a + b as total from "{schema}".rep_probe')
     pg.execute(f'create view "{schema}".a_only as select a from "{schema}".rep_probe')
     probe_model(project, new_model)
-    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:  # the report changes too
+    with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:  # the report changes too
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
     build(runner, "--select", "rep_probe")
     result = export(runner)
@@ -252,7 +252,7 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
-    db = project / "build" / "dev.duckdb"
+    db = project / "target" / "dev.duckdb"
     with duckdb.connect(str(db)) as con:  # make the next export visibly different
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
     # Kill the exporting process after every table is copied, just before the swap.
@@ -298,13 +298,13 @@ def test_a_killed_export_leaves_its_table_copies_where_the_next_run_removes_them
     build(runner)
     proc = kill_export_at_the_swap(project)
     assert proc.returncode == -9
-    left = [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")]
+    left = [p for p in (project / "target").iterdir() if p.name.startswith(".funnel-export-")]
     assert len(left) == 1 and list(left[0].rglob("*.csv")), "the killed export's CSV copies should be beside the build"
     assert runner.invoke(app, ["parity"]).exit_code == 1  # nothing exported yet; parity cleans up all the same
     assert not left[0].exists()
     kill_export_at_the_swap(project)
     assert export(runner).exit_code == 0
-    assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
+    assert [p for p in (project / "target").iterdir() if p.name.startswith(".funnel-export-")] == []
 
 
 @pytest.fixture
@@ -349,7 +349,7 @@ def test_a_held_read_lock_makes_export_give_up_in_time_without_holding_up_reader
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
-    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+    with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
     holder = dashboard()
     proc = start_export(project)
@@ -383,7 +383,7 @@ def test_an_interrupted_export_rolls_back_and_exits_130(project, runner, pg, sch
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
-    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+    with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
     dashboard()
     proc = start_export(project)
@@ -401,7 +401,7 @@ def test_an_interrupted_export_rolls_back_and_exits_130(project, runner, pg, sch
         "select count(*) from pg_locks where relation = to_regclass(%s) and not granted", [f'"{schema}".rep_sales_funnel_monthly']
     ).fetchone() == (0,)
     assert side_schemas(pg, schema) == []
-    assert [p for p in (project / "build").iterdir() if p.name.startswith(".funnel-export-")] == []
+    assert [p for p in (project / "target").iterdir() if p.name.startswith(".funnel-export-")] == []
 
 
 def test_parity_detects_a_changed_row(project, runner, pg, schema):
@@ -564,7 +564,7 @@ def test_a_server_lost_mid_export_leaves_the_previous_tables(project, runner, pg
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
-    with duckdb.connect(str(project / "build" / "dev.duckdb")) as con:
+    with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
     swap = funnel.postgres._swap
 

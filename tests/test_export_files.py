@@ -31,7 +31,7 @@ def test_file_export(project, runner, tmp_path, fmt):
         f"{n}.{fmt}" for n in ("rep_sales_funnel_monthly", "int_deal_stage_history", "int_completed_activities")
     )
     written = duckdb.sql(f"select * from '{out}/rep_sales_funnel_monthly.{fmt}'").fetchall()
-    expected = read_report(project / "build" / "dev.duckdb")
+    expected = read_report(project / "target" / "dev.duckdb")
     if fmt == "csv":
         with (out / "rep_sales_funnel_monthly.csv").open() as f:
             rows = list(csv.reader(f))
@@ -62,10 +62,10 @@ def test_scratch_folders_live_beside_the_build_and_only_dead_ones_are_removed(pr
     import subprocess
     import sys
 
-    from funnel.config import load_project
+    from funnel.config import load_config
     from funnel.files import SCRATCH_PREFIX, scratch_folder
 
-    env = load_project(project).environment("dev")
+    env = load_config(project).environment("dev")
     env.database.parent.mkdir(parents=True)
     # A folder left by a killed export: its lock file is not held by anyone.
     dead = env.database.parent / f"{SCRATCH_PREFIX}999999999-abc"

@@ -95,10 +95,10 @@ def test_the_real_quirks_appear_at_similar_rates(shape):
 
 def test_generated_export_builds_cleanly(project):
     from funnel.build import build
-    from funnel.config import load_project
 
-    root = load_project(project)
-    result = build(root, root.environment("dev"))
+    from .conftest import compiled
+
+    result = build(compiled(project))
     assert result.count("ERROR") == 0
     assert {r.test.name for r in result.tests if r.status == "WARN"} == {
         "unique_stg_activity_activity_id",

@@ -13,8 +13,9 @@ from rich.console import Console
 
 from funnel import report
 from funnel.build import build
-from funnel.config import load_project
+from funnel.config import load_config
 from funnel.console import rich_table
+from funnel.manifest import compile
 
 from .conftest import DATA
 
@@ -29,9 +30,9 @@ def render(table) -> str:
 
 @pytest.fixture
 def built_env(project):
-    root = load_project(project)
+    root = load_config(project)
     env = root.environment("dev")
-    build(root, env)
+    build(compile(root, env))
     return root, env
 
 
@@ -50,7 +51,7 @@ def test_show_one_month(built_env):
 def test_compare_two_environments(built_env):
     root, env = built_env
     prod = root.environment("prod")
-    build(root, prod)
+    build(compile(root, prod))
     check("compare_2024-03.txt", render(report.compare(env, prod, month="2024-03")))
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from funnel.build import build
-from funnel.config import load_project
+from funnel.config import load_config
+from funnel.manifest import compile
 
 from .conftest import SHARED_RAW, needs_shared_raw, read_report, reference_rows
 
 
 @needs_shared_raw
 def test_report_equals_the_reference_row_for_row(project):
-    root = load_project(project)
+    root = load_config(project)
     env = root.environment("dev", SHARED_RAW)
-    result = build(root, env)
+    result = build(compile(root, env))
     assert result.count("ERROR") == 0
     ours = [(str(m), k, str(s), c) for m, k, s, c in read_report(env.database)]
     reference = reference_rows()
@@ -24,8 +25,8 @@ def test_report_equals_the_reference_row_for_row(project):
 
 @needs_shared_raw
 def test_the_known_quirks_of_the_real_export_are_warned_about(project):
-    root = load_project(project)
-    result = build(root, root.environment("dev", SHARED_RAW))
+    root = load_config(project)
+    result = build(compile(root, root.environment("dev", SHARED_RAW)))
     warned = {r.test.name: r.failures for r in result.tests if r.status == "WARN"}
     assert warned["unique_stg_activity_activity_id"] == 11
     assert warned["deals_with_several_add_time"] == 5

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from funnel import pipedrive
-from funnel.config import load_project
+from funnel.config import load_config
 from funnel.pipedrive import PullError, RetryPolicy
 from tests.conftest import REPO, read_report
 
@@ -292,7 +292,7 @@ def test_pulled_files_build_the_same_report_as_the_csv_export(project, runner, f
     for folder in ("direct", "pulled"):
         built = runner.invoke(app, ["build", "--raw-data", folder])
         assert built.exit_code == 0, built.output
-        reports.append(read_report(project / "build" / "dev.duckdb"))
+        reports.append(read_report(project / "target" / "dev.duckdb"))
     assert reports[0] == reports[1] and reports[0]
 
 
@@ -321,16 +321,16 @@ def test_build_pull_pulls_then_builds(project, runner, fake, subset, sleeps):
 
     write_export(project / "direct", subset)
     assert runner.invoke(app, ["build", "--raw-data", "direct"]).exit_code == 0
-    expected = read_report(project / "build" / "dev.duckdb")
+    expected = read_report(project / "target" / "dev.duckdb")
     result = runner.invoke(app, ["build", "--pull"])
     assert result.exit_code == 0, result.output
     assert "Pulled everything into" in result.output and "Done: env dev" in result.output
-    assert read_report(project / "build" / "dev.duckdb") == expected
+    assert read_report(project / "target" / "dev.duckdb") == expected
 
 
 def test_progress_reports_counts(project, fake, sleeps):
     seen: list[tuple[str, int, int]] = []
-    pipedrive.pull(load_project(), project / "raw_data", on_progress=lambda *a: seen.append(a))
+    pipedrive.pull(load_config(), project / "raw_data", on_progress=lambda *a: seen.append(a))
     logs = [s for s in seen if s[0] == "deal change logs"]
     assert logs[-1] == ("deal change logs", len(fake.flows), len(fake.flows))
     assert ("activities", len(fake.activities), 0) in seen
@@ -341,14 +341,14 @@ def test_progress_reports_counts(project, fake, sleeps):
 
 def test_429_waits_as_long_as_retry_after_says(project, fake, sleeps):
     fake.faults = [("/api/v1/stages", "429"), ("/api/v2/deals", "429")]
-    result = pipedrive.pull(load_project(), project / "raw_data")
+    result = pipedrive.pull(load_config(), project / "raw_data")
     assert result.rows["stages"] == len(fake.stages)
     assert sleeps == [0.0, 0.0]
 
 
 def test_a_used_up_rate_window_is_waited_out_before_the_next_request(project, fake, sleeps):
     fake.faults = [("/api/v1/users", "window-used")]
-    pipedrive.pull(load_project(), project / "raw_data")
+    pipedrive.pull(load_config(), project / "raw_data")
     assert sleeps == [1.0]
 
 
@@ -365,7 +365,7 @@ def test_a_retry_after_of_hours_stops_with_an_error_instead_of_waiting(project, 
 @pytest.mark.parametrize("fault", ["500", "503", "truncated", "invalid", "slow"])
 def test_server_errors_and_broken_bodies_are_retried_with_backoff(project, fake, sleeps, fault):
     fake.faults = [("/api/v1/dealFields", fault), ("/api/v1/dealFields", fault)]
-    result = pipedrive.pull(load_project(), project / "raw_data")
+    result = pipedrive.pull(load_config(), project / "raw_data")
     assert result.rows["fields"] == 4
     assert sleeps == [1.0, 2.0]  # exponential backoff from the 1 s base
 
@@ -489,7 +489,7 @@ def test_an_interrupted_pull_leaves_the_previous_export_untouched(project, fake,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pipedrive.pull(load_project(), project / "raw_data", on_progress=interrupt)
+        pipedrive.pull(load_config(), project / "raw_data", on_progress=interrupt)
     assert export_bytes(project / "raw_data") == before
     assert scratch_folders(project) == [] and not (project / "raw_data" / ".funnel-pull.json").exists()
 
@@ -510,7 +510,7 @@ def test_a_killed_pull_leaves_the_export_and_the_next_pull_cleans_up(project, fa
     assert [p.name for p in scratch_folders(project)] == [f".raw_data.pull-{process.pid}"]
 
     fake.delay = 0
-    pipedrive.pull(load_project(), project / "raw_data")
+    pipedrive.pull(load_config(), project / "raw_data")
     assert scratch_folders(project) == []
     assert export_bytes(project / "raw_data") != before
 

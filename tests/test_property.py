@@ -74,7 +74,7 @@ def test_malformed_csv_never_crashes_or_damages_the_report(small_project, runner
     shutil.rmtree(raw)
     shutil.copytree(pristine, raw)
     (raw / name).write_bytes(apply((pristine / name).read_bytes(), edits))
-    database = small_project / "build" / "dev.duckdb"
+    database = small_project / "target" / "dev.duckdb"
     before = read_report(database)
 
     result = runner.invoke(app, ["build"])

@@ -71,7 +71,7 @@ def wait_for_line(proc: subprocess.Popen[str], words: str) -> list[str]:
 
 
 def leftovers(project: Path) -> list[Path]:
-    return sorted((project / "build").glob(".*.tmp*"))
+    return sorted((project / "target").glob(".*.tmp*"))
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def leftovers(project: Path) -> list[Path]:
     ids=["after-sources", "mid-models", "during-tests"],
 )
 def test_a_build_killed_mid_way_leaves_the_last_good_build(good, exports, line):
-    database = good / "build" / "dev.duckdb"
+    database = good / "target" / "dev.duckdb"
     before = read_report(database)
     proc = start_build(good, exports["large"])
     wait_for_line(proc, line)
@@ -98,7 +98,7 @@ def test_a_build_killed_mid_way_leaves_the_last_good_build(good, exports, line):
 
 @pytest.mark.parametrize("delay", [0.05, 0.4, 1.0])
 def test_a_build_killed_at_any_moment_leaves_the_last_good_build(good, exports, delay):
-    database = good / "build" / "dev.duckdb"
+    database = good / "target" / "dev.duckdb"
     before = read_report(database)
     proc = start_build(good, exports["large"])
     time.sleep(delay)
@@ -119,7 +119,7 @@ def test_a_build_killed_at_any_moment_leaves_the_last_good_build(good, exports, 
 @pytest.mark.parametrize("line", ["OK    source pipedrive.deal_changes", "OK    table  int_completed_activities"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_build_says_so_and_exits_130(good, exports, sig, line):
-    database = good / "build" / "dev.duckdb"
+    database = good / "target" / "dev.duckdb"
     before = read_report(database)
     proc = start_build(good, exports["large"])
     wait_for_line(proc, line)
@@ -141,7 +141,7 @@ def add_slow_model(project: Path) -> None:
 
 
 def test_readers_and_a_second_build_while_a_build_runs(good, exports):
-    database = good / "build" / "dev.duckdb"
+    database = good / "target" / "dev.duckdb"
     before = read_report(database)
     add_slow_model(good)
     proc = start_build(good, exports["large"])
@@ -180,7 +180,7 @@ def test_a_second_build_can_wait_for_the_first(good, exports):
 
     from funnel.build import build_info
 
-    with duckdb.connect(str(good / "build" / "dev.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(good / "target" / "dev.duckdb"), read_only=True) as con:
         assert build_info(con)["raw_data"] == str(exports["small"])
 
 

@@ -35,10 +35,10 @@ def test_progress_pipe_closed_build_equals_a_normal_build(project, tmp_path):
     done = subprocess.run(["bash", "-c", command], cwd=project, timeout=120, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("Building env dev"), done.stdout
     # It ran to the end and published exactly what a build with a reader publishes.
-    piped = read_report(project / "build" / "dev.duckdb")
-    shutil.rmtree(project / "build")
+    piped = read_report(project / "target" / "dev.duckdb")
+    shutil.rmtree(project / "target")
     assert funnel("build", "--raw-data", str(other), cwd=project).returncode == 0
-    assert piped == read_report(project / "build" / "dev.duckdb")
+    assert piped == read_report(project / "target" / "dev.duckdb")
 
 
 # prod never reads the bundled sample by default.
@@ -50,7 +50,7 @@ def test_the_shipped_prod_environment_names_no_default_export(project, runner):
     assert result.exit_code == 1
     line = error_line(result)
     assert line.startswith("Error: ") and "[prod] names no export" in line and "--raw-data" in line
-    assert not (project / "build" / "prod.duckdb").exists()
+    assert not (project / "target" / "prod.duckdb").exists()
 
 
 def test_prod_builds_from_an_export_it_is_given(project, runner):
@@ -96,7 +96,7 @@ def test_generate_never_overwrites_an_export_without_force(tmp_path, runner, mon
 def test_an_interrupt_after_publishing_does_not_claim_the_build_is_unchanged(built, runner, monkeypatch, tmp_path):
     other = tmp_path / "other"
     generate(other, deals=60, seed=9)
-    before = read_report(built / "build" / "dev.duckdb")
+    before = read_report(built / "target" / "dev.duckdb")
 
     def interrupted_cleanup(path: Path) -> None:  # Ctrl-C arrives right after the rename
         raise KeyboardInterrupt
@@ -104,7 +104,7 @@ def test_an_interrupt_after_publishing_does_not_claim_the_build_is_unchanged(bui
     monkeypatch.setattr(database, "remove_temp", interrupted_cleanup)
     result = runner.invoke(app, ["build", "--raw-data", str(other)])
     assert result.exit_code == 130
-    after = read_report(built / "build" / "dev.duckdb")
+    after = read_report(built / "target" / "dev.duckdb")
     assert after != before  # the new build is in place ...
     assert "published" in error_line(result) and "unchanged" not in error_line(result)  # ... and it says so
 
@@ -112,7 +112,7 @@ def test_an_interrupt_after_publishing_does_not_claim_the_build_is_unchanged(bui
 def test_an_interrupt_before_publishing_says_the_build_is_unchanged(built, runner, monkeypatch, tmp_path):
     other = tmp_path / "other"
     generate(other, deals=60, seed=9)
-    before = read_report(built / "build" / "dev.duckdb")
+    before = read_report(built / "target" / "dev.duckdb")
 
     def interrupted_commit(temp: Path, target: Path) -> None:
         raise KeyboardInterrupt
@@ -121,7 +121,7 @@ def test_an_interrupt_before_publishing_says_the_build_is_unchanged(built, runne
     result = runner.invoke(app, ["build", "--raw-data", str(other)])
     assert result.exit_code == 130
     assert error_line(result) == "Interrupted; the last good build is unchanged"
-    assert read_report(built / "build" / "dev.duckdb") == before
+    assert read_report(built / "target" / "dev.duckdb") == before
 
 
 @pytest.mark.parametrize("month", ["٢٠٢٤-02", "2024-٠٢", "２０２４-02"], ids=["arabic-year", "arabic-month", "fullwidth"])
@@ -160,8 +160,8 @@ def test_a_database_path_naming_a_folder_is_a_config_error(project, runner):
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux) to mount a tiny private tmpfs")
 def test_a_full_disk_is_not_blamed_on_a_model(project):
-    (project / "build").mkdir()
-    command = f"mount -t tmpfs -o size=1m tmpfs {project / 'build'} && exec {sys.executable} -m funnel build"  # private mount
+    (project / "target").mkdir()
+    command = f"mount -t tmpfs -o size=1m tmpfs {project / 'target'} && exec {sys.executable} -m funnel build"  # private mount
     done = subprocess.run(
         ["unshare", "--mount", "--map-root-user", "sh", "-c", command], cwd=project, capture_output=True, text=True, timeout=120
     )

@@ -1,0 +1,203 @@
+"""The plan: only what changed is reloaded and rerun, the published build is always one
+export's, and nothing changed means nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from funnel.build import build, make_plan
+from funnel.cli import app
+from funnel.generate import generate
+from funnel.plan import fingerprint
+
+from .conftest import compiled, read_report
+
+
+def edit(project: Path, model: str, text: str = "\n-- edited\n") -> None:
+    path = next((project / "sql").rglob(f"{model}.sql"))
+    path.write_text(path.read_text() + text)
+
+
+def tables(database: Path) -> dict[str, int]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return dict(con.execute("select schema_name || '.' || table_name, estimated_size from duckdb_tables()").fetchall())
+
+
+@pytest.fixture
+def other_export(tmp_path: Path) -> Path:
+    folder = tmp_path / "export_b"
+    generate(folder, deals=80, seed=21)
+    return folder
+
+
+def full_build_of(project: Path, export: Path, tmp_path: Path, runner) -> list[tuple]:
+    """The report a fresh, full build of `export` publishes (in a copy of the project)."""
+    clean = tmp_path / "clean"
+    shutil.copytree(project / "sql", clean / "sql")
+    shutil.copy(project / "environments.toml", clean / "environments.toml")
+    old = Path.cwd()
+    os.chdir(clean)
+    try:
+        result = runner.invoke(app, ["build", "--raw-data", str(export)])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.chdir(old)
+    return read_report(clean / "target" / "dev.duckdb")
+
+
+def test_nothing_changed_is_up_to_date_and_writes_nothing(built, runner):
+    database = built / "target" / "dev.duckdb"
+    before = (database.stat().st_mtime_ns, database.stat().st_ino, database.read_bytes())
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0
+    assert "env dev is up to date" in result.stderr
+    assert "Up to date: env dev, tests PASS=" in result.stderr and "WARN=3" in result.stderr
+    assert (database.stat().st_mtime_ns, database.stat().st_ino, database.read_bytes()) == before
+
+
+def test_an_edited_reporting_model_runs_alone_and_equals_a_full_build(built, runner, tmp_path):
+    edit(built, "rep_sales_funnel_monthly", "\n-- a comment changes the SQL, not the result\n")
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    assert "run   model  rep_sales_funnel_monthly                 SQL changed" in result.stderr
+    assert "loaded 0 of 6 sources (0 rows), ran 1 of 9 models" in result.stderr
+    assert "OK    source" not in result.stderr and "int_deal_stage_history" not in result.stderr
+    assert read_report(built / "target" / "dev.duckdb") == full_build_of(built, built / "raw_data", tmp_path, runner)
+
+
+def test_an_edited_intermediate_model_takes_its_downstream_along(built):
+    edit(built, "int_deal_stage_history")
+    plan = make_plan(compiled(built))
+    assert plan.names("model", "run") == ["int_deal_stage_history", "rep_sales_funnel_monthly"]
+    reasons = {s.name: s.reason for s in plan.steps if s.kind == "model"}
+    assert reasons["rep_sales_funnel_monthly"] == "downstream of int_deal_stage_history"
+    assert plan.names("source", "load") == []
+
+
+def test_select_with_another_export_publishes_only_that_export(built, runner, other_export, tmp_path):
+    # Issue: a full build of export A, then `--select stg_activity+` with export B used to
+    # publish a report equal to neither.
+    result = runner.invoke(app, ["build", "--select", "stg_activity+", "--raw-data", str(other_export)])
+    assert result.exit_code == 0, result.output
+    assert "(another export)" in result.stderr
+    published = read_report(built / "target" / "dev.duckdb")
+    assert published == full_build_of(built, other_export, tmp_path, runner)
+    with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
+        (info,) = con.execute("select info from _funnel.build_info").fetchone()
+        (rows,) = con.execute("select count(*) from pipedrive.deal_changes").fetchone()
+    fingerprints = json.loads(info)["fingerprints"]
+    assert {Path(fp["path"]).parent for fp in fingerprints.values()} == {other_export}
+    assert rows == len((other_export / "deal_changes.csv").read_text().splitlines()) - 1
+
+
+def test_the_same_export_in_another_folder_is_not_reloaded(built, runner, tmp_path):
+    copy = tmp_path / "copied_export"
+    shutil.copytree(built / "raw_data", copy)  # new paths, new modification times, same bytes
+    result = runner.invoke(app, ["build", "--raw-data", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.stderr
+
+
+def test_a_changed_source_reloads_it_and_reruns_what_reads_it(built, runner):
+    users = built / "raw_data" / "users.csv"
+    lines = users.read_text().splitlines(keepends=True)
+    users.write_text("".join(lines[:-1]))  # one user fewer
+    plan = make_plan(compiled(built))
+    assert plan.names("source", "load") == ["users"]
+    assert plan.names("model", "run") == ["stg_users"]
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(lines) - 2:,} rows" in result.stderr
+
+
+def test_full_refresh_and_dry_run(built, runner):
+    database = built / "target" / "dev.duckdb"
+    before = database.read_bytes()
+    dry = runner.invoke(app, ["build", "--dry-run", "--full-refresh"])
+    assert dry.exit_code == 0
+    assert "full build (--full-refresh): load 6 sources, run 9 models, test 34 tests" in dry.stderr
+    assert "  test  test   deals_count_is_positive" in dry.stderr  # --dry-run lists the tests too
+    assert database.read_bytes() == before  # a dry run writes nothing
+    result = runner.invoke(app, ["build", "--full-refresh"])
+    assert result.exit_code == 0 and "6 sources (" in result.stderr and "9 models" in result.stderr
+
+
+def test_an_edited_test_reruns_alone(built, runner):
+    test = built / "sql" / "tests" / "deals_with_several_add_time.sql"
+    test.write_text(test.read_text().replace("count(*) > 1", "count(*) > 0"))
+    plan = make_plan(compiled(built))
+    assert plan.names("test", "test") == ["deals_with_several_add_time"]
+    assert plan.names("model", "run") == [] and plan.names("source", "load") == []
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0
+    assert "deals_with_several_add_time: 2,000 rows" in result.stderr  # every deal has an add_time row
+
+
+def test_the_committed_file_does_not_grow_from_one_build_to_the_next(built, runner):
+    database = built / "target" / "dev.duckdb"
+    sizes = []
+    for i in range(4):
+        edit(built, "int_deal_stage_history", f"\n-- edit {i}\n")
+        assert runner.invoke(app, ["build"]).exit_code == 0
+        sizes.append(database.stat().st_size)
+    assert sizes[-1] <= sizes[1], sizes
+
+
+def test_a_failed_incremental_build_leaves_the_last_good_build(built, runner):
+    database = built / "target" / "dev.duckdb"
+    before = database.read_bytes()
+    edit(built, "rep_sales_funnel_monthly", "\nunion all select 'not a date', 'x', 1.0, 1\n")
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1
+    assert database.read_bytes() == before
+    assert not list(database.parent.glob(".*.tmp*"))
+
+
+def test_a_new_model_outside_the_selection_is_still_built(built, runner):
+    (built / "sql" / "reporting" / "rep_new.sql").write_text("select count(*) as n from {{ ref('stg_stages') }}")
+    result = runner.invoke(app, ["build", "--select", "stg_users"])
+    assert result.exit_code == 0, result.output
+    assert "rep_new" in tables(built / "target" / "dev.duckdb").__str__()
+
+
+def test_a_source_fingerprint_reads_the_content_not_the_path(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("id\n1\n")
+    b.write_text("id\n1\n")
+    assert fingerprint(a).same_content(fingerprint(b))
+    b.write_text("id\n2\n")
+    assert not fingerprint(a).same_content(fingerprint(b))
+
+
+def test_a_large_source_is_fingerprinted_from_samples_and_an_edit_between_them_is_seen(tmp_path, monkeypatch):
+    import funnel.plan as plan
+
+    monkeypatch.setattr(plan, "WHOLE_FILE_HASH_UP_TO", 1000)
+    monkeypatch.setattr(plan, "SAMPLES", 4)
+    monkeypatch.setattr(plan, "SAMPLE_SIZE", 10)
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"x" * 5000)
+    first = fingerprint(path)
+    assert first.sampled
+    path.write_bytes(b"x" * 2500 + b"y" + b"x" * 2499)  # same size, one byte between the samples
+    os.utime(path, ns=(first.mtime_ns + 10**9, first.mtime_ns + 10**9))
+    second = fingerprint(path)
+    assert second.sha256 == first.sha256  # the samples cannot see it ...
+    assert not first.same_content(second)  # ... the new modification time does
+    copy = tmp_path / "copy.csv"
+    shutil.copy2(path, copy)  # same bytes, same mtime: the same content
+    assert second.same_content(fingerprint(copy))
+
+
+def test_build_records_what_it_was_made_of(built):
+    manifest = compiled(built)
+    result = build(manifest)  # up to date: nothing runs, the recorded results come back
+    assert result.plan.up_to_date
+    assert {r.test.name for r in result.tests} == {t.name for t in manifest.tests}
+    assert all(r.reused for r in result.tests)
