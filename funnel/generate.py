@@ -119,7 +119,6 @@ def _reps(deals: int) -> int:
 
 def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
     """The query per generated table for rows [start, stop) of what it draws."""
-    users = _sizes(deals)["users"]
     reps = _reps(deals)
     deal_id = "(100000 + 5 * {i} + pick({i}, 1, 4))"  # never ends in 4 mod 5
     real = deal_id.format(i="i")

@@ -35,29 +35,34 @@ cohort_sizes as (
     group by cohort_month
 ),
 
--- A deal reaches a step once, however often and however it got there.
-deal_steps as (
+-- A step counts either stage entries or calls (tests on funnel_steps). Stage history has
+-- one row per deal and stage; a deal may have several done calls of a type: count it once.
+stage_reached as (
     select
-        stage_history.deal_id,
+        cohort_deals.cohort_month,
         funnel_steps.funnel_step,
+        count(*) as reached,
     from stage_history
     inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
-    union
+    inner join cohort_deals on stage_history.deal_id = cohort_deals.deal_id
+    group by cohort_deals.cohort_month, funnel_steps.funnel_step
+),
+
+call_reached as (
     select
-        completed_activities.deal_id,
+        cohort_deals.cohort_month,
         funnel_steps.funnel_step,
+        count(distinct completed_activities.deal_id) as reached,
     from completed_activities
     inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+    inner join cohort_deals on completed_activities.deal_id = cohort_deals.deal_id
+    group by cohort_deals.cohort_month, funnel_steps.funnel_step
 ),
 
 reached as (
-    select
-        cohort_deals.cohort_month,
-        deal_steps.funnel_step,
-        count(*) as reached,
-    from deal_steps
-    inner join cohort_deals on deal_steps.deal_id = cohort_deals.deal_id
-    group by cohort_deals.cohort_month, deal_steps.funnel_step
+    select * from stage_reached
+    union all
+    select * from call_reached
 ),
 
 final as (

@@ -36,22 +36,17 @@ owner_changes as (
     where changed_field_key = 'user_id'
 ),
 
--- One owner per deal and instant, so that the as-of join below has one row to pick.
-owner_at as (
+-- Each owner row holds from its change_time until the deal's next owner row, and the
+-- earliest one also before it, so every first entry falls in exactly one interval. Of two
+-- rows at the same instant the earlier one (smaller id) holds for no time.
+owner_intervals as (
     select
         deal_id,
-        changed_at,
-        max(owner_id) as owner_id,
+        owner_id,
+        case when row_number() over deal_order = 1 then '-infinity'::timestamp else changed_at end as valid_from,
+        coalesce(lead(changed_at) over deal_order, 'infinity'::timestamp) as valid_until,
     from owner_changes
-    group by deal_id, changed_at
-),
-
-first_owners as (
-    select
-        deal_id,
-        arg_min(owner_id, (changed_at, owner_id)) as owner_id,
-    from owner_changes
-    group by deal_id
+    window deal_order as (partition by deal_id order by changed_at, owner_id)
 ),
 
 first_entries as (
@@ -66,14 +61,14 @@ first_entries as (
 stage_credits as (
     select
         date_trunc('month', first_entries.first_entered_at)::date as month,
-        coalesce(owner_at.owner_id, first_owners.owner_id) as owner_id,
+        owner_intervals.owner_id,
         first_entries.funnel_step,
         count(*) as deals_count,
     from first_entries
-    asof left join owner_at
-        on first_entries.deal_id = owner_at.deal_id
-        and first_entries.first_entered_at >= owner_at.changed_at
-    left join first_owners on first_entries.deal_id = first_owners.deal_id
+    left join owner_intervals
+        on first_entries.deal_id = owner_intervals.deal_id
+        and first_entries.first_entered_at >= owner_intervals.valid_from
+        and first_entries.first_entered_at < owner_intervals.valid_until
     group by all
 ),
 
