@@ -13,43 +13,69 @@ funnel_steps as (
     select * from {{ ref('funnel_steps') }}
 ),
 
-stage_entries as (
-    select
-        deal_id,
-        try_cast(new_value as bigint) as stage_id,
-        changed_at,
-    from deal_changes
-    where changed_field_key = 'stage_id'
+-- Deals that entered some stage more than once (a second lifecycle) need their every
+-- entry; for all others a stage's first entry is its only one.
+busy_deals as (
+    select distinct deal_id
+    from stage_history
+    where times_entered > 1
 ),
 
-first_entries as (
+-- A deal that entered each stage once leaves a stage at the earliest first entry strictly
+-- after its own (a later row is always another stage). Entries at the same instant as the
+-- first entry do not count as leaving.
+single_entry_stays as (
     select
         stage_history.deal_id,
         stage_history.stage_id,
-        stage_history.first_entered_at,
-        funnel_steps.funnel_step,
-        funnel_steps.kpi_name,
+        epoch(
+            min(stage_history.first_entered_at) over (
+                partition by stage_history.deal_id
+                order by stage_history.first_entered_at
+                range between interval 1 microsecond following and unbounded following
+            ) - stage_history.first_entered_at
+        ) / 86400 as days_in_step,
     from stage_history
-    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
+    anti join busy_deals on stage_history.deal_id = busy_deals.deal_id
 ),
 
--- Entries at the same instant as the first entry do not count as leaving: strictly after.
-stays as (
+busy_entries as (
     select
-        first_entries.funnel_step,
-        first_entries.kpi_name,
-        first_entries.deal_id,
-        epoch(min(stage_entries.changed_at) - first_entries.first_entered_at) / 86400 as days_in_step,
-    from first_entries
-    left join stage_entries
-        on first_entries.deal_id = stage_entries.deal_id
-        and stage_entries.changed_at > first_entries.first_entered_at
-        and stage_entries.stage_id is distinct from first_entries.stage_id
-    group by
-        first_entries.funnel_step,
-        first_entries.kpi_name,
-        first_entries.deal_id,
-        first_entries.first_entered_at
+        deal_changes.deal_id,
+        try_cast(deal_changes.new_value as bigint) as stage_id,
+        deal_changes.changed_at,
+    from deal_changes
+    semi join busy_deals on deal_changes.deal_id = busy_deals.deal_id
+    where deal_changes.changed_field_key = 'stage_id'
+),
+
+busy_stays as (
+    select
+        stage_history.deal_id,
+        stage_history.stage_id,
+        epoch(min(busy_entries.changed_at) - stage_history.first_entered_at) / 86400 as days_in_step,
+    from stage_history
+    semi join busy_deals on stage_history.deal_id = busy_deals.deal_id
+    left join busy_entries
+        on stage_history.deal_id = busy_entries.deal_id
+        and busy_entries.changed_at > stage_history.first_entered_at
+        and busy_entries.stage_id is distinct from stage_history.stage_id
+    group by stage_history.deal_id, stage_history.stage_id, stage_history.first_entered_at
+),
+
+stays as (
+    select * from single_entry_stays
+    union all
+    select * from busy_stays
+),
+
+step_stays as (
+    select
+        funnel_steps.funnel_step,
+        funnel_steps.kpi_name,
+        stays.days_in_step,
+    from stays
+    inner join funnel_steps on stays.stage_id = funnel_steps.stage_id
 ),
 
 final as (
@@ -61,7 +87,7 @@ final as (
         quantile_cont(days_in_step, 0.5) as median_days,
         quantile_cont(days_in_step, 0.75) as p75_days,
         avg(days_in_step) as avg_days,
-    from stays
+    from step_stays
     group by funnel_step, kpi_name
 )
 
