@@ -480,3 +480,14 @@ def test_show_summary_defaults_to_the_latest_month_and_refuses_other_formats(tin
     assert refused.stderr.strip().splitlines()[-1] == (
         "Error: Invalid value: --summary is a table of the funnel; use it without --format, --model and --compare."
     )
+
+
+def test_export_writes_the_five_models_as_files(tiny, runner, tmp_path):
+    root, _ = tiny
+    result = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for model in MODELS:
+        with (tmp_path / "out" / f"{model}.csv").open(newline="") as f:
+            exported = list(csv.reader(f))
+        assert len(exported) - 1 == len(rows(root, model)), model
+    assert exported[0] == ["month", "lost_reason_id", "lost_reason", "last_funnel_step", "deals_count"]
