@@ -90,8 +90,10 @@ def test_lost_reasons_and_time_in_stage_depend_on_the_stage(shape):
         con.execute(
             """
             with gaps as (
-                select try_cast(new_value as int) as stage, epoch(lead(change_time) over (partition by deal_id order by change_time)
-                    - change_time) / 86400 as days, changed_field_key
+                select
+                    try_cast(new_value as int) as stage,
+                    epoch(lead(change_time) over (partition by deal_id order by change_time) - change_time) / 86400 as days,
+                    changed_field_key
                 from dc
             )
             select stage, avg(days) from gaps where changed_field_key = 'stage_id' and stage in (1, 5) group by 1
