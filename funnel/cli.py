@@ -252,14 +252,23 @@ def show(
     model: Annotated[str, typer.Option(help="Model to show.")] = "rep_sales_funnel_monthly",
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
     compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="After the month's funnel: conversion, days in stage, top lost reasons.")
+    ] = False,
 ) -> None:
     """Print a model of the last build.
 
-    The monthly funnel by default, in funnel order.
+    The monthly funnel by default, in funnel order. --summary adds, for the month (default:
+    the latest), each stage step's conversion and median days and the top lost reasons.
     """
     from funnel import console, report
 
+    if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL):
+        raise typer.BadParameter("--summary is a table of the funnel; use it without --format, --model and --compare.")
     config, environment = _project_env(env)
+    if summary:
+        console.print_summary(report.summary(environment, month))
+        return
     if compare:
         table = report.compare(environment, config.environment(compare), model, month)
     else:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from funnel.files import Exported
     from funnel.parity import TableParity
     from funnel.plan import Plan
-    from funnel.report import Table
+    from funnel.report import Summary, Table
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
 BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names
@@ -186,6 +186,45 @@ def print_table(table: Table, fmt: str) -> None:
 
         console = Console(highlight=False)
         console.print(rich_table(table, with_bars=console.width >= BARS_FROM_WIDTH))
+
+
+def print_summary(summary: Summary) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for renderable in rich_summary(summary, with_bars=console.width >= BARS_FROM_WIDTH):
+        console.print(renderable)
+
+
+def rich_summary(summary: Summary, with_bars: bool = True) -> list[RichTable]:
+    """The month's funnel unchanged, then conversion and days per stage step, then lost reasons."""
+    from rich.table import Table as RichTable
+
+    stages = RichTable(title=summary.stages.title, title_justify="left")
+    stages.add_column("step", justify="right")
+    stages.add_column("kpi_name", no_wrap=True)
+    for name in ("entered", "moved on", "conversion", "median days"):
+        stages.add_column(name, justify="right")
+    for step, kpi_name, entered, to_step, converted, rate, median_days in summary.stages.rows:
+        moved_on = f"{converted:,} to {to_step}" if to_step is not None else "—"
+        stages.add_row(str(step), kpi_name, _cell(entered), moved_on, _percent(rate), _days(median_days))
+    lost = RichTable(title=summary.lost_reasons.title, title_justify="left")
+    lost.add_column("lost_reason")
+    lost.add_column("deals_count", justify="right")
+    lost.add_column("share", justify="right")
+    for reason, count, share in summary.lost_reasons.rows:
+        lost.add_row(reason, _cell(count), _percent(share))
+    if not summary.lost_reasons.rows:
+        lost.add_row("no deals lost this month", "—", "—")
+    return [rich_table(summary.funnel, with_bars), stages, lost]
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _days(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 def rich_table(table: Table, with_bars: bool = True) -> RichTable:

@@ -28,8 +28,13 @@ ACTIVITY_DAYS = 273  # activities are due over the first 9 months, as in the rea
 STOP_PER_STAGE = 0.15  # chance a deal stops at each stage
 KEEP_STAGE = 0.8  # chance an intermediate stage is not skipped
 SECOND_LIFECYCLE = 0.0025
-MAX_GAP_DAYS = 30  # between two changes of a deal
-SECOND_OWNER, THIRD_OWNER = 0.25, 0.002
+MAX_GAP_DAYS = 120  # between two changes of a deal
+# Mean days a deal spends in stage 1..9 (skewed: most move fast, some linger).
+STAY_DAYS = (4, 7, 10, 14, 18, 9, 21, 30, 45)
+SECOND_OWNER, THIRD_OWNER = 0.25, 0.002  # a second owner takes over after some stage
+NO_OWNER, LATE_OWNER = 0.01, 0.03  # no user_id row at all; owner set only after stage 1
+LAST_LOST_STAGE = 6  # deals that reach stage 7 (onboarding) were won: no lost reason
+STILL_OPEN = 0.1  # of the others, still open at export time: no lost reason yet
 ACTIVITIES_PER_DEAL = 2.2895
 USERS_PER_DEAL = 0.8935
 ACTIVITY_OF_KNOWN_DEAL = 0.0018
@@ -55,6 +60,16 @@ ACTIVITY_TYPES = (
     ("4", "After Close Call", "Yes", "after_close_call"),
 )
 LOST_REASONS = ("Customer Not Ready", "Pricing Issues", "Unreachable Customer", "Product Mismatch", "Duplicate Entry")
+# Lost reason ids drawn at each stage a deal stopped at (1..6): duplicates and unreachable
+# leads early, mismatches at needs assessment, pricing at proposal and negotiation.
+LOST_REASON_BAGS = (
+    (5, 5, 5, 3, 3, 3, 3, 1, 4, 1),
+    (3, 3, 3, 1, 1, 4, 4, 5, 2, 1),
+    (4, 4, 4, 4, 1, 1, 2, 3, 2, 1),
+    (2, 2, 2, 2, 2, 1, 1, 4, 3, 2),
+    (2, 2, 2, 2, 1, 1, 1, 3, 2, 1),
+    (1, 1, 1, 2, 2, 2, 3, 1, 1, 2),
+)
 FIRST_NAMES = (
     "Ashley Joseph Katie Teresa Max Linda James Maria Robert Jennifer Michael Patricia David Susan William "
     "Karen Richard Nancy Thomas Lisa Daniel Betty Matthew Sandra Anthony Emily Mark Donna Paul Carol"
@@ -97,9 +112,14 @@ def _sizes(deals: int) -> dict[str, int]:
     }
 
 
+def _reps(deals: int) -> int:
+    """Sales reps who own deals and make calls: a few dozen in the sample, more as it grows."""
+    return max(1, min(_sizes(deals)["users"], round(2 * deals**0.5)))
+
+
 def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
     """The query per generated table for rows [start, stop) of what it draws."""
-    users = _sizes(deals)["users"]
+    reps = _reps(deals)
     deal_id = "(100000 + 5 * {i} + pick({i}, 1, 4))"  # never ends in 4 mod 5
     real = deal_id.format(i="i")
     depth = f"least(9, 1 + floor(ln(1 - r(lc.i, 10 + lc.lc)) / ln({1 - STOP_PER_STAGE})))::int"  # geometric
@@ -116,29 +136,48 @@ def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
             from range({start}, {stop}) as t(i)
             where r(i, 3) < {SECOND_LIFECYCLE}
         ),
-        -- A lifecycle is a chain: add_time, one to three owners, stage 1 and onwards with
-        -- skips up to the deal's depth, then its lost reason; 1 to 30 whole days apart.
+        -- A lifecycle is a chain: add_time, its owner, stage 1 and onwards with skips up
+        -- to the deal's depth, then, unless the deal was won or is still open, its lost
+        -- reason. Slots: stage s at seq 10 + 2s; an owner change after stage s at 11 + 2s.
         events as (
             select lc.i, lc.deal_id, lc.lc, lc.started_at, e.seq,
                 {depth} as depth,
             from lifecycles as lc
-            cross join range(0, 31) as e(seq)
+            cross join range(0, 41) as e(seq)
+        ),
+        owned as (
+            select *,
+                case
+                    when r(i, 45 + lc) < {NO_OWNER} then -1
+                    when r(i, 46 + lc) < {LATE_OWNER} then 13
+                    else 1
+                end as first_owner_seq,
+                case when r(i, 42 + lc) < {SECOND_OWNER}
+                    then 11 + 2 * (1 + pick(i, 43 + lc, depth)) end as second_owner_seq,
+                depth <= {LAST_LOST_STAGE} and r(i, 47 + lc) >= {STILL_OPEN} as is_lost,
+            from events
         ),
         kept as (
             select *,
                 case
                     when seq = 0 then 'add_time'
-                    when seq between 1 and 3 then 'user_id'
-                    when seq between 11 and 19 then 'stage_id'
-                    when seq = 30 then 'lost_reason'
+                    when seq in (1, 2, 13) or seq % 2 = 1 then 'user_id'
+                    when seq between 12 and 28 then 'stage_id'
+                    when seq = 40 then 'lost_reason'
                 end as changed_field_key,
-                case when seq = 0 then 0 else 1 + pick(i * 32 + seq, 20 + lc, {MAX_GAP_DAYS}) end as gap_days,
-            from events
-            where seq in (0, 1, 30)
-                or (seq = 2 and r(i, 42 + lc) < {SECOND_OWNER})
-                or (seq = 3 and r(i, 44 + lc) < {THIRD_OWNER})
-                or (seq - 10 between 1 and depth
-                    and (seq - 10 in (1, depth) or r(i * 32 + seq, 30 + lc) < {KEEP_STAGE}))
+                -- Time in a stage: skewed (exponential), its mean depending on the stage.
+                case when seq = 0 then 0 else least({MAX_GAP_DAYS}, 1 + floor(
+                    -{list(STAY_DAYS)}[case when seq = 40 then depth else least(9, greatest(1, (seq - 11) // 2)) end]
+                    * ln(1 - r(i * 64 + seq, 20 + lc))))
+                end as gap_days,
+            from owned
+            where seq = 0
+                or seq = first_owner_seq
+                or seq = second_owner_seq
+                or (seq = 2 and first_owner_seq = 1 and r(i, 44 + lc) < {THIRD_OWNER})
+                or (seq = 40 and is_lost)
+                or (seq between 12 and 28 and seq % 2 = 0 and (seq - 10) // 2 <= depth
+                    and ((seq - 10) // 2 in (1, depth) or r(i * 64 + seq, 30 + lc) < {KEEP_STAGE}))
         ),
         changes as (
             select i, deal_id, changed_field_key,
@@ -146,9 +185,9 @@ def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
                     partition by i, lc order by seq rows unbounded preceding))::int) as changed_at,
                 case changed_field_key
                     when 'add_time' then strftime(started_at, '{TS_ISO}')
-                    when 'user_id' then (1 + pick(i * 32 + seq, 41 + lc, {users}))::varchar
-                    when 'stage_id' then (seq - 10)::varchar
-                    else (1 + pick(i, 51 + lc, {len(LOST_REASONS)}))::varchar
+                    when 'user_id' then (1 + floor({reps} * pow(r(i * 64 + seq, 41 + lc), 1.5)))::bigint::varchar
+                    when 'stage_id' then ((seq - 10) // 2)::varchar
+                    else {[list(b) for b in LOST_REASON_BAGS]}[depth][1 + pick(i, 51 + lc, 10)]::varchar
                 end as new_value,
             from kept
         )
@@ -168,7 +207,7 @@ def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
         select
             (100000 + 3 * id_row + pick(id_row, 61, 3))::bigint as activity_id,
             {_sql_list([t[3] for t in ACTIVITY_TYPES])}[1 + pick(j, 62, {len(ACTIVITY_TYPES)})] as type,
-            (1 + pick(j, 65, {users}))::bigint as assigned_to_user,
+            (1 + floor({reps} * pow(r(j, 65), 1.5)))::bigint as assigned_to_user,
             case when is_known_deal then {deal_id.format(i="deal_row")}
                 else (100000 + 5 * (pick(j, 66, {deals * 2})) + 4)::bigint end as deal_id,
             case when r(j, 67) < 0.5 then 'True' else 'False' end as done,

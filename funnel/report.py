@@ -117,3 +117,79 @@ def _month_range(con: Any, env: Environment, model: str) -> str:
         f"select strftime(min(month), '%Y-%m'), strftime(max(month), '%Y-%m') from {relation(env.schema, model)}"
     ).fetchone()
     return f"the build covers {low} to {high}" if low else "the report is empty"
+
+
+CONVERSION, VELOCITY, LOST_REASONS = "rep_stage_conversion", "rep_stage_velocity", "rep_lost_reasons_monthly"
+TOP_LOST_REASONS = 5
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One month of the funnel with what a sales manager asks next.
+
+    `funnel` is the month of the report as `show` gives it; `stages` has a row per stage
+    step: (funnel_step, kpi_name, entered, to_step, converted, conversion_rate,
+    median_days), conversion of the deals that first entered the step that month and
+    median days in the step over the whole build; `lost_reasons` the month's most frequent
+    lost reasons: (lost_reason, deals_count, share of the month's lost deals).
+    """
+
+    month: str
+    funnel: Table
+    stages: Table
+    lost_reasons: Table
+
+
+def summary(env: Environment, month: str | None = None) -> Summary:
+    """The summary of `month` (YYYY-MM; default: the report's latest month) in `env`."""
+    with database.read(env) as con:
+        for model in (DEFAULT_MODEL, CONVERSION, VELOCITY, LOST_REASONS):
+            _columns(con, env, model)
+        if month is None:
+            latest = con.execute(f"select strftime(max(month), '%Y-%m') from {relation(env.schema, DEFAULT_MODEL)}").fetchone()
+            if not latest or latest[0] is None:
+                raise FunnelError(f"{DEFAULT_MODEL} in env '{env.name}' has no rows to summarise.")
+            month = str(latest[0])
+    first_day = check_month(month)
+    funnel = show(env, DEFAULT_MODEL, month)
+    with database.read(env) as con:
+        stages = con.execute(
+            f"""
+            select
+                steps.funnel_step,
+                steps.kpi_name,
+                conversion.entered,
+                conversion.to_step,
+                conversion.converted,
+                conversion.conversion_rate,
+                velocity.median_days,
+            from {relation(env.schema, "funnel_steps")} as steps
+            left join {relation(env.schema, CONVERSION)} as conversion
+                on steps.funnel_step = conversion.from_step and conversion.cohort_month = ?::date
+            left join {relation(env.schema, VELOCITY)} as velocity on steps.funnel_step = velocity.funnel_step
+            where steps.stage_id is not null
+            order by steps.funnel_step
+            """,
+            [first_day],
+        ).fetchall()
+        lost = con.execute(
+            f"""
+            select
+                coalesce(lost_reason, 'reason ' || lost_reason_id || ' (no label)') as lost_reason,
+                sum(deals_count)::bigint as deals_count,
+                sum(deals_count) / sum(sum(deals_count)) over () as share,
+            from {relation(env.schema, LOST_REASONS)}
+            where month = ?::date
+            group by all
+            order by deals_count desc, lost_reason
+            limit {TOP_LOST_REASONS}
+            """,
+            [first_day],
+        ).fetchall()
+    stage_columns = ("funnel_step", "kpi_name", "entered", "to_step", "converted", "conversion_rate", "median_days")
+    return Summary(
+        month,
+        funnel,
+        Table(stage_columns, stages, f"conversion and days in step · {env.name} · {month}"),
+        Table(("lost_reason", "deals_count", "share"), lost, f"top lost reasons · {env.name} · {month}"),
+    )

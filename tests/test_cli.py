@@ -28,7 +28,7 @@ def test_build_reports_each_model_and_a_summary(project, runner):
     assert result.exit_code == 0, result.output
     for name in ("pipedrive.deal_changes", "stg_activity", "int_deal_stage_history", "rep_sales_funnel_monthly"):
         assert name in result.stderr
-    assert "9 models" in result.stderr
+    assert "15 models" in result.stderr
     assert "ERROR=0" in result.stderr and "PASS=" in result.stderr
     assert result.stdout == ""  # progress is on stderr; stdout stays clean for pipes
     assert (project / "target" / "dev.duckdb").exists()

@@ -91,7 +91,7 @@ def test_round_trip_equals_the_duckdb_build_with_the_same_types(project, runner,
     build(runner)
     result = export(runner)
     assert result.exit_code == 0, result.output
-    assert "Exported 1 table(s)" in result.stderr
+    assert "Exported 6 table(s)" in result.stderr  # the funnel and the five analyses
     assert pg_rows(pg, schema) == read_report(project / "target" / "dev.duckdb", schema)
     types = pg.execute(
         "select column_name, data_type, numeric_precision, numeric_scale from information_schema.columns "

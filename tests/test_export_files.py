@@ -9,7 +9,7 @@ import pytest
 
 from funnel.cli import app
 
-from .conftest import read_report
+from .conftest import REPO, read_report
 
 
 def build(runner, *args: str) -> None:
@@ -27,8 +27,10 @@ def test_file_export(project, runner, tmp_path, fmt):
     out = tmp_path / "out"
     result = export(runner, "--format", fmt, "--out", str(out), "--select", "reporting intermediate")
     assert result.exit_code == 0, result.output
+    reporting = [p.stem for p in (REPO / "sql" / "reporting").glob("*.sql")]
+    assert "rep_sales_funnel_monthly" in reporting
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}.{fmt}" for n in ("rep_sales_funnel_monthly", "int_deal_stage_history", "int_completed_activities")
+        f"{n}.{fmt}" for n in (*reporting, "int_deal_stage_history", "int_completed_activities")
     )
     written = duckdb.sql(f"select * from '{out}/rep_sales_funnel_monthly.{fmt}'").fetchall()
     expected = read_report(project / "target" / "dev.duckdb")

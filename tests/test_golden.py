@@ -66,3 +66,13 @@ def test_bars_are_relative_to_each_months_largest_step():
     bars = _bars(Table(("month", "kpi_name", "funnel_step", "deals_count"), rows, ""), width=10)
     assert [len(b) for b in bars] == [10, 5, 10, 10, 1]
     assert _bars(Table(("stage_id", "stage_name"), [(1, "x")], "")) == []
+
+
+def test_show_summary_of_one_month(built_env):
+    from funnel.console import rich_summary
+
+    _, env = built_env
+    console = Console(width=100, file=io.StringIO(), color_system=None, legacy_windows=False)
+    for renderable in rich_summary(report.summary(env, "2024-02")):
+        console.print(renderable)
+    check("show_summary_2024-02.txt", console.file.getvalue())  # type: ignore[attr-defined]

@@ -38,11 +38,12 @@ def test_run_order_respects_refs_and_is_deterministic(dag):
             assert position[parent] < position[model.name], (parent, model.name)
     assert dag.order == load(REPO_SQL, "public_pipedrive_analytics").order
     # Ties break by layer, then name.
-    assert list(dag.order[:6]) == [
+    assert list(dag.order[:7]) == [
         "funnel_steps",
         "stg_activity",
         "stg_activity_types",
         "stg_deal_changes",
+        "stg_fields",
         "stg_stages",
         "stg_users",
     ]
@@ -64,10 +65,33 @@ def test_refs_render_to_the_environment_schema(dag):
     ("selector", "expected"),
     [
         ("stg_stages", ["stg_stages"]),
-        ("stg_stages+", ["stg_stages", "int_deal_stage_history", "rep_sales_funnel_monthly"]),
+        (
+            "stg_stages+",
+            [
+                "stg_stages",
+                "int_deal_stage_history",
+                "rep_deal_cohorts",
+                "rep_owner_funnel_monthly",
+                "rep_sales_funnel_monthly",
+                "rep_stage_conversion",
+                "rep_stage_velocity",
+            ],
+        ),
         ("+int_completed_activities", ["stg_activity", "stg_activity_types", "int_completed_activities"]),
         ("intermediate", ["int_completed_activities", "int_deal_stage_history"]),
-        ("stg_users reporting", ["stg_users", "rep_sales_funnel_monthly"]),
+        ("stg_users rep_sales_funnel_monthly", ["stg_users", "rep_sales_funnel_monthly"]),
+        (
+            "stg_users reporting",
+            [
+                "stg_users",
+                "rep_lost_reasons_monthly",
+                "rep_deal_cohorts",
+                "rep_owner_funnel_monthly",
+                "rep_sales_funnel_monthly",
+                "rep_stage_conversion",
+                "rep_stage_velocity",
+            ],
+        ),
         ("stg_users,stg_stages", ["stg_stages", "stg_users"]),
     ],
 )

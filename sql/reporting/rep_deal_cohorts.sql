@@ -1,0 +1,84 @@
+-- One row per cohort month and funnel step, zeros included: of the deals created in
+-- cohort_month (the month of a deal's earliest add_time row), how many ever entered the
+-- step's stage or ever had a done call of the step's type. Deals without an add_time row
+-- belong to no cohort.
+with deal_changes as (
+    select * from {{ ref('stg_deal_changes') }}
+),
+
+stage_history as (
+    select * from {{ ref('int_deal_stage_history') }}
+),
+
+completed_activities as (
+    select * from {{ ref('int_completed_activities') }}
+),
+
+funnel_steps as (
+    select * from {{ ref('funnel_steps') }}
+),
+
+cohort_deals as (
+    select
+        deal_id,
+        date_trunc('month', min(changed_at))::date as cohort_month,
+    from deal_changes
+    where changed_field_key = 'add_time'
+    group by deal_id
+),
+
+cohort_sizes as (
+    select
+        cohort_month,
+        count(*) as cohort_deals,
+    from cohort_deals
+    group by cohort_month
+),
+
+-- A step counts either stage entries or calls (tests on funnel_steps). Stage history has
+-- one row per deal and stage; a deal may have several done calls of a type: count it once.
+stage_reached as (
+    select
+        cohort_deals.cohort_month,
+        funnel_steps.funnel_step,
+        count(*) as reached,
+    from stage_history
+    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
+    inner join cohort_deals on stage_history.deal_id = cohort_deals.deal_id
+    group by cohort_deals.cohort_month, funnel_steps.funnel_step
+),
+
+call_reached as (
+    select
+        cohort_deals.cohort_month,
+        funnel_steps.funnel_step,
+        count(distinct completed_activities.deal_id) as reached,
+    from completed_activities
+    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+    inner join cohort_deals on completed_activities.deal_id = cohort_deals.deal_id
+    group by cohort_deals.cohort_month, funnel_steps.funnel_step
+),
+
+reached as (
+    select * from stage_reached
+    union all
+    select * from call_reached
+),
+
+final as (
+    select
+        cohort_sizes.cohort_month,
+        funnel_steps.funnel_step,
+        funnel_steps.kpi_name,
+        cohort_sizes.cohort_deals,
+        coalesce(reached.reached, 0) as reached,
+        coalesce(reached.reached, 0) / cohort_sizes.cohort_deals as reached_share,
+    from cohort_sizes
+    cross join funnel_steps
+    left join reached
+        on cohort_sizes.cohort_month = reached.cohort_month
+        and funnel_steps.funnel_step = reached.funnel_step
+)
+
+select * from final
+order by cohort_month, funnel_step

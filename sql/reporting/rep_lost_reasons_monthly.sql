@@ -1,0 +1,78 @@
+-- Lost deals per month, reason and the funnel step they were lost at. A deal counts once,
+-- with its latest lost_reason row: month is that row's month, lost_reason the label of its
+-- id in the options of the lost_reason field (NULL when the id has none), and
+-- last_funnel_step the step of the deal's latest stage entry at or before the loss (NULL
+-- when there is none, or when that stage is no funnel step).
+-- Ties: rows of a deal with the same change_time are ordered by their value (the id), the
+-- larger one counting as the later change.
+with deal_changes as (
+    select * from {{ ref('stg_deal_changes') }}
+),
+
+fields as (
+    select * from {{ ref('stg_fields') }}
+),
+
+funnel_steps as (
+    select * from {{ ref('funnel_steps') }}
+),
+
+-- A non-numeric new_value stops the build (test deal_change_values_are_whole_numbers).
+losses as (
+    select
+        deal_id,
+        max(changed_at) as lost_at,
+        arg_max(try_cast(new_value as bigint), (changed_at, try_cast(new_value as bigint))) as lost_reason_id,
+    from deal_changes
+    where changed_field_key = 'lost_reason'
+    group by deal_id
+),
+
+stage_entries as (
+    select
+        deal_id,
+        changed_at,
+        try_cast(new_value as bigint) as stage_id,
+    from deal_changes
+    where changed_field_key = 'stage_id'
+),
+
+last_stages as (
+    select
+        losses.deal_id,
+        arg_max(stage_entries.stage_id, (stage_entries.changed_at, stage_entries.stage_id)) as stage_id,
+    from losses
+    inner join stage_entries
+        on losses.deal_id = stage_entries.deal_id
+        and stage_entries.changed_at <= losses.lost_at
+    group by losses.deal_id
+),
+
+-- Option ids are JSON strings or numbers; both read as text, compared with the id's text.
+lost_reason_labels as (
+    select
+        option ->> '$.id' as option_id,
+        option ->> '$.label' as label,
+    from (
+        select unnest(json_extract(value_options, '$[*]')) as option
+        from fields
+        where field_key = 'lost_reason'
+    )
+),
+
+final as (
+    select
+        date_trunc('month', losses.lost_at)::date as month,
+        losses.lost_reason_id,
+        lost_reason_labels.label as lost_reason,
+        funnel_steps.funnel_step as last_funnel_step,
+        count(*) as deals_count,
+    from losses
+    left join last_stages on losses.deal_id = last_stages.deal_id
+    left join funnel_steps on last_stages.stage_id = funnel_steps.stage_id
+    left join lost_reason_labels on losses.lost_reason_id::varchar = lost_reason_labels.option_id
+    group by all
+)
+
+select * from final
+order by month, lost_reason_id, last_funnel_step nulls first

@@ -1,0 +1,107 @@
+-- The monthly funnel per owner. Stage steps: each deal's first entry into a stage (as in
+-- rep_sales_funnel_monthly) is credited to the deal's owner at that moment: the owner set
+-- by its latest user_id row at or before the entry, or, if there is none yet, by its
+-- earliest user_id row; NULL when the deal has no user_id row. So, per month and stage
+-- step, the owners' counts add up to the report's. Call steps: distinct deals per month
+-- and the user the done call is assigned to.
+-- Ties: user_id rows of a deal with the same change_time are ordered by the user id, the
+-- larger one counting as the later change.
+with deal_changes as (
+    select * from {{ ref('stg_deal_changes') }}
+),
+
+stage_history as (
+    select * from {{ ref('int_deal_stage_history') }}
+),
+
+completed_activities as (
+    select * from {{ ref('int_completed_activities') }}
+),
+
+funnel_steps as (
+    select * from {{ ref('funnel_steps') }}
+),
+
+users as (
+    select * from {{ ref('stg_users') }}
+),
+
+-- A non-numeric new_value stops the build (test deal_change_values_are_whole_numbers).
+owner_changes as (
+    select
+        deal_id,
+        changed_at,
+        try_cast(new_value as bigint) as owner_id,
+    from deal_changes
+    where changed_field_key = 'user_id'
+),
+
+-- Each owner row holds from its change_time until the deal's next owner row, and the
+-- earliest one also before it, so every first entry falls in exactly one interval. Of two
+-- rows at the same instant the earlier one (smaller id) holds for no time.
+owner_intervals as (
+    select
+        deal_id,
+        owner_id,
+        case when row_number() over deal_order = 1 then '-infinity'::timestamp else changed_at end as valid_from,
+        coalesce(lead(changed_at) over deal_order, 'infinity'::timestamp) as valid_until,
+    from owner_changes
+    window deal_order as (partition by deal_id order by changed_at, owner_id)
+),
+
+first_entries as (
+    select
+        stage_history.deal_id,
+        stage_history.first_entered_at,
+        funnel_steps.funnel_step,
+    from stage_history
+    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
+),
+
+stage_credits as (
+    select
+        date_trunc('month', first_entries.first_entered_at)::date as month,
+        owner_intervals.owner_id,
+        first_entries.funnel_step,
+        count(*) as deals_count,
+    from first_entries
+    left join owner_intervals
+        on first_entries.deal_id = owner_intervals.deal_id
+        and first_entries.first_entered_at >= owner_intervals.valid_from
+        and first_entries.first_entered_at < owner_intervals.valid_until
+    group by all
+),
+
+call_credits as (
+    select
+        date_trunc('month', completed_activities.due_at)::date as month,
+        completed_activities.user_id as owner_id,
+        funnel_steps.funnel_step,
+        count(distinct completed_activities.deal_id) as deals_count,
+    from completed_activities
+    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+    group by all
+),
+
+credited as (
+    select * from stage_credits
+    union all
+    select * from call_credits
+),
+
+final as (
+    select
+        credited.month,
+        credited.owner_id,
+        users.user_name as owner_name,
+        funnel_steps.kpi_name,
+        credited.funnel_step,
+        credited.deals_count,
+    from credited
+    inner join funnel_steps on credited.funnel_step = funnel_steps.funnel_step
+    left join users on credited.owner_id = users.user_id
+    where credited.deals_count > 0
+)
+
+select * from final
+order by month, funnel_step, owner_id nulls last
