@@ -66,15 +66,19 @@ def test_an_edited_reporting_model_runs_alone_and_equals_a_full_build(built, run
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
     assert "run   model  rep_sales_funnel_monthly                 SQL changed" in result.stderr
-    assert "loaded 0 of 6 sources (0 rows), ran 1 of 9 models" in result.stderr
+    manifest = compiled(built)
+    assert f"loaded 0 of {len(manifest.sources)} sources (0 rows), ran 1 of {len(manifest.graph.models)} models" in result.stderr
     assert "OK    source" not in result.stderr and "int_deal_stage_history" not in result.stderr
     assert read_report(built / "target" / "dev.duckdb") == full_build_of(built, built / "raw_data", tmp_path, runner)
 
 
 def test_an_edited_intermediate_model_takes_its_downstream_along(built):
     edit(built, "int_deal_stage_history")
-    plan = make_plan(compiled(built))
-    assert plan.names("model", "run") == ["int_deal_stage_history", "rep_sales_funnel_monthly"]
+    manifest = compiled(built)
+    plan = make_plan(manifest)
+    downstream = manifest.graph.downstream("int_deal_stage_history")
+    assert "rep_sales_funnel_monthly" in downstream
+    assert plan.names("model", "run") == [n for n in manifest.graph.order if n in downstream | {"int_deal_stage_history"}]
     reasons = {s.name: s.reason for s in plan.steps if s.kind == "model"}
     assert reasons["rep_sales_funnel_monthly"] == "downstream of int_deal_stage_history"
     assert plan.names("source", "load") == []
@@ -108,9 +112,13 @@ def test_a_changed_source_reloads_it_and_reruns_what_reads_it(built, runner):
     users = built / "raw_data" / "users.csv"
     lines = users.read_text().splitlines(keepends=True)
     users.write_text("".join(lines[:-1]))  # one user fewer
-    plan = make_plan(compiled(built))
+    manifest = compiled(built)
+    plan = make_plan(manifest)
     assert plan.names("source", "load") == ["users"]
-    assert plan.names("model", "run") == ["stg_users"]
+    readers = {n for n, m in manifest.graph.models.items() if "users" in m.sources}
+    assert readers == {"stg_users"}
+    reached = readers.union(*(manifest.graph.downstream(n) for n in readers))
+    assert plan.names("model", "run") == [n for n in manifest.graph.order if n in reached]
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
     assert f"{len(lines) - 2:,} rows" in result.stderr
@@ -121,11 +129,13 @@ def test_full_refresh_and_dry_run(built, runner):
     before = database.read_bytes()
     dry = runner.invoke(app, ["build", "--dry-run", "--full-refresh"])
     assert dry.exit_code == 0
-    assert "full build (--full-refresh): load 6 sources, run 9 models, test 34 tests" in dry.stderr
+    m = compiled(built)
+    counts = f"load {len(m.sources)} sources, run {len(m.graph.models)} models, test {len(m.tests)} tests"
+    assert f"full build (--full-refresh): {counts}" in dry.stderr
     assert "  test  test   deals_count_is_positive" in dry.stderr  # --dry-run lists the tests too
     assert database.read_bytes() == before  # a dry run writes nothing
     result = runner.invoke(app, ["build", "--full-refresh"])
-    assert result.exit_code == 0 and "6 sources (" in result.stderr and "9 models" in result.stderr
+    assert result.exit_code == 0 and f"{len(m.sources)} sources (" in result.stderr and f"{len(m.graph.models)} models" in result.stderr
 
 
 def test_an_edited_test_reruns_alone(built, runner):
