@@ -315,6 +315,21 @@ def generate(
     console.info(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
 
 
+@app.command()
+@handle_errors
+def init(folder: Annotated[Path, typer.Argument(help="New project folder (must not exist, or be empty).")]) -> None:
+    """Start a new project: environments.toml, sql/ with the models and tests, a sample export.
+
+    Then: cd FOLDER && funnel build && funnel show.
+    """
+    from funnel import console
+    from funnel.scaffold import init as write_project
+
+    written = write_project(folder)
+    console.info(f"Wrote {len(written)} files to {folder}: environments.toml, sql/, raw_data/ (a generated sample export)")
+    console.info(f"Next: cd {folder} && funnel build && funnel show")
+
+
 class ExportFormat(StrEnum):
     postgres = "postgres"
     csv = "csv"

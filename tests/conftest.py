@@ -1,4 +1,5 @@
-"""Shared fixtures: a throwaway copy of the project, so tests never touch build/ or raw_data/."""
+"""Shared fixtures: throwaway projects of their own, so tests never touch the repository's
+target/, raw_data/ or sql/."""
 
 from __future__ import annotations
 
@@ -27,12 +28,27 @@ raw_data = "raw_data"
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the project's sql/ with the bundled sample, as the working directory."""
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "sql", root / "sql")
-    shutil.copytree(REPO / "raw_data", root / "raw_data")
+TINY_DEALS = 60  # a tiny export: every model and quirk has rows, and a build takes a blink
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from funnel.generate import generate
+
+    folder = tmp_path_factory.mktemp("tiny") / "raw_data"
+    generate(folder, deals=TINY_DEALS, seed=5)
+    return folder
+
+
+def new_project(root: Path, monkeypatch: pytest.MonkeyPatch, export: Path | None = None) -> Path:
+    """A project written by `funnel init` (the example the package ships), as the working
+    directory, with dev and prod reading `export` (default: the bundled sample)."""
+    from funnel.scaffold import init
+
+    init(root)
+    if export is not None:
+        shutil.rmtree(root / "raw_data")
+        shutil.copytree(export, root / "raw_data")
     (root / "environments.toml").write_text(ENVIRONMENTS)
     monkeypatch.chdir(root)
     monkeypatch.delenv("FUNNEL_RAW_DATA", raising=False)
@@ -41,8 +57,30 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_export: Path) -> Path:
+    """A new project with a tiny export of its own."""
+    return new_project(tmp_path / "project", monkeypatch, tiny_export)
+
+
+@pytest.fixture
+def sample_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A new project with the bundled sample export (for figures shown in README and golden files)."""
+    return new_project(tmp_path / "project", monkeypatch)
+
+
+@pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def sample_built(sample_project: Path, runner: CliRunner) -> Path:
+    """The sample project after a successful `funnel build` of dev."""
+    from funnel.cli import app
+
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    return sample_project
 
 
 @pytest.fixture

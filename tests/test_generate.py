@@ -152,12 +152,12 @@ def test_the_real_quirks_appear_at_similar_rates(shape):
     assert 0.45 < done < 0.55
 
 
-def test_generated_export_builds_cleanly(project):
+def test_generated_export_builds_cleanly(sample_project):
     from funnel.build import build
 
     from .conftest import compiled
 
-    result = build(compiled(project))
+    result = build(compiled(sample_project))
     assert result.count("ERROR") == 0
     assert {r.test.name for r in result.tests if r.status == "WARN"} == {
         "unique_stg_activity_activity_id",

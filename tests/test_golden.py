@@ -29,8 +29,8 @@ def render(table) -> str:
 
 
 @pytest.fixture
-def built_env(project):
-    root = load_config(project)
+def built_env(sample_project):
+    root = load_config(sample_project)
     env = root.environment("dev")
     build(compile(root, env))
     return root, env
