@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from funnel.errors import FunnelError, first_line
+from funnel.quoting import quote_literal
 from funnel.sources import SOURCES, TS, TS_ISO, TS_MICRO
 
 START = "2024-01-01"
@@ -114,7 +115,7 @@ def _sizes(deals: int) -> dict[str, int]:
 
 def _reps(deals: int) -> int:
     """Sales reps who own deals and make calls: a few dozen in the sample, more as it grows."""
-    return max(1, min(_sizes(deals)["users"], round(2 * deals**0.5)))
+    return max(1, min(_sizes(deals)["users"], round(2 * deals**0.5)))  # type: ignore[no-any-return]
 
 
 def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
@@ -283,7 +284,8 @@ def generate(
                         stop = min(start + CHUNK, sizes[source.table])
                         query = _queries(deals, start, stop)[source.table]
                         try:
-                            row = con.execute(f"copy ({query}) to '{part}' (format csv, header false)").fetchone()
+                            target = quote_literal(str(part))
+                            row = con.execute(f"copy ({query}) to {target} (format csv, header false)").fetchone()
                         except duckdb.Error as e:
                             raise FunnelError(f"{out}: generating {source.file_name} failed ({first_line(e)}).") from None
                         rows += int(row[0]) if row else 0

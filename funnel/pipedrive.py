@@ -103,7 +103,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self._http.close()
 
-    def pages(self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Iterator[list[dict]]:
+    def pages(self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page of a list endpoint, following v1 `start` or v2 `cursor` pagination to the end."""
         params = {**(params or {}), "limit": PAGE_LIMIT}
         while True:
@@ -128,7 +128,7 @@ class Client:
             else:
                 return
 
-    def get(self, path: str, params: dict[str, Any], missing_ok: bool = False) -> dict | None:
+    def get(self, path: str, params: dict[str, Any], missing_ok: bool = False) -> dict[str, Any] | None:
         """One JSON object, retried on 429, 5xx, timeouts and truncated or invalid bodies."""
         import httpx
 
@@ -269,7 +269,12 @@ def _fetch(client: Client, since: datetime | None, on_progress: Progress | None)
         if on_progress:
             on_progress(label, done, total)
 
-    def rows_of(label: str, path: str, convert: Callable[[dict], tuple[str, ...] | None], params: dict | None = None) -> list:
+    def rows_of(
+        label: str,
+        path: str,
+        convert: Callable[[dict[str, Any]], tuple[str, ...] | None],
+        params: dict[str, Any] | None = None,
+    ) -> list[Any]:
         rows: list[tuple[str, ...]] = []
         for page in client.pages(path, params):
             rows.extend(r for r in (convert(item) for item in page) if r is not None)
@@ -310,11 +315,11 @@ def _fetch(client: Client, since: datetime | None, on_progress: Progress | None)
 # --- one API object -> one CSV row, in the layout of funnel/sources.py ----------------
 
 
-def _stage(item: dict) -> tuple[str, ...]:
+def _stage(item: dict[str, Any]) -> tuple[str, ...]:
     return (str(_int(item, "id", "stage")), _text(item, "name", "stage"))
 
 
-def _user(item: dict) -> tuple[str, ...]:
+def _user(item: dict[str, Any]) -> tuple[str, ...]:
     where = "user"
     return (
         str(_int(item, "id", where)),
@@ -324,7 +329,7 @@ def _user(item: dict) -> tuple[str, ...]:
     )
 
 
-def _activity_type(item: dict) -> tuple[str, ...]:
+def _activity_type(item: dict[str, Any]) -> tuple[str, ...]:
     where = "activity type"
     return (
         str(_int(item, "id", where)),
@@ -334,7 +339,7 @@ def _activity_type(item: dict) -> tuple[str, ...]:
     )
 
 
-def _field(item: dict) -> tuple[str, ...] | None:
+def _field(item: dict[str, Any]) -> tuple[str, ...] | None:
     where = "deal field"
     key = _text(item, "key", where)
     if key not in TRACKED_FIELDS:
@@ -353,7 +358,7 @@ def _field(item: dict) -> tuple[str, ...] | None:
     )
 
 
-def _activity(item: dict) -> tuple[str, ...]:
+def _activity(item: dict[str, Any]) -> tuple[str, ...]:
     where = f"activity {item.get('id')!r}"
     due_date = item.get("due_date")
     due_to = ""
@@ -370,7 +375,7 @@ def _activity(item: dict) -> tuple[str, ...]:
     )
 
 
-def _deal_change(deal_id: int, item: dict, path: str) -> tuple[str, ...] | None:
+def _deal_change(deal_id: int, item: dict[str, Any], path: str) -> tuple[str, ...] | None:
     data = item.get("data")
     if item.get("object") != "dealChange" or not isinstance(data, dict):
         return None
@@ -387,18 +392,18 @@ def _deal_change(deal_id: int, item: dict, path: str) -> tuple[str, ...] | None:
     return (str(deal_id), _time(data, "log_time", where, TS), key, value)
 
 
-def _int(item: dict, key: str, where: str) -> int:
+def _int(item: dict[str, Any], key: str, where: str) -> int:
     value = item.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
         raise PullError(f"{where}: {key} {_short(repr(value))} is not a whole number; the API answer is not as documented.")
     return value
 
 
-def _optional_int(item: dict, key: str, where: str) -> str:
+def _optional_int(item: dict[str, Any], key: str, where: str) -> str:
     return "" if item.get(key) is None else str(_int(item, key, where))
 
 
-def _text(item: dict, key: str, where: str) -> str:
+def _text(item: dict[str, Any], key: str, where: str) -> str:
     value = item.get(key)
     if value is None:
         return ""
@@ -407,14 +412,14 @@ def _text(item: dict, key: str, where: str) -> str:
     return value
 
 
-def _bool(item: dict, key: str, where: str) -> bool:
+def _bool(item: dict[str, Any], key: str, where: str) -> bool:
     value = item.get(key)
     if not isinstance(value, bool):
         raise PullError(f"{where}: {key} {_short(repr(value))} is not true or false.")
     return value
 
 
-def _time(item: dict, key: str, where: str, layout: str) -> str:
+def _time(item: dict[str, Any], key: str, where: str, layout: str) -> str:
     """An API timestamp (v1 'YYYY-MM-DD HH:MM:SS' UTC or v2 RFC 3339) in the file's declared layout, UTC."""
     value = item.get(key)
     match = API_TIME.fullmatch(value) if isinstance(value, str) else None

@@ -192,7 +192,7 @@ def check_header(path: Path, expected: list[str]) -> None:
     raise SourceError(f"{path} line 1: {problem}; the header must be exactly {','.join(expected)}.")
 
 
-def _describe_reject(load: CsvLoad, rejects: list[tuple]) -> str:
+def _describe_reject(load: CsvLoad, rejects: list[tuple[Any, ...]]) -> str:
     path, columns = load.path, load.columns
     line, column, kind, csv_line, message = rejects[0]
     more_lines = len({r[0] for r in rejects}) - 1

@@ -18,6 +18,8 @@ from .conftest import read_report
 FILES = [s.file_name for s in SOURCES]
 NASTY = ["", ",", '"', '""', "\n", "\r\n", "\x00", "\xff", "é", "12x45", "2024-02-30 10:00:00", "True", "yes", "-", " "]
 
+pytestmark = pytest.mark.slow  # hundreds of generated exports: CI runs it
+
 
 @st.composite
 def mutated(draw):

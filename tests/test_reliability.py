@@ -19,6 +19,7 @@ from funnel.generate import generate
 from .conftest import read_report
 
 TIMEOUT = 120
+pytestmark = pytest.mark.slow  # real processes, killed and interrupted: CI runs them
 
 
 @pytest.fixture(scope="module")

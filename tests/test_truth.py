@@ -172,3 +172,10 @@ def test_a_full_disk_is_not_blamed_on_a_model(project):
     assert line.startswith("Error: ") and "No space left on device" in line, line
     assert ".sql" not in line
     assert "Check free disk space" in line
+
+
+def test_generate_writes_to_a_folder_with_a_quote_in_its_name(tmp_path, runner, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["generate", "--deals", "20", "--out", "it's here"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "it's here" / "deal_changes.csv").stat().st_size > 0
