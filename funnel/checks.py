@@ -21,7 +21,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from funnel.errors import ModelError, did_you_mean, first_line
 from funnel.models import TESTS_FOLDER, Graph, discover, render
@@ -30,7 +30,9 @@ from funnel.quoting import quote_ident, relation
 if TYPE_CHECKING:
     import duckdb
 
-SEVERITIES = ("error", "warn")
+Severity = Literal["error", "warn"]
+Status = Literal["PASS", "WARN", "ERROR"]
+SEVERITIES: tuple[Severity, ...] = ("error", "warn")
 TEST_KEYS = {"model", "type", "columns", "values", "to", "field", "expression", "severity", "name"}
 TYPES = ("not_null", "unique", "accepted_values", "relationships", "expression", "not_empty")
 
@@ -39,7 +41,7 @@ TYPES = ("not_null", "unique", "accepted_values", "relationships", "expression",
 class DataTest:
     name: str
     model: str
-    severity: str
+    severity: Severity
     sql: str  # returns the failing rows
     path: Path
     description: str = ""
@@ -57,7 +59,7 @@ class TestResult:
     __test__ = False
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.error is not None:
             return "ERROR"
         if self.failures == 0:

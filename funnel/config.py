@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from funnel.errors import ConfigError, did_you_mean
 
@@ -30,7 +30,8 @@ POSTGRES_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 # `[models]` is reserved: the materialization of each folder under sql/.
 MODELS_TABLE = "models"
-MATERIALIZATIONS = ("view", "table")
+Materialization = Literal["view", "table"]
+MATERIALIZATIONS: tuple[Materialization, ...] = ("view", "table")
 DEFAULT_MATERIALIZATIONS = {"staging": "view"}  # any other folder: table
 # `[pipedrive]` is reserved: it configures `funnel pull`, it is not an environment.
 PIPEDRIVE_TABLE = "pipedrive"

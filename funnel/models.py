@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from funnel.config import DEFAULT_MATERIALIZATIONS, IDENTIFIER, MATERIALIZATIONS
+from funnel.config import DEFAULT_MATERIALIZATIONS, IDENTIFIER, MATERIALIZATIONS, Materialization
 from funnel.errors import ConfigError, ModelError, did_you_mean
 from funnel.quoting import relation
 from funnel.sources import SOURCE_NAME, SOURCES_BY_TABLE
@@ -30,7 +30,7 @@ class Model:
     name: str
     layer: str
     path: Path
-    materialized: str
+    materialized: Materialization
     sql: str  # rendered; a single select
     refs: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()

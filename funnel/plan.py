@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from funnel.manifest import Manifest
 
 Action = Literal["load", "reuse", "run", "test"]
+Kind = Literal["source", "model", "test"]
 
 WHOLE_FILE_HASH_UP_TO = 64 << 20  # bytes; larger files are fingerprinted from samples
 SAMPLES, SAMPLE_SIZE = 256, 64 << 10
@@ -81,7 +82,7 @@ def fingerprint(path: Path, previous: Fingerprint | None = None) -> Fingerprint:
 class Step:
     """One line of the plan: what happens to a source, model or data test, and why."""
 
-    kind: Literal["source", "model", "test"]
+    kind: Kind
     name: str
     action: Action
     reason: str
@@ -118,7 +119,7 @@ class Plan:
     fingerprints: dict[str, Fingerprint]
     previous: Previous
 
-    def names(self, kind: str, action: Action) -> list[str]:
+    def names(self, kind: Kind, action: Action) -> list[str]:
         return [s.name for s in self.steps if s.kind == kind and s.action == action]
 
     @property
@@ -221,7 +222,7 @@ def describe(plan: Plan, detail: bool = False) -> list[str]:
     if plan.up_to_date:
         return [f"env {plan.env} is up to date: same export, same SQL, same tests; nothing to do."]
     counts = []
-    verbs: tuple[tuple[str, Action], ...] = (("source", "load"), ("model", "run"), ("test", "test"))
+    verbs: tuple[tuple[Kind, Action], ...] = (("source", "load"), ("model", "run"), ("test", "test"))
     for kind, verb in verbs:
         total = sum(1 for s in plan.steps if s.kind == kind)
         acting = len(plan.names(kind, verb))
