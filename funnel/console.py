@@ -98,7 +98,7 @@ def test_line(result: TestResult) -> None:
     if result.status == "PASS":
         return
     style = STATUS_STYLE[result.status]
-    detail = result.error or f"{result.failures:,} rows"
+    detail = result.error or f"{result.failures:,} rows" + (" (as recorded; nothing it reads changed)" if result.reused else "")
     note = f" — {result.test.description}" if result.test.description and not result.error else ""
     info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}{note}")
 
