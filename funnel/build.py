@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from funnel.manifest import Manifest
+    from funnel.selectors import Selector
 
 StepKind = Literal["source", "seed", "view", "table"]
 INFO_SCHEMA = "_funnel"
@@ -55,21 +56,24 @@ class BuildResult:
         return sum(s.rows or 0 for s in self.steps if s.kind == "source")
 
 
-def make_plan(manifest: Manifest, select: str | None = None, full_refresh: bool = False) -> plan.Plan:
+def make_plan(
+    manifest: Manifest, select: Selector | str | None = None, full_refresh: bool = False, exclude: Selector | str | None = None
+) -> plan.Plan:
     """What a build would do now (for `--dry-run`, and as the build's first step)."""
-    chosen = manifest.graph.select(select) if select else None
+    chosen = manifest.graph.select(select, exclude) if select is not None or exclude is not None else None
     return plan.make(manifest, _previous(manifest), chosen, full_refresh)
 
 
 def build(
     manifest: Manifest,
-    select: str | None = None,
+    select: Selector | str | None = None,
     wait: float = 0.0,
     full_refresh: bool = False,
     on_plan: Callable[[plan.Plan], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
     on_test: Callable[[checks.TestResult], None] | None = None,
     on_published: Callable[[], None] | None = None,
+    exclude: Selector | str | None = None,
 ) -> BuildResult:
     """Carry out the plan for `manifest.env` and publish it if every error test passes.
 
@@ -80,7 +84,7 @@ def build(
 
     started = time.perf_counter()
     env = manifest.env
-    decided = make_plan(manifest, select, full_refresh)
+    decided = make_plan(manifest, select, full_refresh, exclude)
     if decided.up_to_date:  # checked before taking the lock: an up-to-date build writes nothing
         if database.stale_temps(env):  # ... but what a killed build left behind goes
             with database.build_lock(env, wait):
@@ -91,7 +95,7 @@ def build(
         result.seconds = time.perf_counter() - started
         return result
     with database.build_lock(env, wait):
-        decided = make_plan(manifest, select, full_refresh)  # again: another build may have published meanwhile
+        decided = make_plan(manifest, select, full_refresh, exclude)  # again: another build may have published meanwhile
         if on_plan:
             on_plan(decided)
         result = BuildResult(manifest, decided)
@@ -120,7 +124,9 @@ def build(
                         on_test(test_result)
                 failed = [t for t in result.tests if t.status == "ERROR"]
                 if failed:
-                    raise TestFailure(_failure_message(failed))
+                    rows = checks.failing_rows(con, failed)
+                    database.save_failures(env, rows)
+                    raise TestFailure(_failure_message(failed), rows)
                 result.seconds = time.perf_counter() - started
                 _write_build_info(con, result, select)
                 con.execute("checkpoint")
@@ -130,6 +136,7 @@ def build(
             # whatever it prints about the build is true.
             with database.signals_deferred():
                 database.commit(temp, env.database)
+                database.save_failures(env, [])  # the failing rows of an earlier build are history now
                 if on_published:
                     on_published()
         except duckdb.Error as e:
@@ -194,7 +201,7 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str)
     except duckdb.Error as e:
         if database.is_machine_fault(e):
             raise  # a full disk or too little memory is not the model's fault: build() says so
-        raise ModelError(f"{model.path}: {first_line(e)}") from None
+        raise ModelError(models.describe_sql_error(model, str(e))) from None
     return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
 
 
@@ -219,11 +226,11 @@ def _failure_message(failed: list[checks.TestResult]) -> str:
     more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
     return (
         f"{len(failed)} data test(s) failed: {', '.join(parts)}{more}; "
-        "the last good build is unchanged. Inspect with funnel test after fixing the data."
+        "the last good build is unchanged. The failing rows: funnel test --failures."
     )
 
 
-def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, select: str | None) -> None:
+def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, select: Selector | str | None) -> None:
     """What the build was made of, for the next plan, `funnel status` and readers."""
     manifest, decided = result.manifest, result.plan
     models_fp = dict(decided.previous.models) if not decided.full else {}
@@ -234,7 +241,8 @@ def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, selec
         "env": manifest.env.name,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "raw_data": str(manifest.env.export_folder()),
-        "select": select,
+        "select": None if select is None else str(select),
+        "vars": manifest.vars,
         "full": decided.full,
         "seconds": round(result.seconds, 3),
         "source_rows": {**decided.previous.info.get("source_rows", {}), **rows} if not decided.full else rows,
@@ -261,7 +269,22 @@ def build_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return dict(json.loads(row[0])) if row else {}
 
 
-def run_tests(manifest: Manifest, on_test: Callable[[checks.TestResult], None] | None = None) -> list[checks.TestResult]:
-    """Run every data test against the committed build of `manifest.env` (read-only)."""
+def run_tests(
+    manifest: Manifest,
+    on_test: Callable[[checks.TestResult], None] | None = None,
+    select: Selector | str | None = None,
+    exclude: Selector | str | None = None,
+    failures: int = 0,
+) -> tuple[list[checks.TestResult], list[checks.FailingRows]]:
+    """Run the data tests (those on the selected models) against the committed build.
+
+    With `failures` > 0, also return that many failing rows of each failing test.
+    """
+    tests = manifest.tests
+    if select is not None or exclude is not None:
+        chosen = set(manifest.graph.select(select, exclude))
+        tests = tuple(t for t in tests if set(t.depends_on) & chosen)
     with database.read(manifest.env) as con:
-        return checks.run(con, manifest.tests, on_test)
+        results = checks.run(con, tests, on_test)
+        rows = checks.failing_rows(con, results, failures) if failures else []
+    return results, rows

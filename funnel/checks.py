@@ -77,7 +77,7 @@ def collect(sql_dir: Path, project: Graph) -> list[DataTest]:
         tests.extend(_declared(path, project))
     files = discover(sql_dir)
     for path in sorted((sql_dir / TESTS_FOLDER).rglob("*.sql")):
-        rendered = render(path, project.schema, files)
+        rendered = render(path, project.schema, files, variables=project.variables)
         settings = dict(rendered.settings)
         severity = settings.pop("severity", "error")
         description = settings.pop("description", "")
@@ -103,6 +103,30 @@ def run(
     state at a time (a union of every test set the peak of a 5M-deal build).
     """
     return [_run_one(con, test, on_result) for test in tests]
+
+
+@dataclass(frozen=True)
+class FailingRows:
+    """The first rows that break a test, as text (what `funnel test --failures` shows)."""
+
+    test: str
+    status: str
+    failures: int
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def failing_rows(con: duckdb.DuckDBPyConnection, results: list[TestResult], limit: int = 5) -> list[FailingRows]:
+    """For each failing result (WARN or ERROR, not a broken query), its first `limit` rows."""
+    out = []
+    for r in results:
+        if r.status == "PASS" or r.error is not None:
+            continue
+        cursor = con.execute(f"select * from ({r.test.sql}) as failures limit {int(limit)}")
+        columns = tuple(d[0] for d in cursor.description or ())
+        rows = tuple(tuple("" if v is None else str(v) for v in row) for row in cursor.fetchall())
+        out.append(FailingRows(r.test.name, r.status, r.failures, columns, rows))
+    return out
 
 
 def _run_one(con: duckdb.DuckDBPyConnection, test: DataTest, on_result: Any) -> TestResult:

@@ -88,16 +88,29 @@ class Format(StrEnum):
     json = "json"
 
 
-def _selector(value: str | None) -> str | None:
+def _selector(value: str | None) -> Any:
+    """Parse --select once, into the value every core function takes."""
     from funnel.errors import ConfigError
-    from funnel.models import parse_selector
+    from funnel.selectors import parse
 
-    if value is not None:
-        try:
-            parse_selector(value)
-        except ConfigError as e:
-            raise typer.BadParameter(str(e).removeprefix("--select: ")) from None
-    return value
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e).removeprefix("--select: ")) from None
+
+
+def _excluder(value: str | None) -> Any:
+    from funnel.errors import ConfigError
+    from funnel.selectors import parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value, "--exclude")
+    except ConfigError as e:
+        raise typer.BadParameter(str(e).removeprefix("--exclude: ")) from None
 
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment from environments.toml.")]
@@ -106,9 +119,19 @@ SelectOption = Annotated[
     typer.Option(
         "--select",
         "-s",
-        help="Models: NAME, NAME+ (with downstream), +NAME (with upstream) or a layer.",
+        help="Models: NAME, +NAME, NAME+, @NAME, a folder, path:sql/x, tag:x; space = or, comma = and.",
         callback=_selector,
     ),
+]
+
+
+ExcludeOption = Annotated[
+    str | None,
+    typer.Option("--exclude", "-x", help="Models to leave out, in --select's grammar.", callback=_excluder),
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="KEY=VALUE for var() in the models, over environments.toml's [vars]; repeatable."),
 ]
 
 
@@ -140,7 +163,7 @@ def handle_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from funnel.console import error
-        from funnel.errors import FunnelError
+        from funnel.errors import FunnelError, TestFailure
 
         _interrupted_means("Interrupted")
         try:
@@ -156,6 +179,10 @@ def handle_errors(command: F) -> F:
                 print(_interrupt_note[0], file=sys.stderr)
                 raise typer.Exit(130) from None
             if isinstance(e, FunnelError):
+                if isinstance(e, TestFailure) and e.rows:
+                    from funnel.console import failing_rows
+
+                    failing_rows(e.rows)
                 error(str(e))
                 raise typer.Exit(1) from None
             if isinstance(e, BrokenPipeError):
@@ -178,12 +205,13 @@ def _project_env(env: str, raw_data: Path | None = None) -> tuple[Any, Any]:
     return config, config.environment(env, raw_data)
 
 
-def _manifest(env: str, raw_data: Path | None = None) -> Any:
+def _manifest(env: str, raw_data: Path | None = None, given_vars: list[str] | None = None) -> Any:
     """The project compiled for `env`: what every command below works from."""
+    from funnel.config import parse_var
     from funnel.manifest import compile
 
     config, environment = _project_env(env, raw_data)
-    return compile(config, environment)
+    return compile(config, environment, dict(parse_var(v) for v in given_vars or []))
 
 
 @app.command()
@@ -198,6 +226,8 @@ def build(
     pull: Annotated[bool, typer.Option("--pull", help="First pull the export from the Pipedrive API (see funnel pull).")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Reload every source and run every model.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (what would load, run and why) and stop.")] = False,
+    exclude: ExcludeOption = None,
+    var: VarOption = None,
 ) -> None:
     """Plan, load, transform and test an export; publish it atomically.
 
@@ -208,12 +238,12 @@ def build(
     from funnel import build as builder
     from funnel import console
 
-    manifest = _manifest(env, raw_data)
+    manifest = _manifest(env, raw_data, var)
     environment = manifest.env
     if pull:
         _pull_into(manifest.config, environment.export_folder())
     if dry_run:
-        console.plan_lines(builder.make_plan(manifest, select, full_refresh), detail=True)
+        console.plan_lines(builder.make_plan(manifest, select, full_refresh, exclude), detail=True)
         return
     console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
     _interrupted_means(UNCHANGED)
@@ -222,25 +252,76 @@ def build(
         _interrupted_means(f"Interrupted after the new build of env '{environment.name}' was published; it is complete")
 
     result = builder.build(
-        manifest, select, wait, full_refresh, console.plan_lines, console.step_line, console.test_line, published
+        manifest, select, wait, full_refresh, console.plan_lines, console.step_line, console.test_line, published, exclude
     )
     console.build_summary(result)
 
 
 @app.command()
 @handle_errors
-def test(env: EnvOption = "dev") -> None:
-    """Run the data tests on the last build.
+def test(
+    env: EnvOption = "dev",
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
+    failures: Annotated[
+        bool, typer.Option("--failures", help="Show the first rows that break each failing test (also of a failed build).")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Rows per failing test with --failures.", min=1)] = 5,
+) -> None:
+    """Run the data tests on the last build (those on the --select'ed models).
 
-    Exit 1 if a test of severity error fails.
+    Exit 1 if a test of severity error fails. With --failures after a build that failed its
+    tests, the rows that stopped it are shown first (the last good build is unchanged).
     """
-    from funnel import console
+    from funnel import console, database
     from funnel.build import run_tests
 
     manifest = _manifest(env)
-    results = run_tests(manifest, console.test_line)
+    if failures and (kept := database.load_failures(manifest.env)):
+        console.info(f"The build of env {manifest.env.name} that failed at {kept['failed_at']} was stopped by:")
+        console.failing_rows(kept["tests"])
+    results, rows = run_tests(manifest, console.test_line, select, exclude, limit if failures else 0)
+    if failures:
+        console.info(f"On the last good build of env {manifest.env.name}:" if rows else "No test fails on the last good build.")
+        console.failing_rows(rows)
     console.info(f"Tests on env {manifest.env.name}: {console.test_summary(results)}")
     if any(r.status == "ERROR" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("compile")
+@handle_errors
+def compile_command(
+    env: EnvOption = "dev",
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
+    var: VarOption = None,
+    out: Annotated[Path | None, typer.Option(help="Write <model>.sql files into this folder instead of printing.")] = None,
+) -> None:
+    """Print the rendered SQL of the selected models, and check that it parses.
+
+    Jinja is rendered with the env's schema and vars; a syntax error names the model file
+    and line. With --out, each model is written to OUT/<model>.sql.
+    """
+    from funnel import console
+    from funnel.models import syntax_errors
+
+    manifest = _manifest(env, given_vars=var)
+    names = [n for n in manifest.graph.select(select, exclude) if not manifest.graph.models[n].is_seed]
+    for problem in syntax_errors(manifest.graph, names):
+        console.error(problem)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        model = manifest.graph.models[name]
+        text = f"-- {name}: {model.materialized} from {model.path}\n{model.sql}\n"
+        if out is None:
+            sys.stdout.write(text + "\n")
+        else:
+            (out / f"{name}.sql").write_text(text, encoding="utf-8")
+    if out is not None:
+        console.info(f"Wrote {len(names)} compiled model(s) to {out}")
+    if syntax_errors(manifest.graph, names):
         raise typer.Exit(1)
 
 

@@ -33,6 +33,8 @@ MODELS_TABLE = "models"
 Materialization = Literal["view", "table"]
 MATERIALIZATIONS: tuple[Materialization, ...] = ("view", "table")
 DEFAULT_MATERIALIZATIONS = {"staging": "view"}  # any other folder: table
+# `[vars]` is reserved: what var() reads in models, for every environment.
+VARS_TABLE = "vars"
 # `[pipedrive]` is reserved: it configures `funnel pull`, it is not an environment.
 PIPEDRIVE_TABLE = "pipedrive"
 PIPEDRIVE_KEYS = {"api_url": str, "request_budget": int}
@@ -71,6 +73,7 @@ class Environment:
     memory_limit: str | None = None
     postgres: Postgres = field(default_factory=Postgres)
     config_path: Path = Path(CONFIG_FILE)
+    vars: dict[str, Any] = field(default_factory=dict)  # [<env>.vars]: over the project's [vars]
 
     def export_folder(self) -> Path:
         """The export this environment builds from; ConfigError when it names none.
@@ -95,6 +98,11 @@ class Config:
     pipedrive: PipedriveSettings = field(default_factory=PipedriveSettings)
     # sql/ folder -> materialization of its models ([models] in the file; config() wins)
     materializations: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MATERIALIZATIONS))
+    vars: dict[str, Any] = field(default_factory=dict)  # [vars]: what var() reads in every env
+
+    def variables(self, env: Environment, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What var() reads for `env`: [vars], then [<env>.vars], then --var, each winning."""
+        return {**self.vars, **env.vars, **(given or {})}
 
     @property
     def config_path(self) -> Path:
@@ -122,6 +130,7 @@ ENV_KEYS: dict[str, type | tuple[type, ...]] = {
     "threads": int,
     "memory_limit": str,
     "postgres": dict,
+    "vars": dict,
 }
 
 
@@ -154,6 +163,7 @@ def load_config(root: Path | None = None) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {e}.") from None
     pipedrive = _pipedrive(path, data.pop(PIPEDRIVE_TABLE, {}))
     materializations = _materializations(path, data.pop(MODELS_TABLE, {}))
+    variables = _vars(f"{path}: [{VARS_TABLE}]", data.pop(VARS_TABLE, {}))
     if not data:
         raise ConfigError(f"{path}: declares no environment; add a [dev] table (see README).")
     envs = {name: _environment(path, name, table) for name, table in data.items()}
@@ -165,7 +175,33 @@ def load_config(root: Path | None = None) -> Config:
                 f"{env.database}; give each environment its own."
             )
         owners[env.database] = env.name
-    return Config(root=root, environments=envs, pipedrive=pipedrive, materializations=materializations)
+    return Config(root=root, environments=envs, pipedrive=pipedrive, materializations=materializations, vars=variables)
+
+
+def _vars(where: str, table: Any) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table of name = value.")
+    for key, value in table.items():
+        if not IDENTIFIER.fullmatch(key):
+            raise ConfigError(f"{where} '{key}' is not a plain name (letters, digits, _).")
+        if not isinstance(value, str | int | float | bool):
+            raise ConfigError(f"{where} {key} must be a string, number or true/false, not {type(value).__name__}.")
+    return dict(table)
+
+
+def parse_var(text: str) -> tuple[str, Any]:
+    """`--var KEY=VALUE`: VALUE read as a TOML value (true, 3, 1.5, "x") or else as text."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not IDENTIFIER.fullmatch(key):
+        raise ConfigError(f"--var {text[:60]!r} must look like KEY=VALUE, e.g. --var timezone=Europe/Berlin.")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if not isinstance(value, str | int | float | bool):
+        value = raw
+    return key, value
 
 
 def _materializations(path: Path, table: Any) -> dict[str, str]:
@@ -212,6 +248,7 @@ def _environment(path: Path, name: str, table: Any) -> Environment:
         schema=schema,
         raw_data=(base / table["raw_data"]).resolve() if "raw_data" in table else None,
         config_path=path,
+        vars=_vars(f"{where}.vars", table.get("vars", {})),
         threads=threads,
         memory_limit=memory_limit,
         postgres=_postgres(f"{where}.postgres", table.get("postgres", {})),

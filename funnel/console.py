@@ -103,6 +103,17 @@ def test_line(result: TestResult) -> None:
     info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}{note}")
 
 
+def failing_rows(found: list[Any]) -> None:
+    """The first rows that break each failing test (FailingRows, or their dicts from disk), on stderr."""
+    for item in found:
+        fields: dict[str, Any] = item if isinstance(item, dict) else vars(item)
+        rows = fields["rows"]
+        info(f"  {fields['status']}  {fields['test']}: {fields['failures']:,} rows, the first {len(rows)}:")
+        info("    " + " | ".join(fields["columns"]))
+        for row in rows:
+            info("    " + " | ".join(printable(v)[:40] for v in row))
+
+
 def test_summary(results: list[TestResult]) -> str:
     counts = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "WARN", "ERROR")}
     return " ".join(f"[{STATUS_STYLE[s]}]{s}={n}[/]" for s, n in counts.items())

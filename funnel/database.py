@@ -192,6 +192,36 @@ def committed_info(env: Environment) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+def failures_path(env: Environment) -> Path:
+    return env.database.with_name(env.database.name + ".failures.json")
+
+
+def save_failures(env: Environment, rows: list[Any]) -> None:
+    """Keep the failing rows of a build that failed its tests (none: forget the last ones),
+    where `funnel test --failures` finds them; the committed build is not touched."""
+    path = failures_path(env)
+    if not rows:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    data = {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "tests": [asdict(r) for r in rows]}
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def load_failures(env: Environment) -> dict[str, Any] | None:
+    """What save_failures kept, or None."""
+    try:
+        data = json.loads(failures_path(env).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def copy_committed(database: Path, temp: Path) -> None:
     """Start a partial (--select) build from a copy of the committed one."""
     try:

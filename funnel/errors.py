@@ -4,6 +4,8 @@ The CLI catches `FunnelError` in one place and prints `Error: <message>`; anythi
 reaching the user is a bug. Messages are one line and say what to do next.
 """
 
+from typing import Any
+
 
 class FunnelError(Exception):
     """An expected failure a user can fix: bad config, bad data, a missing build."""
@@ -22,9 +24,13 @@ class ModelError(FunnelError):
 
 
 class TestFailure(FunnelError):
-    """A data test of severity `error` found rows."""
+    """A data test of severity `error` found rows; `rows` holds the first of them per test."""
 
     __test__ = False  # not a pytest test class
+
+    def __init__(self, message: str, rows: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows or []
 
 
 class BuildMissing(FunnelError):

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from funnel import __version__, checks, models
 from funnel.config import Config, Environment
@@ -35,16 +36,21 @@ class Manifest:
     tests: tuple[checks.DataTest, ...]
     sources: tuple[Source, ...] = SOURCES
 
+    @property
+    def vars(self) -> dict[str, Any]:
+        return self.graph.variables
 
-def compile(config: Config, env: Environment) -> Manifest:
-    """The project under `config.root` rendered for `env`, from the cache when it is fresh."""
+
+def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None = None) -> Manifest:
+    """The project under `config.root` rendered for `env` (and `--var`s), from the cache when fresh."""
     sql_dir = config.sql_dir
     folders = config.materializations
-    key = _key(sql_dir, env.schema, folders)
+    variables = config.variables(env, given_vars)
+    key = _key(sql_dir, env.schema, folders, variables)
     cache = env.database.parent / f".funnel-manifest-{env.schema}.json"
     cached = _read(cache, key)
     if cached is None:
-        graph = models.load(sql_dir, env.schema, folders)
+        graph = models.load(sql_dir, env.schema, folders, variables)
         tests = tuple(checks.collect(sql_dir, graph))
         _write(cache, key, graph, tests)
     else:
@@ -52,8 +58,9 @@ def compile(config: Config, env: Environment) -> Manifest:
     return Manifest(config, env, graph, tests)
 
 
-def _key(sql_dir: Path, schema: str, folders: dict[str, str]) -> str:
-    digest = hashlib.sha256(f"{__version__}\0{schema}\0{sql_dir}\0{sorted(folders.items())}".encode())
+def _key(sql_dir: Path, schema: str, folders: dict[str, str], variables: dict[str, Any]) -> str:
+    settings = json.dumps([sorted(folders.items()), variables], sort_keys=True)
+    digest = hashlib.sha256(f"{__version__}\0{schema}\0{sql_dir}\0{settings}".encode())
     for path in sorted(p for p in sql_dir.rglob("*") if p.suffix in SUFFIXES and p.is_file()):
         digest.update(str(path.relative_to(sql_dir)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -68,12 +75,19 @@ def _read(cache: Path, key: str) -> tuple[models.Graph, tuple[checks.DataTest, .
         graph = models.Graph(
             models={
                 m["name"]: models.Model(
-                    **{**m, "path": Path(m["path"]), "refs": tuple(m["refs"]), "sources": tuple(m["sources"])}
+                    **{
+                        **m,
+                        "path": Path(m["path"]),
+                        "refs": tuple(m["refs"]),
+                        "sources": tuple(m["sources"]),
+                        "tags": tuple(m["tags"]),
+                    }
                 )
                 for m in data["models"]
             },
             order=tuple(data["order"]),
             schema=data["schema"],
+            variables=data["variables"],
         )
         tests = tuple(
             checks.DataTest(**{**t, "path": Path(t["path"]), "depends_on": tuple(t["depends_on"])}) for t in data["tests"]
@@ -88,6 +102,7 @@ def _write(cache: Path, key: str, graph: models.Graph, tests: tuple[checks.DataT
         "key": key,
         "schema": graph.schema,
         "order": list(graph.order),
+        "variables": graph.variables,
         "models": [asdict(m) for m in graph.models.values()],
         "tests": [asdict(t) for t in tests],
     }

@@ -10,18 +10,21 @@ so runs are repeatable. The materialization comes from `config()` or the folder'
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from funnel.config import DEFAULT_MATERIALIZATIONS, IDENTIFIER, MATERIALIZATIONS, Materialization
 from funnel.errors import ConfigError, ModelError, did_you_mean
 from funnel.quoting import relation
 from funnel.sources import SOURCE_NAME, SOURCES_BY_TABLE
 
+if TYPE_CHECKING:
+    from funnel.selectors import Selector
+
 LAYERS = ("seeds", "staging", "intermediate", "reporting")  # the usual ones, in run-order rank
 TESTS_FOLDER, SEEDS_FOLDER = "tests", "seeds"
-SELECTOR = re.compile(r"(\+?)([A-Za-z_][A-Za-z0-9_]*)(\+?)")  # use with fullmatch
 RAW_SCHEMA = SOURCE_NAME
 
 
@@ -35,6 +38,8 @@ class Model:
     refs: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     seed_columns: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    line_offset: int = 0  # line N of `sql` is line N + line_offset of the file (without Jinja loops)
 
     @property
     def is_seed(self) -> bool:
@@ -48,6 +53,7 @@ class Graph:
     models: dict[str, Model]
     order: tuple[str, ...]
     schema: str
+    variables: dict[str, Any] = field(default_factory=dict)  # what var() read when rendering
 
     def upstream(self, name: str) -> set[str]:
         return _walk(name, lambda n: self.models[n].refs)
@@ -59,40 +65,16 @@ class Graph:
                 children[parent].append(model.name)
         return _walk(name, lambda n: children[n])
 
-    def select(self, selector: str | None) -> list[str]:
-        """Model names matching a selector, in run order.
+    def select(self, selector: str | Selector | None, exclude: str | Selector | None = None) -> list[str]:
+        """Model names a selector picks (dbt's grammar, see funnel/selectors.py), in run order.
 
-        `name`, `name+` (and downstream), `+name` (and upstream), a layer name, or
-        several of these separated by spaces or commas. None selects everything.
+        None selects everything; a string is parsed first (the CLI passes parsed values).
         """
-        if not selector:
-            return list(self.order)
-        chosen: set[str] = set()
-        layers = {m.layer for m in self.models.values()}
-        for part in parse_selector(selector):
-            prefix, name, suffix = SELECTOR.fullmatch(part).groups()  # type: ignore[union-attr]
-            if name in layers and name not in self.models and not prefix and not suffix:
-                chosen |= {m.name for m in self.models.values() if m.layer == name}
-                continue
-            if name not in self.models:
-                raise ModelError(f"--select: no model or layer named '{name}'." + did_you_mean(name, [*self.models, *layers]))
-            chosen.add(name)
-            if prefix:
-                chosen |= self.upstream(name)
-            if suffix:
-                chosen |= self.downstream(name)
-        return [n for n in self.order if n in chosen]
+        from funnel.selectors import parse, resolve
 
-
-def parse_selector(selector: str) -> list[str]:
-    """Split and check a `--select` value; raise ConfigError for malformed parts."""
-    parts = [p for p in re.split(r"[\s,]+", selector.strip()) if p]
-    if not parts:
-        raise ConfigError("--select is empty; name a model, 'name+', '+name' or a layer.")
-    for part in parts:
-        if not SELECTOR.fullmatch(part):
-            raise ConfigError(f"--select: '{part}' is not a selector; use a model name, 'name+', '+name' or a layer.")
-    return parts
+        chosen = parse(selector) if isinstance(selector, str) else selector
+        dropped = parse(exclude, "--exclude") if isinstance(exclude, str) else exclude
+        return resolve(self, chosen, dropped)
 
 
 def _walk(start: str, next_of: Any) -> set[str]:
@@ -135,7 +117,12 @@ def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:
     return found
 
 
-def load(sql_dir: Path, schema: str, materializations: dict[str, str] | None = None) -> Graph:
+def load(
+    sql_dir: Path,
+    schema: str,
+    materializations: dict[str, str] | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> Graph:
     """Render every model for `schema` and order them; raise ModelError naming the file.
 
     `materializations`: folder -> "view" | "table", the default of the models in it.
@@ -148,8 +135,8 @@ def load(sql_dir: Path, schema: str, materializations: dict[str, str] | None = N
         if layer == SEEDS_FOLDER:
             models[name] = Model(name, layer, path, "table", "", seed_columns=seed_types[name])
         else:
-            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"))
-    return Graph(models=models, order=_order(models), schema=schema)
+            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {})
+    return Graph(models=models, order=_order(models), schema=schema, variables=dict(variables or {}))
 
 
 @dataclass(frozen=True)
@@ -158,11 +145,24 @@ class Rendered:
     refs: tuple[str, ...]
     sources: tuple[str, ...]
     settings: dict[str, Any]
+    leading_lines: int = 0  # template lines before the first rendered one (for error lines)
 
 
-def render(path: Path, schema: str, files: dict[str, tuple[str, Path]], name: str | None = None) -> Rendered:
-    """Render one Jinja SQL file, recording its ref() and source() calls and its config()."""
+def render(
+    path: Path,
+    schema: str,
+    files: dict[str, tuple[str, Path]],
+    name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> Rendered:
+    """Render one Jinja SQL file, recording its ref() and source() calls and its config().
+
+    `var('name')` reads `variables` (environments.toml [vars], [<env>.vars], --var), and
+    `var('name', default)` falls back to the default when the project does not set it.
+    """
     import jinja2
+
+    given = variables or {}
 
     refs: list[str] = []
     sources: list[str] = []
@@ -189,34 +189,69 @@ def render(path: Path, schema: str, files: dict[str, tuple[str, Path]], name: st
         settings.update(kwargs)
         return ""
 
+    def var(key: str, *default: Any) -> Any:
+        if key in given:
+            return given[key]
+        if default:
+            return default[0]
+        raise ModelError(
+            f"{path}: var('{key}') is not set; set it in [vars] of environments.toml or with --var {key}=VALUE, "
+            "or give a default: var('name', default)." + did_you_mean(key, list(given))
+        )
+
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     this = relation(schema, name) if name else ""
     try:
         template = env.from_string(path.read_text(encoding="utf-8"))
-        sql = template.render(ref=ref, source=source, config=config, this=this)
+        sql = template.render(ref=ref, source=source, config=config, this=this, var=var)
     except jinja2.TemplateSyntaxError as e:
         raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
-        raise ModelError(f"{path}: {e.message}; SQL files may use ref(), source(), config() and this.") from None
+        raise ModelError(f"{path}: {e.message}; SQL files may use ref(), source(), config(), var() and this.") from None
     except UnicodeDecodeError:
         raise ModelError(f"{path}: not UTF-8 text.") from None
-    sql = sql.strip().rstrip(";").strip()
+    body = sql.lstrip()
+    leading_lines = sql[: len(sql) - len(body)].count("\n")
+    sql = body.rstrip().rstrip(";").strip()
     if not sql:
         raise ModelError(f"{path}: the file is empty; write one select statement.")
-    return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(sources)), settings)
+    return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(sources)), settings, leading_lines)
 
 
-def _model(name: str, layer: str, path: Path, schema: str, files: dict[str, tuple[str, Path]], default: str) -> Model:
-    rendered = render(path, schema, files, name)
+def _model(
+    name: str,
+    layer: str,
+    path: Path,
+    schema: str,
+    files: dict[str, tuple[str, Path]],
+    default: str,
+    variables: Mapping[str, Any],
+) -> Model:
+    rendered = render(path, schema, files, name, variables)
     settings = dict(rendered.settings)
     materialized = settings.pop("materialized", default)
+    tags = settings.pop("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) and IDENTIFIER.fullmatch(t) for t in tags):
+        raise ModelError(f"{path}: tags must be a list of plain names, e.g. config(tags=['daily']).")
     if materialized not in MATERIALIZATIONS:
         raise ModelError(f"{path}: materialized='{materialized}' is not one of {', '.join(MATERIALIZATIONS)}.")
     if settings:
-        raise ModelError(f"{path}: unknown config key(s) {', '.join(settings)}; models accept materialized.")
+        raise ModelError(f"{path}: unknown config key(s) {', '.join(settings)}; models accept materialized and tags.")
     if layer != "staging" and rendered.sources:
         raise ModelError(f"{path}: only staging models read sources; ref() a staging model instead.")
-    return Model(name, layer, path, materialized, rendered.sql, rendered.refs, rendered.sources)
+    return Model(
+        name,
+        layer,
+        path,
+        materialized,
+        rendered.sql,
+        rendered.refs,
+        rendered.sources,
+        tags=tuple(tags),
+        line_offset=rendered.leading_lines,
+    )
 
 
 def _seed_types(sql_dir: Path, names: list[str]) -> dict[str, dict[str, str]]:
@@ -261,3 +296,57 @@ def _order(models: dict[str, Model]) -> tuple[str, ...]:
         order.extend(ready)
         sorter.done(*ready)
     return tuple(order)
+
+
+LINE_OF_ERROR = re.compile(r"LINE (\d+): ?(.*)")
+
+
+def file_line(model: Model, line: int, snippet: str = "") -> int:
+    """The line of the model's file that line `line` of its rendered SQL came from.
+
+    Jinja keeps lines, so the rendered line plus the blank lines stripped before it is the
+    answer; where a loop changed the count, the line holding DuckDB's snippet nearest to
+    that guess is.
+    """
+    guess = line + model.line_offset
+    lines = model.path.read_text(encoding="utf-8").splitlines()
+    text = snippet.strip().strip(".").strip()
+    if text and not (0 < guess <= len(lines) and text in lines[guess - 1]):
+        hits = [i + 1 for i, candidate in enumerate(lines) if text in candidate]
+        if hits:
+            guess = min(hits, key=lambda i: abs(i - guess))
+    return guess
+
+
+def describe_sql_error(model: Model, message: str) -> str:
+    """`path line N: <DuckDB's first line> near '<text>'` for an error DuckDB raised on a model."""
+    from funnel.errors import first_line, shorten
+
+    found = LINE_OF_ERROR.search(message)
+    if not found:
+        return f"{model.path}: {first_line(message)}"
+    line = file_line(model, int(found.group(1)), found.group(2))
+    return f"{model.path} line {line}: {first_line(message)} (in {shorten(found.group(2).strip(), 60)!r})"
+
+
+def syntax_errors(graph: Graph, names: list[str]) -> list[str]:
+    """Each selected model whose SQL does not parse, as `path line N: message`, without a build."""
+    import json
+
+    import duckdb
+
+    problems = []
+    with duckdb.connect() as con:
+        for name in names:
+            model = graph.models[name]
+            if model.is_seed:
+                continue
+            row = con.execute("select json_serialize_sql(?)", [model.sql]).fetchone()
+            result = json.loads(row[0]) if row else {}
+            if result.get("error"):
+                position = int(result.get("position", 0) or 0)
+                line = model.sql[:position].count("\n") + 1
+                snippet = model.sql.splitlines()[line - 1] if model.sql else ""
+                where = file_line(model, line, snippet)
+                problems.append(f"{model.path} line {where}: {result.get('error_message')} (in {snippet.strip()[:60]!r})")
+    return problems

@@ -112,7 +112,7 @@ def test_compare_shows_a_difference(built, runner, project):
         (["show", "--compare", "prod"], "run funnel build --env prod first."),
         (["show", "--compare", "dev"], "--compare dev is the env being shown"),
         (["test", "--env", "prod"], "no build of env 'prod'"),
-        (["build", "--select", "stg_stagez"], "--select: no model or layer named 'stg_stagez'. Did you mean 'stg_stages'?"),
+        (["build", "--select", "stg_stagez"], "--select: no model or folder named 'stg_stagez'. Did you mean 'stg_stages'?"),
         (["build", "--env", "stage"], "unknown environment 'stage'"),
     ],
     ids=[

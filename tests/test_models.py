@@ -92,7 +92,9 @@ def test_refs_render_to_the_environment_schema(dag):
                 "rep_stage_velocity",
             ],
         ),
-        ("stg_users,stg_stages", ["stg_stages", "stg_users"]),
+        ("stg_users stg_stages", ["stg_stages", "stg_users"]),  # a space: either
+        ("stg_users,stg_stages", []),  # a comma: both, as in dbt
+        ("staging,stg_users+", ["stg_users"]),
     ],
 )
 def test_select(dag, selector, expected):
@@ -104,11 +106,11 @@ def test_select_all_by_default(dag):
 
 
 def test_select_unknown_name_suggests(dag):
-    with pytest.raises(ModelError, match="no model or layer named 'stg_stage'. Did you mean 'stg_stages'"):
+    with pytest.raises(ModelError, match="no model or folder named 'stg_stage'. Did you mean 'stg_stages'"):
         dag.select("stg_stage")
 
 
-@pytest.mark.parametrize("selector", ["a;b", "++x", "x'--", "@x", "   "])
+@pytest.mark.parametrize("selector", ["a;b", "++x", "x'--", "@x+", "   "])
 def test_select_malformed_is_a_usage_error(dag, selector):
     with pytest.raises(ConfigError):
         dag.select(selector)
@@ -164,7 +166,10 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
     ("files", "words"),
     [
         ({"staging/stg_a.sql": "{{ config(materialized='incremental') }} select 1"}, "materialized='incremental' is not one of"),
-        ({"staging/stg_a.sql": "{{ config(tags=['x']) }} select 1"}, "unknown config key(s) tags"),
+        ({"staging/stg_a.sql": "{{ config(schedule='daily') }} select 1"}, "unknown config key(s) schedule"),
+        ({"staging/stg_a.sql": "{{ config(tags=['a b']) }} select 1"}, "tags must be a list of plain names"),
+        ({"stg_a.sql": "select 1"}, "a model lives in a folder under sql/"),
+        ({"seeds/stg_a.sql": "select 1"}, "sql/seeds/ holds CSV seeds"),
         ({"staging/stg_a.sql": "select {{ nope }}"}, "'nope' is undefined"),
         ({"staging/stg_a.sql": "select {{ 1 + }}"}, "stg_a.sql line 1:"),
         ({"staging/stg_a.sql": "   "}, "the file is empty"),
@@ -179,6 +184,9 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
     ids=[
         "materialization",
         "config-key",
+        "tags",
+        "model-outside-a-folder",
+        "sql-in-seeds",
         "undefined",
         "syntax",
         "empty",
