@@ -110,7 +110,8 @@ def build(
 def _load_sources(con, env: Environment, record: Callable[[Step], None]) -> None:  # type: ignore[no-untyped-def]
     con.execute(f"create schema if not exists {quote_ident(models.RAW_SCHEMA)}")
     loads = [
-        CsvLoad(env.raw_data / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in SOURCES
+        CsvLoad(env.raw_data / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format, s.conditional)
+        for s in SOURCES
     ]
     names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, SOURCES, strict=True)}
     load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
