@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SOURCE_NAME = "pipedrive"
 REJECTS = "_funnel_rejects"  # DuckDB appends every bad row of every read_csv here
+HEADER_LIMIT = 1 << 20  # bytes of the first line that are read
 BAD_VALUE = "funnel: a value breaks its rule"  # raised by error() in the load query
 
 TS = "%Y-%m-%d %H:%M:%S"
@@ -163,8 +164,10 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
         try:
             row = con.execute(f"create or replace table {load.target} as {_select(load)}").fetchone()
             bad = _rejects(con, load)
-            if not bad and load.conditional and con.execute(_breaks_conditional(load)).fetchone()[0]:
-                bad = _bad_values(load)
+            if not bad and load.conditional and _breaks_conditional(con, load):
+                # Never silent, even if the Python scan disagreed and found no line.
+                fallback = BadLine(0, f"{load.path}: a value breaks the rule of {load.conditional[0].column}")
+                bad = _bad_values(load) or [fallback]
         except duckdb.InvalidInputException as e:
             if BAD_VALUE not in str(e):
                 raise _read_error(load, e) from None
@@ -197,8 +200,8 @@ def _select(load: CsvLoad) -> str:
     return f"select {', '.join(expressions)} from {_read_csv(load.path, read_as)}"
 
 
-def _breaks_conditional(load: CsvLoad) -> str:
-    """A query counting the loaded rows that break a conditional rule.
+def _breaks_conditional(con: duckdb.DuckDBPyConnection, load: CsvLoad) -> bool:
+    """Whether a loaded row breaks a conditional rule.
 
     A separate filter, not part of the load query: there DuckDB would parse every row's
     text for every rule (it hoists repeated expressions out of CASE), here only the rows
@@ -212,7 +215,7 @@ def _breaks_conditional(load: CsvLoad) -> str:
             f"({quote_ident(c.when_column)} in ({values}) and {name} is not null "
             f"and not coalesce({c.rule.sql_ok(name, c.rule.sql_parse(name))}, false))"
         )
-    return f"select count(*) from {load.target} where {' or '.join(broken)}"
+    return con.execute(f"select exists (select 1 from {load.target} where {' or '.join(broken)})").fetchone() == (True,)
 
 
 def _read_csv(path: Path, columns: dict[str, str]) -> str:
@@ -278,6 +281,8 @@ def check_header(path: Path, expected: list[str]) -> None:
     first = _first_line_of_regular_file(path)
     if not first.strip():
         raise SourceError(f"{path}: file is empty; expected a header line: {','.join(expected)}.")
+    if len(first) == HEADER_LIMIT and not first.endswith(b"\n"):
+        raise SourceError(f"{path} line 1: the header is longer than 1 MB; the header must be exactly {','.join(expected)}.")
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -317,7 +322,7 @@ def _first_line_of_regular_file(path: Path) -> bytes:
             raise SourceError(f"{path}: is a folder, expected a CSV file.")
         if not stat.S_ISREG(mode):
             raise SourceError(f"{path}: is {_file_kind(mode)}, not a regular file; save the export as a plain CSV file.")
-        return f.readline(1 << 20)
+        return f.readline(HEADER_LIMIT)
 
 
 def _file_kind(mode: int) -> str:

@@ -110,7 +110,8 @@ class Rule:
             if not DIGITS.fullmatch(text):
                 return self.words()
             bits = INTEGER_BITS[self.sql_type]
-            if not -(2 ** (bits - 1)) <= int(text) < 2 ** (bits - 1):
+            # The length first: int() refuses (ValueError) numbers of thousands of digits.
+            if len(text) > 45 or not -(2 ** (bits - 1)) <= int(text) < 2 ** (bits - 1):
                 return f"is out of range for {self.sql_type}"
             return None
         if self.kind == "decimal":
