@@ -164,10 +164,6 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
         try:
             row = con.execute(f"create or replace table {load.target} as {_select(load)}").fetchone()
             bad = _rejects(con, load)
-            if not bad and load.conditional and _breaks_conditional(con, load):
-                # Never silent, even if the Python scan disagreed and found no line.
-                fallback = BadLine(0, f"{load.path}: a value breaks the rule of {load.conditional[0].column}")
-                bad = _bad_values(load) or [fallback]
         except duckdb.InvalidInputException as e:
             if BAD_VALUE not in str(e):
                 raise _read_error(load, e) from None
@@ -188,34 +184,24 @@ def _select(load: CsvLoad) -> str:
     for column, sql_type in load.columns.items():
         name = quote_ident(column)
         rule = load.rule(column)
-        if rule is None:
-            read_as[column] = sql_type
-            expressions.append(name)
-            continue
-        read_as[column] = "VARCHAR"
-        parsed = rule.sql_parse(name)
+        conditions = [c for c in load.conditional if c.column == column]
+        read_as[column] = "VARCHAR" if rule or conditions else sql_type
         fail = f"error({quote_literal(BAD_VALUE + ' in column ' + column + ': ')} || left({name}, 80))"
-        checked = f"when {rule.sql_ok(name, parsed)} then {rule.sql_value(parsed)} when {name} is null then null"
-        expressions.append(f"case {checked} else {fail} end as {name}")
+        if rule is not None:
+            parsed = rule.sql_parse(name)
+            checked = f"when {rule.sql_ok(name, parsed)} then {rule.sql_value(parsed)} when {name} is null then null"
+            expressions.append(f"case {checked} else {fail} end as {name}")
+        elif conditions:
+            # Only the rows whose when-column matches are parsed (see Rule.sql_ok_once).
+            whens = " ".join(
+                f"when {quote_ident(c.when_column)} in ({', '.join(map(quote_literal, c.when_values))}) "
+                f"then (case when {c.rule.sql_ok_once(name)} then {name} else {fail} end)"
+                for c in conditions
+            )
+            expressions.append(f"case when {name} is null then null {whens} else {name} end as {name}")
+        else:
+            expressions.append(name)
     return f"select {', '.join(expressions)} from {_read_csv(load.path, read_as)}"
-
-
-def _breaks_conditional(con: duckdb.DuckDBPyConnection, load: CsvLoad) -> bool:
-    """Whether a loaded row breaks a conditional rule.
-
-    A separate filter, not part of the load query: there DuckDB would parse every row's
-    text for every rule (it hoists repeated expressions out of CASE), here only the rows
-    whose when-column matches are parsed.
-    """
-    broken = []
-    for c in load.conditional:
-        name = quote_ident(c.column)
-        values = ", ".join(map(quote_literal, c.when_values))
-        broken.append(
-            f"({quote_ident(c.when_column)} in ({values}) and {name} is not null "
-            f"and not coalesce({c.rule.sql_ok(name, c.rule.sql_parse(name))}, false))"
-        )
-    return con.execute(f"select exists (select 1 from {load.target} where {' or '.join(broken)})").fetchone() == (True,)
 
 
 def _read_csv(path: Path, columns: dict[str, str]) -> str:

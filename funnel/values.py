@@ -96,6 +96,22 @@ class Rule:
         in_range = f"{parsed} between timestamp '{FIRST_YEAR}-01-01' and timestamp '{LAST_YEAR}-12-31 23:59:59.999999'"
         return f"({in_range} and {exact})"
 
+    def sql_ok_once(self, value: str) -> str:
+        """Like `sql_ok`, with the parse written once: for checks that apply to a few rows.
+
+        DuckDB computes an expression written twice once, before a CASE, for every row;
+        written once it stays inside the CASE branch and runs only for the rows it is for.
+        """
+        parsed = self.sql_parse(value)
+        if self.kind == "integer":
+            return f"(regexp_full_match({value}, '-?[0-9]+') and {parsed} is not null)"
+        if self.kind in ("timestamp", "date"):
+            # Clamped to the years allowed, a value outside them no longer prints as itself.
+            lowest, highest = f"timestamp '{FIRST_YEAR}-01-01'", f"timestamp '{LAST_YEAR}-12-31 23:59:59.999999'"
+            clamped = f"greatest(least({parsed}, {highest}), {lowest})"
+            return f"(strftime({clamped}, {quote_literal(self.format or TS)}) = {value})"
+        return self.sql_ok(value, parsed)
+
     def sql_value(self, parsed: str) -> str:
         """The parsed value as the declared type."""
         if self.kind == "date":

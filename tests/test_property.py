@@ -151,11 +151,12 @@ def con():
 @example(text="2024-01-5  10:00:00")
 @example(text="2024-01-05 10:00:00.5")
 @example(text="1e2")
+@example(text="2100-12-31 23:59:59.999999")
+@example(text="1970-01-01")
 def test_sql_and_python_value_rules_agree(con, text):
     for rule in RULES:
         assert rule is not None
         parsed = rule.sql_parse("v")
-        (sql_ok,) = con.execute(
-            f"select coalesce({rule.sql_ok('v', parsed)}, false) from (select ?::varchar as v)", [text]
-        ).fetchone()
-        assert sql_ok == (rule.problem(text) is None), (rule, text)
+        checks = f"coalesce({rule.sql_ok('v', parsed)}, false), coalesce({rule.sql_ok_once('v')}, false)"
+        sql_ok, sql_ok_once = con.execute(f"select {checks} from (select ?::varchar as v)", [text]).fetchone()
+        assert sql_ok == sql_ok_once == (rule.problem(text) is None), (rule, text)
