@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 SOURCE_NAME = "pipedrive"
 REJECTS = "_funnel_rejects"  # DuckDB appends every bad row of every read_csv here
+PLAIN_READ = "_funnel_plain_read"  # the file read as text, on the error path only
+MAX_BAD_TEXTS = 10_000  # distinct bad values listed for the line search; beyond, Python rules
 HEADER_LIMIT = 1 << 20  # bytes of the first line that are read
 BAD_VALUE = "funnel: a value breaks its rule"  # raised by error() in the load query
 
@@ -167,9 +169,10 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
         except duckdb.InvalidInputException as e:
             if BAD_VALUE not in str(e):
                 raise _read_error(load, e) from None
-            bad = _rejects_of_plain_read(con, load) + _bad_values(load)
-            if not bad:  # the two checks disagree: still say which value DuckDB stopped at
+            bad, rows = _diagnose(con, load)
+            if not bad:  # cannot happen (same rules); still say which value DuckDB stopped at
                 raise SourceError(f"{load.path}: {_short(first_line(e))}; fix or remove that value.") from None
+            raise SourceError(_describe(load.path, bad, more_values=max(rows - 1, 0))) from None
         if bad:
             raise SourceError(_describe(load.path, bad))
         counts.append(int(row[0]) if row else 0)
@@ -230,17 +233,64 @@ def _rejects(con: duckdb.DuckDBPyConnection, load: CsvLoad) -> list[BadLine]:
     return [_describe_reject(load, lines.get(row[1]) or row[0], *row[2:]) for row in rows]
 
 
-def _rejects_of_plain_read(con: duckdb.DuckDBPyConnection, load: CsvLoad) -> list[BadLine]:
-    """The rows of the wrong shape, from a read without the value checks."""
+@dataclass(frozen=True)
+class ValueCheck:
+    """A rule on the column at `index`, in every row or (`when`) in the rows whose column
+    at `when` is one of `values`."""
+
+    index: int
+    rule: Rule
+    when: int | None = None
+    values: tuple[str, ...] = ()
+
+    def sql_broken(self, names: list[str]) -> str:
+        """A SQL predicate: the row breaks this check."""
+        value = quote_ident(names[self.index])
+        if self.when is None:
+            broken = f"not coalesce({self.rule.sql_ok(value, self.rule.sql_parse(value))}, false)"
+            return f"({value} is not null and {broken})"
+        applies = f"{quote_ident(names[self.when])} in ({', '.join(map(quote_literal, self.values))})"
+        return f"({applies} and {value} is not null and not coalesce({self.rule.sql_ok_once(value)}, false))"
+
+
+def _value_checks(load: CsvLoad) -> list[ValueCheck]:
+    names = list(load.columns)
+    checks = [ValueCheck(i, rule) for i, c in enumerate(names) if (rule := load.rule(c)) is not None]
+    for c in load.conditional:
+        checks.append(ValueCheck(names.index(c.column), c.rule, names.index(c.when_column), c.when_values))
+    return checks
+
+
+def _diagnose(con: duckdb.DuckDBPyConnection, load: CsvLoad) -> tuple[list[BadLine], int]:
+    """After the load query stopped at a bad value: the rows of the wrong shape, the first
+    bad value with its line, and how many rows have a bad value.
+
+    DuckDB reads the file again as text and lists the bad values (the same SQL rules, so
+    the same verdicts); Python then reads it once more, only to find the first line that
+    holds one of them (DuckDB does not number lines).
+    """
     import duckdb
 
-    read_as = {c: ("VARCHAR" if load.rule(c) else t) for c, t in load.columns.items()}
+    names, checks = list(load.columns), _value_checks(load)
+    text = {c: ("VARCHAR" if any(names[k.index] == c for k in checks) else t) for c, t in load.columns.items()}
     try:
-        con.execute(f"create or replace temp table _funnel_plain_read as select * from {_read_csv(load.path, read_as)}")
-        con.execute("drop table _funnel_plain_read")
+        con.execute(f"create or replace temp table {PLAIN_READ} as select * from {_read_csv(load.path, text)}")
     except duckdb.InvalidInputException as e:
         raise _read_error(load, e) from None
-    return _rejects(con, load)
+    try:
+        bad = _rejects(con, load)
+        broken = [check.sql_broken(names) for check in checks]
+        (rows,) = con.execute(f"select count(*) from {PLAIN_READ} where {' or '.join(broken)}").fetchone() or (0,)
+        texts: list[set[str] | None] = []
+        for check, where in zip(checks, broken, strict=True):
+            found = con.execute(
+                f"select distinct {quote_ident(names[check.index])} from {PLAIN_READ} where {where} limit {MAX_BAD_TEXTS + 1}"
+            ).fetchall()
+            texts.append({v for (v,) in found} if len(found) <= MAX_BAD_TEXTS else None)
+    finally:
+        con.execute(f"drop table if exists {PLAIN_READ}")
+    first = _first_bad_value(load, checks, texts)
+    return bad + ([first] if first else []), rows
 
 
 def _read_error(load: CsvLoad, error: Exception) -> SourceError:
@@ -345,48 +395,60 @@ def _cast_value(message: str) -> str:
     return message[start + len('Could not convert string "') : end] if 0 <= start < end else "?"
 
 
-def _describe(path: Path, bad: list[BadLine]) -> str:
+def _describe(path: Path, bad: list[BadLine], more_values: int = 0) -> str:
     """The first bad line, and how many more there are."""
     first = min(bad)
-    more_lines = len({b.line for b in bad}) - 1
+    more_lines = len({b.line for b in bad}) - 1 + more_values
     more = f" ({more_lines} more bad line{'s' if more_lines != 1 else ''})" if more_lines else ""
     return f"{first.message}{more}; {first.action}."
 
 
-def _bad_values(load: CsvLoad) -> list[BadLine]:
-    """Every value that breaks its column's rule, found by reading the file again in Python.
-
-    Only runs when the load query has already stopped at a bad value: it is slow (a few
-    seconds per million rows) but names the first bad line, which DuckDB cannot.
-    """
+def _first_bad_value(load: CsvLoad, checks: list[ValueCheck], texts: list[set[str] | None]) -> BadLine | None:
+    """The first line holding a bad value: one of `texts` for its check (or, where DuckDB
+    found too many to list, any value the check's Python rule refuses)."""
     names = list(load.columns)
-    checks: list[tuple[int, Rule, int | None, tuple[str, ...], str]] = []  # column, rule, when
-    for i, column in enumerate(names):
-        rule = load.rule(column)
-        if rule is not None:
-            checks.append((i, rule, None, (), ""))
-        for c in load.conditional:
-            if c.column == column:
-                checks.append((i, c.rule, names.index(c.when_column), c.when_values, c.when_column))
-    bad = []
+    first_candidate = _first_line_with_any(load.path, texts)
     with load.path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
         reader = csv.reader(f)
         next(reader, None)
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1
-            if len(row) != len(names):
-                continue  # a row of the wrong shape: DuckDB's rejects name it
-            for i, rule, when, values, label in checks:
-                value = row[i]
-                if value == "" or (when is not None and row[when] not in values):
+            if start <= first_candidate or len(row) != len(names):
+                continue  # before any line holding a bad text, or of the wrong shape (a reject)
+            for check, bad in zip(checks, texts, strict=True):
+                value = row[check.index]
+                if value == "" or (check.when is not None and row[check.when] not in check.values):
                     continue  # an empty field is NULL, as in DuckDB
-                problem = rule.problem(value)
-                if problem:
-                    column = names[i] if when is None else f"{names[i]} ({label} {_short(row[when], 30)})"
-                    bad.append(BadLine(line, f"{_where(load.path, line)}, column {column}: {_quote(value)} {problem}"))
-                    break
-    return bad
+                if value in bad if bad is not None else check.rule.problem(value):
+                    column = names[check.index]
+                    if check.when is not None:
+                        column += f" ({names[check.when]} {_short(row[check.when], 30)})"
+                    problem = check.rule.problem(value) or check.rule.words()
+                    return BadLine(line, f"{_where(load.path, line)}, column {column}: {_quote(value)} {problem}")
+    return None
+
+
+def _first_line_with_any(path: Path, texts: list[set[str] | None]) -> int:
+    """The first line whose bytes contain one of the bad texts: a fast scan (bytes.find on
+    large blocks) that lets the exact, csv-parsing scan skip the lines before it. 1 when
+    that cannot be known: many texts, or texts a CSV writes differently (quotes, line ends)."""
+    if any(t is None for t in texts):
+        return 1
+    needles = {t.encode() for group in texts if group for t in group}
+    if not needles or len(needles) > 20 or any(b'"' in n or b"\n" in n or b"\r" in n for n in needles):
+        return 1
+    overlap = max(len(n) for n in needles)
+    newlines, tail = 0, b""
+    with path.open("rb") as f:
+        while block := f.read(1 << 23):
+            data = tail + block
+            found = [i for i in (data.find(n) for n in needles) if i >= 0]
+            if found:
+                return newlines - tail.count(b"\n") + data.count(b"\n", 0, min(found)) + 1
+            newlines += block.count(b"\n")
+            tail = data[-overlap:]
+    return 1
 
 
 def _type_words(sql_type: str) -> str:

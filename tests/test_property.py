@@ -146,7 +146,8 @@ def con():
         yield connection
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(near_misses(), st.text(min_size=1, max_size=12)))
 @example(text="2024-01-5  10:00:00")
 @example(text="2024-01-05 10:00:00.5")
