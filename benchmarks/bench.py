@@ -3,6 +3,7 @@
     python benchmarks/bench.py build [--raw-data ../shared/raw_data] [--runs 7]
     python benchmarks/bench.py scale [--deals 10000,100000,1000000] [--runs 3] [--memory-limit 1GB]
     python benchmarks/bench.py export [--rows 1000000] [--runs 5]
+    python benchmarks/bench.py versus --other ../base/.venv/bin/funnel [--deals 1000000] [--runs 5]
 
 Each run is a fresh process, timed from start to exit; the two commands alternate so that
 both see the same machine state, and the median of the runs is reported with the peak
@@ -97,6 +98,42 @@ def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int 
             "plain_rss": max(plain_rss),
             "rows_per_s": rows / funnel_s,
         }
+
+
+def versus(raw: Path, other: str, runs: int) -> None:
+    """Alternate `funnel build` of this checkout with another installation's (e.g. the base
+    commit's, in its own venv) on the same export; print medians of wall and CPU time."""
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
+        root = project(Path(tmp), None, None)
+        env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
+        args = ["build", "--env", "bench", "--raw-data", str(raw)]
+        commands = {"this": [*funnel_command(), *args], "other": [other, *args]}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for command in commands.values():
+            timed_cpu(command, env)  # warm the file cache and the compiled-project cache
+        for _ in range(runs):
+            for name, command in commands.items():
+                times[name].append(timed_cpu(command, env))
+    wall = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
+    cpu = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
+    print(f"Machine: {machine()}; median of {runs} alternating runs; other = {other}.\n")
+    print("| input | this build | other build | ratio | this CPU | other CPU | CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {raw.name} | {wall['this']:.2f} s | {wall['other']:.2f} s | {wall['this'] / wall['other']:.3f} | "
+        f"{cpu['this']:.2f} s | {cpu['other']:.2f} s | {cpu['this'] / cpu['other']:.3f} |"
+    )
+
+
+def timed_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run `cmd`; return (wall seconds, CPU seconds: user + system of the process)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def export_for(deals: int, seed: int = 42) -> Path:
@@ -222,7 +259,15 @@ def main() -> None:
     export = sub.add_parser("export", help="funnel export of a large table against psql \\copy")
     export.add_argument("--rows", type=int, default=1_000_000)
     export.add_argument("--runs", type=int, default=5)
+    other = sub.add_parser("versus", help="this checkout's funnel build against another installation's")
+    other.add_argument("--other", required=True, help="the other funnel executable, e.g. a base commit's venv")
+    other.add_argument("--deals", type=int, default=1_000_000)
+    other.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+
+    if args.case == "versus":
+        versus(export_for(args.deals), args.other, args.runs)
+        return
 
     if args.case == "export":
         export_case(args.rows, args.runs)

@@ -180,7 +180,10 @@ def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: p
     folder = manifest.env.export_folder()
     wanted = set(decided.names("source", "load"))
     chosen = [s for s in manifest.sources if s.table in wanted]
-    loads = [CsvLoad(folder / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format) for s in chosen]
+    loads = [
+        CsvLoad(folder / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format, s.conditional)
+        for s in chosen
+    ]
     names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, chosen, strict=True)}
     load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from funnel.cli import app
 from funnel.generate import generate
-from funnel.sources import SOURCES
+from funnel.sources import SOURCES, TS, TS_ISO, TS_MICRO
+from funnel.values import Rule
 
 from .conftest import read_report
 
@@ -87,3 +88,78 @@ def test_malformed_csv_never_crashes_or_damages_the_report(small_project, runner
         assert result.stderr.strip().splitlines()[-1].startswith("Error: "), result.stderr
         assert read_report(database) == before
     assert not list(database.parent.glob(".*.tmp*"))
+
+
+# The value rules exist twice: as SQL (the fast check while loading) and as Python (the
+# slow scan that finds the line). If they disagreed, a bad value could pass the load, or
+# stop it with no line to show. Fed near-misses of good values, they must agree.
+RULES = [
+    Rule.of("BIGINT"),
+    Rule.of("INTEGER"),
+    Rule.of("DECIMAL(3,1)"),
+    Rule.of("BOOLEAN"),
+    Rule.of("DATE"),
+    Rule.of("TIMESTAMP", TS),
+    Rule.of("TIMESTAMP", TS_ISO),
+    Rule.of("TIMESTAMP", TS_MICRO),
+]
+GOOD = [
+    "0",
+    "-0",
+    "007",
+    "12",
+    "-12",
+    "9223372036854775807",
+    "2147483648",
+    "2.0",
+    "99.9",
+    "true",
+    "FALSE",
+    "2024-01-05",
+    "2024-02-29 23:59:59",
+    "2024-01-05T10:00:00",
+    "2024-01-05 10:00:00.000120",
+    "1970-01-01 00:00:00",
+]
+EDITS = list("0123456789-+.eExXb_ :T\t\n") + ["٣", "０", "infinity", "epoch", "Z", "+02:00", " BC", "00"]
+
+
+@st.composite
+def near_misses(draw):
+    text = draw(st.sampled_from(GOOD))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(text)))
+        edit = draw(st.sampled_from(EDITS))
+        kind = draw(st.sampled_from(["insert", "replace", "delete"]))
+        if kind == "insert":
+            text = text[:at] + edit + text[at:]
+        elif kind == "replace":
+            text = text[:at] + edit + text[at + 1 :]
+        else:
+            text = text[:at] + text[at + 1 :]
+    return text
+
+
+@pytest.fixture(scope="module")
+def con():
+    import duckdb
+
+    with duckdb.connect() as connection:
+        yield connection
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(near_misses(), st.text(min_size=1, max_size=12)))
+@example(text="2024-01-5  10:00:00")
+@example(text="2024-01-05 10:00:00.5")
+@example(text="1e2")
+@example(text="2100-12-31 23:59:59.999999")
+@example(text="1970-01-01")
+def test_sql_and_python_value_rules_agree(con, text):
+    for rule in RULES:
+        assert rule is not None
+        parsed = rule.sql_parse("v")
+        checks = f"coalesce({rule.sql_ok('v', parsed)}, false), coalesce({rule.sql_ok_once('v')}, false)"
+        sql_ok, sql_ok_once = con.execute(f"select {checks} from (select ?::varchar as v)", [text]).fetchone()
+        assert sql_ok == sql_ok_once == (rule.problem(text) is None), (rule, text)
