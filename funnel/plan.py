@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__
 from funnel.errors import SourceError
+from funnel.sources import require_regular_file
 
 if TYPE_CHECKING:
     from funnel.manifest import Manifest
@@ -60,6 +61,7 @@ def fingerprint(path: Path, previous: Fingerprint | None = None) -> Fingerprint:
         raise SourceError(
             f"{path}: file not found; export it from Pipedrive or point --raw-data at the folder that has it."
         ) from None
+    require_regular_file(path, stat.st_mode)  # a named pipe or a device would hang the hashing
     if previous and (previous.path, previous.size, previous.mtime_ns) == (str(path), stat.st_size, stat.st_mtime_ns):
         return previous
     digest = hashlib.sha256(str(stat.st_size).encode() + b"\0")

@@ -353,12 +353,16 @@ def _first_line_of_regular_file(path: Path) -> bytes:
     except PermissionError:
         raise SourceError(f"{path}: permission denied; make the file readable and rebuild.") from None
     with open(fd, "rb", closefd=True) as f:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise SourceError(f"{path}: is a folder, expected a CSV file.")
-        if not stat.S_ISREG(mode):
-            raise SourceError(f"{path}: is {_file_kind(mode)}, not a regular file; save the export as a plain CSV file.")
+        require_regular_file(path, os.fstat(fd).st_mode)
         return f.readline(HEADER_LIMIT)
+
+
+def require_regular_file(path: Path, mode: int) -> None:
+    """SourceError unless `mode` (of `path`) is a regular file: a pipe or device never ends."""
+    if stat.S_ISDIR(mode):
+        raise SourceError(f"{path}: is a folder, expected a CSV file.")
+    if not stat.S_ISREG(mode):
+        raise SourceError(f"{path}: is {_file_kind(mode)}, not a regular file; save the export as a plain CSV file.")
 
 
 def _file_kind(mode: int) -> str:

@@ -228,7 +228,7 @@ def test_a_huge_header_is_quoted_short(project, runner, good_build, header, word
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 1
     assert_one_error_line(result, words)
-    assert len(result.stderr) < 500, len(result.stderr)
+    assert len(result.stderr.strip().splitlines()[-1]) < 500, len(result.stderr)
 
 
 def test_a_huge_value_is_quoted_short(project, runner, good_build):
@@ -237,4 +237,4 @@ def test_a_huge_value_is_quoted_short(project, runner, good_build):
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 1
     assert_one_error_line(result, "column new_value (changed_field_key stage_id): '99999")
-    assert len(result.stderr) < 500, len(result.stderr)
+    assert len(result.stderr.strip().splitlines()[-1]) < 500, len(result.stderr)
