@@ -432,7 +432,7 @@ def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | 
 @handle_errors
 def report(
     env: EnvOption = "dev",
-    month: Annotated[str | None, typer.Option(help="Month of the funnel chart, YYYY-MM (default: latest).", callback=_month)] = None,
+    month: Annotated[str | None, typer.Option(help="The funnel chart's month, YYYY-MM.", callback=_month)] = None,
     out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """Write the last build as one self-contained HTML file (charts, tables, data quality).
