@@ -34,7 +34,7 @@ h3 { font-size: 15px; margin: 20px 0 6px; }
 nav a { margin-right: 14px; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #e4e7eb; text-align: left; vertical-align: top; }
-td.n { text-align: right; white-space: nowrap; }
+td[data-v] { text-align: right; white-space: nowrap; }
 table.sortable th { cursor: pointer; user-select: none; background: #f5f7fa; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
@@ -96,7 +96,7 @@ def cell(value: Any, kind: str = "") -> str:
     """One `<td>`: numbers right-aligned with their exact value in data-v (for sorting and
     for anyone checking the page against the build); `kind` "percent" shows a share as %."""
     if value is None:
-        return '<td class="n" data-v="">—</td>' if kind else "<td>—</td>"
+        return '<td data-v="">—</td>' if kind else "<td>—</td>"
     if isinstance(value, bool):
         return f"<td>{esc(value)}</td>"
     if isinstance(value, int | float | Decimal):
@@ -108,7 +108,7 @@ def cell(value: Any, kind: str = "") -> str:
             shown = str(value)
         else:
             shown = f"{value:,.2f}"
-        return f'<td class="n" data-v="{esc(value)}">{shown}</td>'
+        return f'<td data-v="{esc(value)}">{shown}</td>'
     if isinstance(value, datetime):
         return f"<td>{esc(value.isoformat(sep=' '))}</td>"
     if isinstance(value, date):
