@@ -37,7 +37,8 @@ PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 # plotly.js alone is 4.8 of the report's 5 MB budget.
 TEMPLATE = {
     "layout": {
-        "colorway": ["#3a6ea5", "#e07b39", "#4e9f50", "#c2413b", "#8c6bb1", "#7f7f7f", "#bcbd22", "#17becf", "#d4a017", "#e377c2", "#5a3e1b"],
+        "colorway": ["#3a6ea5", "#e07b39", "#4e9f50", "#c2413b", "#8c6bb1", "#7f7f7f"]
+        + ["#bcbd22", "#17becf", "#d4a017", "#e377c2", "#5a3e1b"],
         "font": {"family": "system-ui, sans-serif", "size": 12, "color": "#1f2933"},
         "paper_bgcolor": "white",
         "plot_bgcolor": "#f7f9fb",
