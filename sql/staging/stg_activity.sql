@@ -1,3 +1,5 @@
+-- One row per activity of the export: its type, the user it is assigned to, its deal,
+-- whether it is done and when it is due. Activities of unknown deals are kept (WARN test).
 with source as (
     select * from {{ source('pipedrive', 'activity') }}
 ),

@@ -1,3 +1,5 @@
+-- One row per activity type: its id, display name, whether it is active, and the type key
+-- (meeting, sc_2, ...) that funnel_steps maps call steps to.
 with source as (
     select * from {{ source('pipedrive', 'activity_types') }}
 ),

@@ -1,3 +1,4 @@
+-- One row per pipeline stage: its id and name.
 with source as (
     select * from {{ source('pipedrive', 'stages') }}
 ),

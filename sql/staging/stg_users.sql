@@ -1,3 +1,4 @@
+-- One row per Pipedrive user (deal owners and call assignees): id, name, email, last change.
 with source as (
     select * from {{ source('pipedrive', 'users') }}
 ),

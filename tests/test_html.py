@@ -1,0 +1,446 @@
+"""funnel report and funnel docs: the files, and what a real browser makes of them.
+
+The browser is Debian's headless Chromium, driven over the DevTools protocol on a pipe
+(--remote-debugging-pipe: no port, no extra package), with every network request logged:
+a page that asks the network for anything, throws, or logs an error fails here. The
+numbers drawn are read back from the rendered page and compared with DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from funnel.cli import app
+from funnel.plan import fingerprint
+from tests.conftest import compiled
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH; apt-get install chromium (.ci/run does when it can)"
+)
+SCHEMA = "public_pipedrive_analytics"
+LOCAL = ("file:", "data:", "blob:", "about:")
+
+
+class Browser:
+    """Headless Chromium with one page, spoken to in DevTools protocol messages over fds 3/4."""
+
+    def __init__(self, profile: Path) -> None:
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+
+        def fds() -> None:  # Chromium reads commands on fd 3 and answers on fd 4
+            os.dup2(to_chrome_r, 3)
+            os.dup2(from_chrome_w, 4)
+
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            # Belt and braces: were a request to leave, it would reach nothing.
+            "--proxy-server=127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
+        self.process = subprocess.Popen(
+            [str(CHROMIUM), *flags], pass_fds=(3, 4), preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            self.call(f"{domain}.enable", session=True)
+
+    def call(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read(30)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise AssertionError(f"{method}: {reply['error']}")
+                return dict(reply["result"])
+            self.events.append(reply)
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_chrome], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError("Chromium did not answer in time")
+            chunk = os.read(self._from_chrome, 1 << 20)
+            if not chunk:
+                raise AssertionError("Chromium closed the DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return dict(json.loads(message))
+
+    def open(self, path: Path, ready: str = "true") -> None:
+        """Load `path` and wait until the JavaScript expression `ready` is true."""
+        self.events.clear()
+        self.call("Page.navigate", session=True, url=path.as_uri())
+        deadline = time.monotonic() + 30
+        while not self.evaluate(f"document.readyState === 'complete' && ({ready})"):
+            assert time.monotonic() < deadline, f"{path} never became ready ({ready})"
+            time.sleep(0.05)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def problems(self) -> list[str]:
+        """Console errors and warnings, uncaught exceptions, dialogs and requests that left the file."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(f"exception: {params['exceptionDetails'].get('text')} {params['exceptionDetails'].get('exception')}")
+            elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "warning", "assert"):
+                found.append(f"console.{params['type']}: {params['args']}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
+                found.append(f"log {params['entry']['level']}: {params['entry']['text']}")
+            elif method == "Network.requestWillBeSent" and not params["request"]["url"].startswith(LOCAL):
+                found.append(f"request: {params['request']['url']}")
+            elif method == "Page.javascriptDialogOpening":
+                found.append(f"dialog: {params['message']}")
+        return found
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        os.close(self._to_chrome)
+        os.close(self._from_chrome)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH; apt-get install chromium (.ci/run does when it can)")
+    chrome = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    yield chrome
+    chrome.close()
+
+
+CHARTS_DRAWN = (
+    "Array.from(document.querySelectorAll('div[id^=chart-]'))"
+    ".every(d => d.classList.contains('js-plotly-plot') && d._fullData && d.querySelector('svg.main-svg'))"
+)
+
+
+def _run(runner: Any, *args: str) -> Any:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _query(built: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+@pytest.fixture
+def report(built: Path, runner: Any) -> Path:
+    _run(runner, "report", "--month", "2024-03", "--out", "out/report.html")
+    return built / "out" / "report.html"
+
+
+class _Markup(HTMLParser):
+    """Every start tag with its attributes, and the text of each <script> and <style>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.inline: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in = tag if tag in ("script", "style") else None
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.inline.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+
+
+def _fetches(path: Path) -> list[str]:
+    """What in a page could make a browser fetch something: external script, style, image,
+    frame or font URLs. Plain <a href> links are fine (they are followed only on a click)."""
+    markup = _Markup()
+    markup.feed(path.read_text(encoding="utf-8"))
+    found = []
+    for tag, attrs in markup.tags:
+        for name, value in attrs.items():
+            if name in ("src", "href", "srcset", "data", "poster", "action") and value and not (tag == "a" and name == "href"):
+                if not value.startswith(("#", "data:")):
+                    found.append(f"<{tag} {name}={value}>")
+        if tag == "link":
+            found.append(f"<link {attrs}>")
+    found += [m for text in markup.inline for m in re.findall(r"@import|url\(\s*['\"]?https?:", text)]
+    return found
+
+
+# --- funnel report -----------------------------------------------------------------------
+
+
+def test_report_is_one_offline_file_with_plotly_once(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    assert _fetches(report) == []
+    assert "default-src 'none'" in text  # the browser itself refuses any request
+    assert len(re.findall(r"\* plotly\.js v\d", text)) == 1
+    assert report.stat().st_size <= 5_000_000
+    assert not list(report.parent.glob(".*.part"))
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_report_draws_the_builds_numbers_without_errors_or_requests(report: Path, built: Path, browser: Browser) -> None:
+    browser.open(report, CHARTS_DRAWN)
+    assert browser.problems() == []
+    charts = browser.evaluate(
+        "Object.fromEntries(Array.from(document.querySelectorAll('div[id^=chart-]')).map(d => "
+        "[d.id, d._fullData.map(t => ({name: t.name, x: Array.from(t.x || []), y: Array.from(t.y || []), "
+        "z: t.z ? t.z.map(r => Array.from(r)) : null}))]))"
+    )
+    steps = _query(built, f"select funnel_step, kpi_name from {SCHEMA}.funnel_steps order by 1")
+    counts = dict(
+        _query(built, f"select funnel_step, deals_count from {SCHEMA}.rep_sales_funnel_monthly where month = '2024-03-01'")
+    )
+    (funnel,) = charts["chart-funnel-0"]
+    assert funnel["y"] == [name for _, name in steps]
+    assert funnel["x"] == [counts.get(step, 0) for step, _ in steps]
+    assert sum(funnel["x"]) == sum(counts.values()) > 0
+
+    trend = {trace["name"]: dict(zip(trace["x"], trace["y"], strict=True)) for trace in charts["chart-trend-0"]}
+    rows = _query(built, f"select kpi_name, strftime(month, '%Y-%m-%d'), deals_count from {SCHEMA}.rep_sales_funnel_monthly")
+    assert all(trend[name][month] == count for name, month, count in rows)
+    assert sum(sum(t.values()) for t in trend.values()) == sum(count for _, _, count in rows)
+
+    (heatmap,) = charts["chart-rep_stage_conversion-0"]
+    rates = _query(
+        built,
+        f"select strftime(cohort_month, '%Y-%m-%d'), from_step, to_step, conversion_rate from {SCHEMA}.rep_stage_conversion",
+    )
+    cells = {(month, x): heatmap["z"][i][j] for i, month in enumerate(heatmap["y"]) for j, x in enumerate(heatmap["x"])}
+    assert all(cells[(month, f"{a} → {b}")] == rate for month, a, b, rate in rates)
+
+    shown = browser.evaluate(
+        "Array.from(document.querySelectorAll('#funnel-table tbody tr'))"
+        ".map(r => [r.cells[1].textContent, Number(r.cells[2].dataset.v)])"
+    )
+    assert shown == [[name, counts.get(step, 0)] for step, name in steps]
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_report_tables_sort_when_a_header_is_clicked(report: Path, browser: Browser) -> None:
+    browser.open(report, CHARTS_DRAWN)
+    column = "Array.from(document.querySelectorAll('#funnel-table tbody tr')).map(r => Number(r.cells[2].dataset.v))"
+    before = browser.evaluate(column)
+    browser.evaluate("document.querySelectorAll('#funnel-table th')[2].click()")
+    assert browser.evaluate(column) == sorted(before)
+    browser.evaluate("document.querySelectorAll('#funnel-table th')[2].click()")
+    assert browser.evaluate(column) == sorted(before, reverse=True)
+    assert browser.problems() == []
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_names_from_the_export_are_text_not_markup(project: Path, runner: Any, browser: Browser) -> None:
+    hostile = '</script><script>alert(1)</script><img src=x onerror=alert(2)> & "Bob"'
+    users = project / "raw_data" / "users.csv"
+    lines = users.read_text().splitlines()
+    first = lines[1].split(",")
+    lines[1] = ",".join([first[0], '"' + hostile.replace('"', '""') + '"', *first[2:]])
+    users.write_text("\n".join(lines) + "\n")
+    _run(runner, "build")
+    month = _query(
+        project,
+        f"select strftime(max(month), '%Y-%m') from {SCHEMA}.rep_owner_funnel_monthly where owner_id = ?",
+        [int(first[0])],
+    )
+    _run(runner, "report", "--month", month[0][0], "--out", "report.html")
+    browser.open(project / "report.html", CHARTS_DRAWN)
+    assert browser.problems() == []
+    assert browser.evaluate("document.querySelectorAll('img').length") == 0
+    names = browser.evaluate(
+        "Array.from(document.querySelectorAll('#rep_owner_funnel_monthly td:nth-child(2)')).map(c => c.textContent)"
+    )
+    assert hostile in names
+
+
+def test_report_of_a_month_without_rows_names_the_months_there_are(built: Path, runner: Any) -> None:
+    result = runner.invoke(app, ["report", "--month", "1999-01", "--out", "r.html"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: no rows for 1999-01 in rep_sales_funnel_monthly (env 'dev'); the build covers ")
+    assert not (built / "r.html").exists()
+
+
+def test_report_without_plotly_says_how_to_install_it(built: Path, runner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    monkeypatch.setitem(sys.modules, "plotly.io", None)
+    result = runner.invoke(app, ["report", "--out", "r.html"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: funnel report draws its charts with plotly, which is not installed; pip install 'funnel[report]'."
+    ]
+
+
+def test_a_failed_write_leaves_the_previous_report(report: Path, runner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = report.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("funnel.html.os.fsync", full_disk)
+    result = runner.invoke(app, ["report", "--month", "2024-04", "--out", "out/report.html"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {report}: cannot write (No space left on device)")
+    assert report.read_bytes() == before
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.html"]
+
+
+def test_report_lists_each_warning_with_its_count_and_an_example(report: Path, built: Path) -> None:
+    from funnel.build import build_info
+
+    with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
+        results = build_info(con)["test_results"]
+    warned = {name: r["failures"] for name, r in results.items() if r["failures"]}
+    assert warned  # the sample carries known quirks
+    text = report.read_text(encoding="utf-8")
+    quality = text[text.index('<section id="quality">') : text.index('<section id="provenance">')]
+    for name, failures in warned.items():
+        heading = f'<h3><span class="WARN">WARN</span> {name}: {failures:,} rows</h3>'
+        assert heading in quality
+        example = quality[quality.index(heading) :].split("<h3>")[1]
+        assert "An example row:" in example and "<tbody>\n<tr>" in example
+
+
+def test_report_provenance_has_the_export_and_its_fingerprints(report: Path, built: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    provenance = text[text.index('<section id="provenance">') :]
+    assert str(built / "raw_data") in provenance
+    for csv in sorted((built / "raw_data").glob("*.csv")):
+        assert f"<td>{fingerprint(csv).sha256}</td>" in provenance
+
+
+def test_report_leaves_out_analyses_the_build_does_not_have(built: Path, runner: Any) -> None:
+    with duckdb.connect(str(built / "target" / "dev.duckdb")) as con:  # as a build from before the analyses
+        con.execute(f"drop table {SCHEMA}.rep_stage_conversion")
+        con.execute(f"drop table {SCHEMA}.rep_deal_cohorts")
+    _run(runner, "report", "--out", "r.html")
+    text = (built / "r.html").read_text(encoding="utf-8")
+    assert '<section id="funnel">' in text and '<section id="trend">' in text
+    assert '<section id="rep_stage_conversion">' not in text
+    assert "<dt>not in this build</dt><dd>rep_stage_conversion, rep_deal_cohorts" in text
+
+
+# --- funnel docs -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def docs(built: Path, runner: Any) -> Path:
+    _run(runner, "docs")
+    return built / "target" / "docs" / "index.html"
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_docs_page_draws_the_lineage_of_the_compiled_project(docs: Path, built: Path, browser: Browser) -> None:
+    manifest = compiled(built)
+    browser.open(docs)
+    assert browser.problems() == []
+    assert _fetches(docs) == []
+    boxes = browser.evaluate("Array.from(document.querySelectorAll('#lineage-graph a title')).map(t => t.textContent)")
+    graph = manifest.graph
+    assert set(graph.models) | {f"pipedrive.{s.table}" for s in manifest.sources} <= set(boxes)
+    test_groups = {t.depends_on for t in manifest.tests}
+    edges = sum(len(m.refs) + len(m.sources) for m in graph.models.values()) + sum(len(g) for g in test_groups)
+    assert browser.evaluate("document.querySelectorAll('#lineage-graph path').length") == edges
+    articles = browser.evaluate("Array.from(document.querySelectorAll('article')).map(a => a.id)")
+    assert articles == [f"model-{name}" for name in graph.order]
+    targets = browser.evaluate("Array.from(document.querySelectorAll('#lineage-graph a')).map(a => a.getAttribute('href'))")
+    assert all(browser.evaluate(f"document.getElementById({json.dumps(t[1:])}) !== null") for t in set(targets))
+
+
+def test_docs_show_types_from_the_build_and_descriptions_from_the_project(docs: Path, built: Path) -> None:
+    text = docs.read_text(encoding="utf-8")
+    article = text[text.index("<article id='model-rep_sales_funnel_monthly'>") :].split("</article>")[0]
+    types = _query(
+        built,
+        "select column_name, data_type from information_schema.columns "
+        "where table_name = 'rep_sales_funnel_monthly' order by ordinal_position",
+    )
+    for column, kind in types:
+        assert f"<td>{column}</td><td>{kind}</td><td>" in article
+    assert "<td>First day of the calendar month the deals are counted in</td>" in article
+    assert "Deals per funnel step and calendar month." in article
+    assert "Compiled SQL" in article and "public_pipedrive_analytics" in article
+    assert "<td>unique_rep_sales_funnel_monthly_month__funnel_step</td><td>error</td><td>PASS</td>" in article
+
+
+def test_docs_without_a_build_say_so(project: Path, runner: Any) -> None:
+    _run(runner, "docs", "--out", "site")
+    text = (project / "site" / "index.html").read_text(encoding="utf-8")
+    assert "No build of env &#x27;dev&#x27; yet: column types of models are unknown" in text
+    assert "unknown: not built" in text
+
+
+def test_columns_toml_naming_no_model_of_its_folder_is_an_error(project: Path, runner: Any) -> None:
+    (project / "sql" / "staging" / "columns.toml").write_text('[stg_deal_change]\ndeal_id = "The deal"\n')
+    result = runner.invoke(app, ["docs"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: {project / 'sql' / 'staging' / 'columns.toml'}: [stg_deal_change] is no model in this folder. Did you mean"
+    )
+
+
+def test_columns_toml_is_neither_a_model_nor_a_test(project: Path) -> None:
+    before = compiled(project)
+    (project / "sql" / "staging" / "columns.toml").write_text('[stg_users]\nuser_id = "The user"\n')
+    after = compiled(project)
+    assert after.graph.order == before.graph.order
+    assert [t.name for t in after.tests] == [t.name for t in before.tests]
+
+
+def test_every_shipped_model_is_described_and_reporting_columns_documented(built: Path) -> None:
+    from funnel.html_docs import column_docs, model_description
+
+    manifest = compiled(built)
+    assert [n for n, m in manifest.graph.models.items() if not model_description(m)] == []
+    documented = column_docs(manifest)
+    for name, model in manifest.graph.models.items():
+        if model.layer == "reporting":
+            columns = [
+                c for (c,) in _query(built, "select column_name from information_schema.columns where table_name = ?", [name])
+            ]
+            assert sorted(documented.get(name, {})) == sorted(columns), name
