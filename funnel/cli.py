@@ -57,7 +57,9 @@ def _shorten_values(message: str) -> str:
 
     from funnel.errors import shorten
 
-    return re.sub(r"'([^']{61,})'", lambda m: repr(shorten(m.group(1), 60)), message)
+    # A quoted value opens after a space or punctuation, never right after a word: the
+    # text between the quotes of 'dev' and 'prod' in "'dev' in x. Did you mean 'prod'?" is not one.
+    return re.sub(r"(?<![\w'])'([^']{61,})'(?!\w)", lambda m: repr(shorten(m.group(1), 60)), message)
 
 
 app = typer.Typer(
@@ -69,7 +71,25 @@ app = typer.Typer(
     # Plain click output for help and usage errors: an `Error: ...` line like every other
     # failure, and no rich import just to print help.
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from funnel import __version__
+
+        print(f"funnel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Turn a Pipedrive CSV export into a monthly sales-funnel report."""
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 UNCHANGED = "Interrupted; the last good build is unchanged"
@@ -175,15 +195,37 @@ def _project_env(env: str, raw_data: Path | None = None) -> tuple[Any, Any]:
     from funnel.config import load_config
 
     config = load_config()
-    return config, config.environment(env, raw_data)
+    return config, config.environment(_known_env(config, env), raw_data)
 
 
-def _manifest(env: str, raw_data: Path | None = None) -> Any:
-    """The project compiled for `env`: what every command below works from."""
+def _known_env(config: Any, name: str, option: str = "--env") -> str:
+    """`name` if environments.toml declares it; else a usage error (exit 2): the value names nothing."""
+    from funnel.errors import did_you_mean
+
+    if name not in config.environments:
+        raise typer.BadParameter(
+            f"unknown environment {_quoted(name)} in {config.config_path}." + did_you_mean(name, list(config.environments)),
+            param_hint=f"'{option}'",
+        )
+    return name
+
+
+def _manifest(env: str, raw_data: Path | None = None, select: str | None = None) -> Any:
+    """The project compiled for `env`: what every command below works from.
+
+    A `select` naming no model or layer of the project is a usage error (exit 2).
+    """
+    from funnel.errors import FunnelError
     from funnel.manifest import compile
 
     config, environment = _project_env(env, raw_data)
-    return compile(config, environment)
+    manifest = compile(config, environment)
+    if select:
+        try:
+            manifest.graph.select(select)
+        except FunnelError as e:
+            raise typer.BadParameter(str(e).removeprefix("--select: "), param_hint="'--select'") from None
+    return manifest
 
 
 @app.command()
@@ -208,7 +250,7 @@ def build(
     from funnel import build as builder
     from funnel import console
 
-    manifest = _manifest(env, raw_data)
+    manifest = _manifest(env, raw_data, select)
     environment = manifest.env
     if pull:
         _pull_into(manifest.config, environment.export_folder())
@@ -244,13 +286,29 @@ def test(env: EnvOption = "dev") -> None:
         raise typer.Exit(1)
 
 
+def _model_name(value: str) -> str:
+    from funnel.config import IDENTIFIER
+
+    if not IDENTIFIER.fullmatch(value):
+        raise typer.BadParameter(f"{_quoted(value)} is not a model name (letters, digits, _).")
+    return value
+
+
+SHOW_LIMIT = 50  # rows of the table view; csv and json give every row unless --limit says otherwise
+
+
 @app.command()
 @handle_errors
 def show(
     env: EnvOption = "dev",
     month: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.", callback=_month)] = None,
-    model: Annotated[str, typer.Option(help="Model to show.")] = "rep_sales_funnel_monthly",
+    since: Annotated[str | None, typer.Option("--from", help="From this month on, YYYY-MM.", callback=_month)] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Up to this month, YYYY-MM (inclusive).", callback=_month)] = None,
+    model: Annotated[str, typer.Option(help="Model to show.", callback=_model_name)] = "rep_sales_funnel_monthly",
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+    limit: Annotated[
+        int | None, typer.Option(help=f"At most N rows; 0 for all (default: {SHOW_LIMIT} in a table, all in csv/json).", min=0)
+    ] = None,
     compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
     summary: Annotated[
         bool, typer.Option("--summary", help="After the month's funnel: conversion, days in stage, top lost reasons.")
@@ -258,21 +316,33 @@ def show(
 ) -> None:
     """Print a model of the last build.
 
-    The monthly funnel by default, in funnel order. --summary adds, for the month (default:
-    the latest), each stage step's conversion and median days and the top lost reasons.
+    The monthly funnel by default, in funnel order; other models in their own order.
+    --summary adds, for the month (default: the latest), each stage step's conversion and
+    median days and the top lost reasons.
     """
     from funnel import console, report
 
-    if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL):
-        raise typer.BadParameter("--summary is a table of the funnel; use it without --format, --model and --compare.")
-    config, environment = _project_env(env)
+    if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL or since or until):
+        raise typer.BadParameter("--summary is a table of one month; use it without --format, --model, --compare, --from, --to.")
+    if month and (since or until):
+        raise typer.BadParameter("give either --month or --from/--to.", param_hint="'--month'")
+    if since and until and since > until:
+        raise typer.BadParameter(f"--from {since} is after --to {until}.", param_hint="'--from'")
+    manifest = _manifest(env)
+    if model not in manifest.graph.models:
+        from funnel.errors import did_you_mean
+
+        raise typer.BadParameter(f"no model {_quoted(model)} in the project." + did_you_mean(model, list(manifest.graph.models)))
     if summary:
-        console.print_summary(report.summary(environment, month))
+        console.print_summary(report.summary(manifest.env, month))
         return
+    months = report.Months(since, until) if since or until else report.Months.one(month)
     if compare:
-        table = report.compare(environment, config.environment(compare), model, month)
+        other = manifest.config.environment(_known_env(manifest.config, compare, "--compare"))
+        table = report.compare(manifest.env, other, model, months)
     else:
-        table = report.show(environment, model, month)
+        rows = SHOW_LIMIT if limit is None and format == Format.table else (limit or None)
+        table = report.show(manifest.env, model, months, rows)
     console.print_table(table, format.value)
 
 
@@ -287,11 +357,15 @@ def models(
     from funnel.report import Table
 
     dag = _manifest(env).graph
+    from funnel.sources import SOURCE_NAME
+
+    # depends_on: the models a model refs, and the sources it reads as pipedrive.<table>
     rows = [
-        (m.name, m.layer, m.materialized, ", ".join(m.refs) or ", ".join(f"source {s}" for s in m.sources) or "—")
+        (m.name, m.layer, m.materialized, (*m.refs, *(f"{SOURCE_NAME}.{s}" for s in m.sources)))
         for m in (dag.models[n] for n in dag.order)
     ]
-    console.print_table(Table(("model", "layer", "materialized", "depends on"), rows, "models in run order"), format.value)
+    table = Table(("model", "layer", "materialized", "depends_on"), rows, "models in run order")
+    console.print_table(table, format.value, compact=True)
 
 
 @app.command()
@@ -343,7 +417,7 @@ def export(
     """
     from funnel import console, files, postgres
 
-    manifest = _manifest(env)
+    manifest = _manifest(env, select=select)
     environment = manifest.env
     started = time.perf_counter()
     if format == ExportFormat.postgres:
@@ -377,7 +451,7 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
     from funnel import console
     from funnel.parity import parity as compare
 
-    results = compare(_manifest(env), dsn, select)
+    results = compare(_manifest(env, select=select), dsn, select)
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
