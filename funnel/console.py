@@ -20,15 +20,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table as RichTable
 
     from funnel.build import BuildResult, Step
     from funnel.checks import TestResult
+    from funnel.database import Removed
     from funnel.files import Exported
     from funnel.parity import TableParity
     from funnel.plan import Plan
     from funnel.report import Summary, Table
+    from funnel.status import Status as StatusValue
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
 BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names
@@ -136,14 +140,21 @@ def plan_lines(plan: Plan, detail: bool = False) -> None:
     """The plan, before anything runs: what loads, runs and is tested, and why."""
     from funnel.plan import describe
 
-    lines = describe(plan, detail)
+    for line in _plan_text(describe(plan, detail)):
+        info(line)
+
+
+def _plan_text(lines: list[str], indent: int = 0) -> list[str]:
+    """The lines of plan.describe fitted to WIDTH: the name column as wide as the longest
+    name shown (not a fixed 40), long lines wrapped under their start."""
     steps = [PLAN_STEP.fullmatch(line) for line in lines]
     width = min(NAME_WIDTH, max([len(m[3]) for m in steps if m] + [0]))
+    out: list[str] = []
     for line, step in zip(lines, steps, strict=True):
-        if step:  # the name column as wide as the longest name shown, not a fixed 40
+        if step:
             line = f"  {step[1]:<5} {step[2]:<6} {step[3]:<{width}}  {step[4]}"
-        for part in _wrapped(line, indent=8, first=0):
-            info(part)
+        out += _wrapped(line, indent=indent + 8, first=indent)
+    return out
 
 
 def build_summary(result: BuildResult) -> None:
@@ -352,3 +363,78 @@ def _json(value: Any) -> Any:
     if isinstance(value, date | datetime):
         return value.isoformat()
     return value
+
+
+def print_status(status: StatusValue) -> None:
+    """`funnel status` as a person reads it: one fact per line, on stdout."""
+    from pathlib import Path
+
+    def here(path: str) -> str:
+        """A path inside the project, relative to it; any other as it is."""
+        try:
+            return str(Path(path).relative_to(status.project))
+        except ValueError:
+            return path
+
+    lines = [
+        f"funnel {status.funnel_version} · env {status.env} (of {', '.join(status.environments)})",
+        f"project      {status.project}",
+        f"config       {here(status.config_path)}",
+        f"export       {here(status.raw_data) if status.raw_data else 'none named; set raw_data or pass --raw-data'}",
+    ]
+    size = _bytes(status.database_bytes) if status.database_bytes is not None else "does not exist"
+    lines.append(f"database     {here(status.database)} ({size})")
+    build = status.build
+    if build is None:
+        lines.append(f"last build   {status.build_problem}")
+    else:
+        kind = "full" if build.full else "incremental"
+        selection = f"--select {build.select}" if build.select else "all models"
+        seconds = f"{build.seconds:.2f}s" if build.seconds is not None else "? s"
+        built_at = (build.built_at or "?").replace("T", " ").replace("+00:00", " UTC")
+        lines.append(f"last build   {built_at} · funnel {build.funnel_version} · {kind} · {selection} · {seconds}")
+        lines.append(f"built from   {here(build.raw_data) if build.raw_data else '?'}")
+        for source in build.sources:
+            rows = f"{source.rows:,} rows" if source.rows is not None else "? rows"
+            digest = (source.sha256 or "?")[:12]
+            lines.append(f"  {Path(source.path).name:<22} {rows:>16}  sha256 {digest}")
+        months = f"{build.first_month} to {build.last_month}" if build.first_month else "no rows"
+        lines.append(f"report       {months}")
+        lines.append("tests        " + " ".join(f"{name}={count}" for name, count in build.tests.items()))
+    if status.up_to_date is None:
+        lines.append(f"up to date   unknown: {status.plan_problem}")
+    elif status.up_to_date:
+        lines.append("up to date   yes: same export, same SQL, same tests")
+    else:
+        lines.append("up to date   no; funnel build would do this:")
+        lines += _plan_text(status.plan, indent=2)
+    postgres = status.postgres
+    if status.postgres_target:
+        postgres += f" ({status.postgres_target})"
+    if status.postgres_problem:
+        postgres += f": {status.postgres_problem}"
+    lines.append(f"postgres     {postgres}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def clean_report(removed: list[Removed], root: Path) -> None:
+    """What `funnel clean` removed, one path a line, and the bytes freed."""
+    for item in removed:
+        try:
+            shown = str(item.path.relative_to(root))
+        except ValueError:
+            shown = str(item.path)
+        if item.kept:
+            info(f"  kept     {shown}: {item.kept}")
+        else:
+            info(f"  removed  {shown} ({_bytes(item.bytes)})")
+    freed = sum(item.bytes for item in removed if not item.kept)
+    count = sum(1 for item in removed if not item.kept)
+    info(f"Removed {count} file(s) and folder(s), {_bytes(freed)} freed" if count else "Nothing to clean")
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count:,} bytes"

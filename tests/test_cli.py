@@ -501,3 +501,105 @@ def test_generate_out_is_relative_to_the_current_folder(project, runner, monkeyp
     assert len(list((inside / "mine").glob("*.csv"))) == 6
     assert len(list((inside / "raw_data").glob("*.csv"))) == 6
     assert digest(project / "raw_data") == before
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_clean_removes_build_outputs_and_nothing_else(built, runner):
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
+    target = built / "target"
+    (target / ".dev.duckdb.4242.tmp").write_bytes(b"x" * 1000)  # a killed build's
+    scratch = target / ".funnel-export-999999-abc"  # a killed export's (no such pid)
+    scratch.mkdir()
+    (scratch / "rep.csv").write_bytes(b"y" * 500)
+    (target / "notes.txt").write_text("mine")
+    kept = {name: _tree(built / name) for name in ("raw_data", "sql")}
+    before = {p: p.stat().st_size for p in target.rglob("*") if p.is_file()}
+    entries = set(target.iterdir())
+    result = runner.invoke(app, ["clean", "--env", "dev"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["notes.txt", "prod.duckdb", "prod.duckdb.lock", ".funnel-manifest-prod_pipedrive_analytics.json"]
+    )
+    for name in ("target/dev.duckdb", "target/.dev.duckdb.4242.tmp", "target/.funnel-export-999999-abc"):
+        assert f"removed  {name} (" in result.stderr
+    from funnel.console import _bytes
+
+    freed = sum(size for path, size in before.items() if not path.exists())
+    gone = len(entries - set(target.iterdir()))
+    assert f"Removed {gone} file(s) and folder(s), {_bytes(freed)} freed" in result.stderr
+    assert {name: _tree(built / name) for name in ("raw_data", "sql")} == kept
+    everything = runner.invoke(app, ["clean"])
+    assert everything.exit_code == 0 and "removed  target/prod.duckdb" in everything.stderr
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    assert "Nothing to clean" in runner.invoke(app, ["clean"]).stderr
+    assert runner.invoke(app, ["build"]).exit_code == 0  # and the next build is a full one
+
+
+def test_clean_never_removes_a_database_path_that_is_not_a_duckdb_file(project, runner):
+    (project / "environments.toml").write_text(ENVIRONMENTS_AT_RAW)
+    before = _tree(project / "raw_data")
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert "kept     raw_data/users.csv: not a DuckDB file" in result.stderr
+    assert _tree(project / "raw_data") == before
+
+
+ENVIRONMENTS_AT_RAW = """\
+[dev]
+database = "raw_data/users.csv"
+schema = "public_pipedrive_analytics"
+raw_data = "raw_data"
+"""
+
+
+def test_clean_is_refused_while_a_build_runs(built, runner):
+    from funnel.config import load_config
+    from funnel.database import build_lock
+
+    env = load_config(built).environment("dev")
+    with build_lock(env):
+        result = runner.invoke(app, ["clean", "--env", "dev"])
+    assert result.exit_code == 1
+    assert "another build of env 'dev' is running" in error_line(result)
+    assert (built / "target" / "dev.duckdb").exists()
+
+
+def test_a_build_waiting_while_clean_runs_takes_the_new_lock(built, runner):
+    """clean removes the lock file while holding it; a build that waited on the old file must not
+    think it holds the lock beside a build that locked the new one."""
+    import threading
+
+    from funnel.config import load_config
+    from funnel.database import build_lock
+    from funnel.errors import BuildBusy
+
+    env = load_config(built).environment("dev")
+    entered = threading.Event()
+    release = threading.Event()
+    results: list[str] = []
+
+    def waiting_build() -> None:
+        entered.set()
+        with build_lock(env, wait=10):
+            results.append("locked")
+            release.wait(10)
+
+    with build_lock(env):
+        thread = threading.Thread(target=waiting_build)
+        thread.start()
+        entered.wait(5)
+        (built / "target" / "dev.duckdb.lock").unlink()  # what clean does while holding it
+    import time
+
+    deadline = time.monotonic() + 5
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert results == ["locked"]
+    with pytest.raises(BuildBusy):  # the new lock file is held: nobody else gets in
+        with build_lock(env):
+            pass
+    release.set()
+    thread.join(5)
