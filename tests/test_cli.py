@@ -13,7 +13,7 @@ import pytest
 
 from funnel.cli import app
 
-from .conftest import compiled, read_report
+from .conftest import REPO, compiled, read_report
 
 
 def error_line(result) -> str:
@@ -603,3 +603,40 @@ def test_a_build_waiting_while_clean_runs_takes_the_new_lock(built, runner):
             pass
     release.set()
     thread.join(5)
+
+
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def _workflow(name: str) -> dict:
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def test_ci_workflow_runs_ci_run_with_a_postgres_service():
+    job = _workflow("ci.yml")["jobs"]["test"]
+    assert job["runs-on"] == "ubuntu-latest"
+    service = job["services"]["postgres"]
+    assert service["image"] == "postgres:15" and service["env"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+    assert "5432:5432" in service["ports"] and "--health-cmd" in service["options"]
+    python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    assert python["with"]["python-version"] == "3.11"
+    assert any(s.get("run") == ".ci/run" for s in job["steps"])
+
+
+def test_refresh_example_is_a_scheduled_prod_refresh_with_commands_that_exist(runner):
+    import shlex
+
+    workflow = _workflow("refresh.yml.example")
+    assert workflow["on"]["schedule"][0]["cron"]
+    job = workflow["jobs"]["refresh"]
+    assert job["env"]["PGPASSWORD"] == "${{ secrets.PGPASSWORD }}"
+    assert job["env"]["PIPEDRIVE_API_TOKEN"] == "${{ secrets.PIPEDRIVE_API_TOKEN }}"
+    commands = [shlex.split(s["run"])[1:] for s in job["steps"] if s.get("run", "").startswith(".venv/bin/funnel ")]
+    assert [c[0] for c in commands[:3]] == ["build", "test", "export"]
+    assert all(c[1:3] == ["--env", "prod"] for c in commands)
+    for command in commands:  # every option is one the CLI knows
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
