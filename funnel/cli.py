@@ -332,7 +332,10 @@ def show(
     if model not in manifest.graph.models:
         from funnel.errors import did_you_mean
 
-        raise typer.BadParameter(f"no model {_quoted(model)} in the project." + did_you_mean(model, list(manifest.graph.models)))
+        raise typer.BadParameter(
+            f"no model {_quoted(model)} in the project." + did_you_mean(model, list(manifest.graph.models)),
+            param_hint="'--model'",
+        )
     if summary:
         console.print_summary(report.summary(manifest.env, month))
         return

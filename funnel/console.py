@@ -380,8 +380,11 @@ def print_status(status: StatusValue) -> None:
         f"funnel {status.funnel_version} · env {status.env} (of {', '.join(status.environments)})",
         f"project      {status.project}",
         f"config       {here(status.config_path)}",
-        f"export       {here(status.raw_data) if status.raw_data else 'none named; set raw_data or pass --raw-data'}",
     ]
+    if status.raw_data is None:
+        lines.append("export       none named; set raw_data or pass --raw-data")
+    else:
+        lines.append(f"export       {here(status.raw_data)}" + (" (the last build's)" if status.raw_data_from_build else ""))
     size = _bytes(status.database_bytes) if status.database_bytes is not None else "does not exist"
     lines.append(f"database     {here(status.database)} ({size})")
     build = status.build
@@ -414,7 +417,8 @@ def print_status(status: StatusValue) -> None:
     if status.postgres_problem:
         postgres += f": {status.postgres_problem}"
     lines.append(f"postgres     {postgres}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    fitted = [part for line in lines for part in (_wrapped(line, indent=13, first=0) if not line.startswith(" ") else [line])]
+    sys.stdout.write("\n".join(fitted) + "\n")
 
 
 def clean_report(removed: list[Removed], root: Path) -> None:

@@ -61,6 +61,7 @@ class Status:
     env: str
     environments: list[str]
     raw_data: str | None  # the export a build would read now
+    raw_data_from_build: bool  # the env names none: the one the last build read
     database: str
     database_exists: bool
     database_bytes: int | None  # the file and its write-ahead log
@@ -79,13 +80,19 @@ class Status:
 
 def gather(config: Config, env: Environment) -> Status:
     """The status of `env` in the project `config` describes."""
+    exists = env.database.is_file()
+    build, build_problem = _last_build(env)
     raw_data: str | None
+    from_build = False
     try:
         raw_data = str(env.export_folder())
     except FunnelError:
-        raw_data = None
-    exists = env.database.is_file()
-    build, build_problem = _last_build(env)
+        # An env that names no export (prod) was built from one given on the command line:
+        # whether the build is current is a question about that export.
+        raw_data = build.raw_data if build else None
+        from_build = raw_data is not None
+        if from_build:
+            env = config.environment(env.name, raw_data)
     up_to_date, plan_lines, plan_problem = _plan(config, env)
     postgres, target, postgres_problem = _postgres(env)
     return Status(
@@ -95,6 +102,7 @@ def gather(config: Config, env: Environment) -> Status:
         env=env.name,
         environments=list(config.environments),
         raw_data=raw_data,
+        raw_data_from_build=from_build,
         database=str(env.database),
         database_exists=exists,
         database_bytes=_size(env) if exists else None,

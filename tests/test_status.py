@@ -147,3 +147,15 @@ def test_status_postgres_that_answers(project, runner):
     data = status_json(runner)
     assert data["postgres"] == "answers" and data["postgres_problem"] is None
     assert data["postgres_target"] == "127.0.0.1:5432/postgres as postgres"
+
+
+def test_status_of_an_env_built_from_a_given_export_compares_with_that_export(project, runner):
+    (project / "environments.toml").write_text(ENVIRONMENTS.replace('raw_data = "raw_data"\n', "", 1))
+    assert runner.invoke(app, ["build", "--raw-data", "raw_data"]).exit_code == 0
+    data = status_json(runner)
+    assert data["raw_data"] == str(project / "raw_data") and data["raw_data_from_build"] is True
+    assert data["up_to_date"] is True
+    users = project / "raw_data" / "users.csv"
+    users.write_bytes(users.read_bytes() + users.read_bytes().splitlines(keepends=True)[-1])
+    data = status_json(runner)
+    assert data["up_to_date"] is False and "users.csv changed" in "\n".join(data["plan"])
