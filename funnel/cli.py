@@ -322,8 +322,10 @@ def show(
     """
     from funnel import console, report
 
-    if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL or since or until):
-        raise typer.BadParameter("--summary is a table of one month; use it without --format, --model, --compare, --from, --to.")
+    if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL):
+        raise typer.BadParameter("--summary is a table of the funnel; use it without --format, --model and --compare.")
+    if summary and (since or until):
+        raise typer.BadParameter("--summary is of one month; give it --month, not --from/--to.")
     if month and (since or until):
         raise typer.BadParameter("give either --month or --from/--to.", param_hint="'--month'")
     if since and until and since > until:

@@ -140,8 +140,17 @@ def plan_lines(plan: Plan, detail: bool = False) -> None:
     """The plan, before anything runs: what loads, runs and is tested, and why."""
     from funnel.plan import describe
 
-    for line in _plan_text(describe(plan, detail)):
+    lines = describe(plan, detail)
+    # Fitted to 80 columns on a terminal; a log keeps plan.describe's lines whole, one a fact.
+    for line in _plan_text(lines) if _stderr_is_terminal() else lines:
         info(line)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except ValueError:
+        return False
 
 
 def _plan_text(lines: list[str], indent: int = 0) -> list[str]:
