@@ -57,7 +57,9 @@ def _shorten_values(message: str) -> str:
 
     from funnel.errors import shorten
 
-    return re.sub(r"'([^']{61,})'", lambda m: repr(shorten(m.group(1), 60)), message)
+    # A quoted value opens after a space or punctuation, never right after a word: the
+    # text between the quotes of 'dev' and 'prod' in "'dev' in x. Did you mean 'prod'?" is not one.
+    return re.sub(r"(?<![\w'])'([^']{61,})'(?!\w)", lambda m: repr(shorten(m.group(1), 60)), message)
 
 
 app = typer.Typer(
@@ -69,7 +71,26 @@ app = typer.Typer(
     # Plain click output for help and usage errors: an `Error: ...` line like every other
     # failure, and no rich import just to print help.
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from funnel import __version__
+
+        print(f"funnel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Turn a Pipedrive CSV export into a monthly sales-funnel report."""
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 UNCHANGED = "Interrupted; the last good build is unchanged"
@@ -202,16 +223,42 @@ def _project_env(env: str, raw_data: Path | None = None) -> tuple[Any, Any]:
     from funnel.config import load_config
 
     config = load_config()
-    return config, config.environment(env, raw_data)
+    return config, config.environment(_known_env(config, env), raw_data)
 
 
-def _manifest(env: str, raw_data: Path | None = None, given_vars: list[str] | None = None) -> Any:
-    """The project compiled for `env`: what every command below works from."""
+def _known_env(config: Any, name: str, option: str = "--env") -> str:
+    """`name` if environments.toml declares it; else a usage error (exit 2): the value names nothing."""
+    from funnel.errors import did_you_mean
+
+    if name not in config.environments:
+        raise typer.BadParameter(
+            f"unknown environment {_quoted(name)} in {config.config_path}." + did_you_mean(name, list(config.environments)),
+            param_hint=f"'{option}'",
+        )
+    return name
+
+
+def _manifest(env: str, raw_data: Path | None = None, given_vars: list[str] | None = None, select: Any = None) -> Any:
+    """The project compiled for `env` (and --var): what every command below works from.
+
+    A `select` naming no model or folder of the project is a usage error (exit 2).
+    """
     from funnel.config import parse_var
+    from funnel.errors import ConfigError, FunnelError
     from funnel.manifest import compile
 
     config, environment = _project_env(env, raw_data)
-    return compile(config, environment, dict(parse_var(v) for v in given_vars or []))
+    try:
+        variables = dict(parse_var(v) for v in given_vars or [])
+    except ConfigError as e:
+        raise typer.BadParameter(str(e).removeprefix("--var "), param_hint="'--var'") from None
+    manifest = compile(config, environment, variables)
+    if select is not None:
+        try:
+            manifest.graph.select(select)
+        except FunnelError as e:
+            raise typer.BadParameter(str(e).removeprefix("--select: "), param_hint="'--select'") from None
+    return manifest
 
 
 @app.command()
@@ -238,7 +285,7 @@ def build(
     from funnel import build as builder
     from funnel import console
 
-    manifest = _manifest(env, raw_data, var)
+    manifest = _manifest(env, raw_data, var, select)
     environment = manifest.env
     if pull:
         _pull_into(manifest.config, environment.export_folder())
@@ -325,13 +372,29 @@ def compile_command(
         raise typer.Exit(1)
 
 
+def _model_name(value: str) -> str:
+    from funnel.config import IDENTIFIER
+
+    if not IDENTIFIER.fullmatch(value):
+        raise typer.BadParameter(f"{_quoted(value)} is not a model name (letters, digits, _).")
+    return value
+
+
+SHOW_LIMIT = 50  # rows of the table view; csv and json give every row unless --limit says otherwise
+
+
 @app.command()
 @handle_errors
 def show(
     env: EnvOption = "dev",
     month: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.", callback=_month)] = None,
-    model: Annotated[str, typer.Option(help="Model to show.")] = "rep_sales_funnel_monthly",
+    since: Annotated[str | None, typer.Option("--from", help="From this month on, YYYY-MM.", callback=_month)] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Up to this month, YYYY-MM (inclusive).", callback=_month)] = None,
+    model: Annotated[str, typer.Option(help="Model to show.", callback=_model_name)] = "rep_sales_funnel_monthly",
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+    limit: Annotated[
+        int | None, typer.Option(help=f"At most N rows; 0 for all (default: {SHOW_LIMIT} in a table, all in csv/json).", min=0)
+    ] = None,
     compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
     summary: Annotated[
         bool, typer.Option("--summary", help="After the month's funnel: conversion, days in stage, top lost reasons.")
@@ -339,21 +402,38 @@ def show(
 ) -> None:
     """Print a model of the last build.
 
-    The monthly funnel by default, in funnel order. --summary adds, for the month (default:
-    the latest), each stage step's conversion and median days and the top lost reasons.
+    The monthly funnel by default, in funnel order; other models in their own order.
+    --summary adds, for the month (default: the latest), each stage step's conversion and
+    median days and the top lost reasons.
     """
     from funnel import console, report
 
     if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL):
         raise typer.BadParameter("--summary is a table of the funnel; use it without --format, --model and --compare.")
-    config, environment = _project_env(env)
+    if summary and (since or until):
+        raise typer.BadParameter("--summary is of one month; give it --month, not --from/--to.")
+    if month and (since or until):
+        raise typer.BadParameter("give either --month or --from/--to.", param_hint="'--month'")
+    if since and until and since > until:
+        raise typer.BadParameter(f"--from {since} is after --to {until}.", param_hint="'--from'")
+    manifest = _manifest(env)
+    if model not in manifest.graph.models:
+        from funnel.errors import did_you_mean
+
+        raise typer.BadParameter(
+            f"no model {_quoted(model)} in the project." + did_you_mean(model, list(manifest.graph.models)),
+            param_hint="'--model'",
+        )
     if summary:
-        console.print_summary(report.summary(environment, month))
+        console.print_summary(report.summary(manifest.env, month))
         return
+    months = report.Months(since, until) if since or until else report.Months.one(month)
     if compare:
-        table = report.compare(environment, config.environment(compare), model, month)
+        other = manifest.config.environment(_known_env(manifest.config, compare, "--compare"))
+        table = report.compare(manifest.env, other, model, months)
     else:
-        table = report.show(environment, model, month)
+        rows = SHOW_LIMIT if limit is None and format == Format.table else (limit or None)
+        table = report.show(manifest.env, model, months, rows)
     console.print_table(table, format.value)
 
 
@@ -368,11 +448,15 @@ def models(
     from funnel.report import Table
 
     dag = _manifest(env).graph
+    from funnel.sources import SOURCE_NAME
+
+    # depends_on: the models a model refs, and the sources it reads as pipedrive.<table>
     rows = [
-        (m.name, m.layer, m.materialized, ", ".join(m.refs) or ", ".join(f"source {s}" for s in m.sources) or "—")
+        (m.name, m.layer, m.materialized, (*m.refs, *(f"{SOURCE_NAME}.{s}" for s in m.sources)))
         for m in (dag.models[n] for n in dag.order)
     ]
-    console.print_table(Table(("model", "layer", "materialized", "depends on"), rows, "models in run order"), format.value)
+    table = Table(("model", "layer", "materialized", "depends_on"), rows, "models in run order")
+    console.print_table(table, format.value, compact=True)
 
 
 @app.command()
@@ -439,7 +523,7 @@ def export(
     """
     from funnel import console, files, postgres
 
-    manifest = _manifest(env)
+    manifest = _manifest(env, select=select)
     environment = manifest.env
     started = time.perf_counter()
     if format == ExportFormat.postgres:
@@ -473,7 +557,7 @@ def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption =
     from funnel import console
     from funnel.parity import parity as compare
 
-    results = compare(_manifest(env), dsn, select)
+    results = compare(_manifest(env, select=select), dsn, select)
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
@@ -544,6 +628,11 @@ def report(
     console.info(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.2f}s")
 
 
+class StatusFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 @handle_errors
 def docs(
@@ -560,6 +649,49 @@ def docs(
     manifest = _manifest(env)
     path = write_docs(manifest, out or manifest.config.root / "target" / "docs")
     console.info(f"Wrote {path}")
+
+
+@app.command()
+@handle_errors
+def status(
+    env: EnvOption = "dev",
+    format: Annotated[StatusFormat, typer.Option("--format", "-f", help="text or json.")] = StatusFormat.text,
+) -> None:
+    """Where an environment stands: its files, last build, freshness, PostgreSQL.
+
+    Like dbt debug, and more: the last build (when, from which export, rows, months,
+    tests), whether a build now would change anything, and whether PostgreSQL answers.
+    Anything missing is reported, not an error; only an unusable environments.toml is.
+    """
+    from funnel import console
+    from funnel.status import gather
+
+    config, environment = _project_env(env)
+    result = gather(config, environment)
+    if format == StatusFormat.json:
+        print(result.to_json())
+    else:
+        console.print_status(result)
+
+
+@app.command()
+@handle_errors
+def clean(
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment (default: every one).")] = None,
+) -> None:
+    """Remove build outputs: databases, temporary files, caches, export scratch.
+
+    Only what funnel wrote beside each env's database; never raw data. Refused while a
+    build of the env is running.
+    """
+    from funnel import console
+    from funnel.config import load_config
+    from funnel.database import clean as remove_outputs
+
+    config = load_config()
+    names = [_known_env(config, env)] if env else list(config.environments)
+    removed = [item for name in names for item in remove_outputs(config.environments[name])]
+    console.clean_report(removed, config.root)
 
 
 _signals_received: list[int] = []

@@ -20,20 +20,25 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table as RichTable
 
     from funnel.build import BuildResult, Step
     from funnel.checks import TestResult
+    from funnel.database import Removed
     from funnel.files import Exported
     from funnel.parity import TableParity
     from funnel.plan import Plan
     from funnel.report import Summary, Table
+    from funnel.status import Status as StatusValue
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
 BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names
 MAX_ERROR = 1000  # characters of one Error: line
 MARKUP = re.compile(r"\[(?:/|green|yellow|bold|bold red)\]")
+PLAN_STEP = re.compile(r"  (\w+) +(source|model|test) +(\S+) +(.*)")  # a detail line of plan.describe
 
 
 @functools.cache
@@ -89,18 +94,41 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+WIDTH = 80  # progress lines fit an 80-column terminal
+NAME_WIDTH = 32
+
+
 def step_line(step: Step) -> None:
-    rows = f"{step.rows:>12,} rows" if step.rows is not None else " " * 17
-    info(f"  [green]OK[/]    {step.kind:<6} {step.name:<40} {rows} {step.seconds:7.2f}s")
+    rows = f"{step.rows:>11,} rows" if step.rows is not None else " " * 16
+    info(f"  [green]OK[/]    {step.kind:<6} {step.name:<{NAME_WIDTH}} {rows} {step.seconds:6.2f}s")
 
 
 def test_line(result: TestResult) -> None:
+    """A test that did not pass: status, name and count, then what it means, indented."""
     if result.status == "PASS":
         return
     style = STATUS_STYLE[result.status]
     detail = result.error or f"{result.failures:,} rows" + (" (as recorded; nothing it reads changed)" if result.reused else "")
-    note = f" — {result.test.description}" if result.test.description and not result.error else ""
-    info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}{note}")
+    info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}")
+    if result.test.description and not result.error:
+        for line in _wrapped(result.test.description, indent=15):
+            info(line)
+
+
+def _wrapped(text: str, indent: int, first: int | None = None) -> list[str]:
+    """`text` in lines of at most WIDTH, indented by `indent` (the first line by `first`)."""
+    import textwrap
+
+    if len(text) + (indent if first is None else first) <= WIDTH:
+        return [" " * (indent if first is None else first) + text]
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=" " * (indent if first is None else first),
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def failing_rows(found: list[Any]) -> None:
@@ -123,8 +151,30 @@ def plan_lines(plan: Plan, detail: bool = False) -> None:
     """The plan, before anything runs: what loads, runs and is tested, and why."""
     from funnel.plan import describe
 
-    for line in describe(plan, detail):
+    lines = describe(plan, detail)
+    # Fitted to 80 columns on a terminal; a log keeps plan.describe's lines whole, one a fact.
+    for line in _plan_text(lines) if _stderr_is_terminal() else lines:
         info(line)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except ValueError:
+        return False
+
+
+def _plan_text(lines: list[str], indent: int = 0) -> list[str]:
+    """The lines of plan.describe fitted to WIDTH: the name column as wide as the longest
+    name shown (not a fixed 40), long lines wrapped under their start."""
+    steps = [PLAN_STEP.fullmatch(line) for line in lines]
+    width = min(NAME_WIDTH, max([len(m[3]) for m in steps if m] + [0]))
+    out: list[str] = []
+    for line, step in zip(lines, steps, strict=True):
+        if step:
+            line = f"  {step[1]:<5} {step[2]:<6} {step[3]:<{width}}  {step[4]}"
+        out += _wrapped(line, indent=indent + 8, first=indent)
+    return out
 
 
 def build_summary(result: BuildResult) -> None:
@@ -139,7 +189,8 @@ def build_summary(result: BuildResult) -> None:
     else:
         all_sources, all_models = sources + len(plan.names("source", "reuse")), models + len(plan.names("model", "reuse"))
         done = f"loaded {sources} of {all_sources} sources ({result.source_rows:,} rows), ran {models} of {all_models} models"
-    info(f"Done: env {env}, {done}, tests {test_summary(result.tests)} in {result.seconds:.2f}s")
+    info(f"Done: env {env} in {result.seconds:.2f}s: {done}")
+    info(f"      tests {test_summary(result.tests)}")
 
 
 @contextlib.contextmanager
@@ -167,7 +218,7 @@ def progress_bar(description: str) -> Iterator[Callable[[str, int, int], None] |
 
 
 def export_line(item: Exported) -> None:
-    info(f"  [green]OK[/]    table  {item.table:<40} {item.rows:>12,} rows {item.seconds:7.2f}s")
+    info(f"  [green]OK[/]    table  {item.table:<{NAME_WIDTH}} {item.rows:>11,} rows {item.seconds:6.2f}s")
 
 
 def parity_report(results: list[TableParity]) -> None:
@@ -182,7 +233,8 @@ def parity_report(results: list[TableParity]) -> None:
             print(f"  {kind:<10} " + ", ".join(_plain(v) for v in row))
 
 
-def print_table(table: Table, fmt: str) -> None:
+def print_table(table: Table, fmt: str, compact: bool = False) -> None:
+    """`table` on stdout as csv, json, or a rich table (`compact`: without rules, to fit more)."""
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -196,7 +248,10 @@ def print_table(table: Table, fmt: str) -> None:
         from rich.console import Console
 
         console = Console(highlight=False)
-        console.print(rich_table(table, with_bars=console.width >= BARS_FROM_WIDTH))
+        console.print(rich_table(table, with_bars=console.width >= BARS_FROM_WIDTH, compact=compact))
+        return
+    if table.truncated:
+        info(f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all")
 
 
 def print_summary(summary: Summary) -> None:
@@ -238,39 +293,71 @@ def _days(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
 
-def rich_table(table: Table, with_bars: bool = True) -> RichTable:
-    """The rows as a rich table: a rule between months and, for the funnel, a bar per step."""
+def rich_table(table: Table, with_bars: bool = True, compact: bool = False) -> RichTable:
+    """The rows as a rich table: a rule between months and, for the funnel, a bar per step.
+
+    A cell holding a tuple (a model's dependencies) lists its items separated by commas.
+    """
+    from rich import box
     from rich.table import Table as RichTable
 
-    view = RichTable(title=table.title, title_justify="left")
+    caption = f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all" if table.truncated else None
+    view = RichTable(
+        title=table.title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=None if compact else box.HEAVY_HEAD,
+        pad_edge=not compact,
+    )
     for i, name in enumerate(table.columns):
         numeric = bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
-        view.add_column(name, justify="right" if numeric else "left")
+        # The first column names the row (a model, a month): whole, so it can be typed back.
+        view.add_column(name, justify="right" if numeric else "left", no_wrap=i == 0, overflow="fold")
     bars = _bars(table) if with_bars else []
     if bars:
         view.add_column("", style="cyan", no_wrap=True)
     months = [row[0] for row in table.rows] if table.columns[:1] == ("month",) else [None] * len(table.rows)
+    # Ids are names, not quantities: 106553, not 106,553.
+    is_id = [name.endswith("_id") for name in table.columns]
     for i, row in enumerate(table.rows):
-        cells = [_cell(v) for v in row] + ([bars[i]] if bars else [])
+        cells = [_plain(v) if is_id[j] and v is not None else _cell(v) for j, v in enumerate(row)] + ([bars[i]] if bars else [])
         # A rule between months keeps each month's funnel readable at a glance.
         view.add_row(*cells, end_section=i + 1 < len(months) and months[i + 1] != months[i])
     return view
 
 
+EIGHTHS = " ▏▎▍▌▋▊▉"  # a bar's last cell: 0 to 7 eighths of a block
+
+
 def _bars(table: Table, width: int = 16) -> list[str]:
-    """Each row's deals_count as a bar, relative to the largest step of its month."""
+    """Each row's deals_count as a bar, relative to the largest step of its month.
+
+    Bars are drawn in eighths of a character, so 1 deal is visibly shorter than 17; any
+    count above 0 gets at least one eighth.
+    """
     if "month" not in table.columns or "deals_count" not in table.columns:
         return []
     month, count = table.columns.index("month"), table.columns.index("deals_count")
     largest: dict[Any, int] = {}
     for row in table.rows:
         largest[row[month]] = max(largest.get(row[month], 0), row[count] or 0)
-    return ["█" * max(1, round(width * (row[count] or 0) / largest[row[month]])) if row[count] else "" for row in table.rows]
+    return [_bar(row[count] or 0, largest[row[month]], width) for row in table.rows]
+
+
+def _bar(value: int, largest: int, width: int) -> str:
+    if value <= 0 or largest <= 0:
+        return ""
+    eighths = max(1, round(8 * width * value / largest))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (EIGHTHS[rest] if rest else "")
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, tuple):
+        return ", ".join(_plain(v) for v in value) or "—"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return _plain(value)
@@ -279,6 +366,8 @@ def _cell(value: Any) -> str:
 def _plain(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, tuple):
+        return ", ".join(_plain(v) for v in value)
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, date):
@@ -287,8 +376,89 @@ def _plain(value: Any) -> str:
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, date | datetime):
         return value.isoformat()
     return value
+
+
+def print_status(status: StatusValue) -> None:
+    """`funnel status` as a person reads it: one fact per line, on stdout."""
+    from pathlib import Path
+
+    def here(path: str) -> str:
+        """A path inside the project, relative to it; any other as it is."""
+        try:
+            return str(Path(path).relative_to(status.project))
+        except ValueError:
+            return path
+
+    lines = [
+        f"funnel {status.funnel_version} · env {status.env} (of {', '.join(status.environments)})",
+        f"project      {status.project}",
+        f"config       {here(status.config_path)}",
+    ]
+    if status.raw_data is None:
+        lines.append("export       none named; set raw_data or pass --raw-data")
+    else:
+        lines.append(f"export       {here(status.raw_data)}" + (" (the last build's)" if status.raw_data_from_build else ""))
+    size = _bytes(status.database_bytes) if status.database_bytes is not None else "does not exist"
+    lines.append(f"database     {here(status.database)} ({size})")
+    build = status.build
+    if build is None:
+        lines.append(f"last build   {status.build_problem}")
+    else:
+        kind = "full" if build.full else "incremental"
+        selection = f"--select {build.select}" if build.select else "all models"
+        seconds = f"{build.seconds:.2f}s" if build.seconds is not None else "? s"
+        built_at = (build.built_at or "?").replace("T", " ").replace("+00:00", " UTC")
+        lines.append(f"last build   {built_at} · funnel {build.funnel_version} · {kind} · {selection} · {seconds}")
+        lines.append(f"built from   {here(build.raw_data) if build.raw_data else '?'}")
+        for source in build.sources:
+            rows = f"{source.rows:,} rows" if source.rows is not None else "? rows"
+            digest = (source.sha256 or "?")[:12]
+            lines.append(f"  {Path(source.path).name:<22} {rows:>16}  sha256 {digest}")
+        months = f"{build.first_month} to {build.last_month}" if build.first_month else "no rows"
+        lines.append(f"report       {months}")
+        lines.append("tests        " + " ".join(f"{name}={count}" for name, count in build.tests.items()))
+    if status.up_to_date is None:
+        lines.append(f"up to date   unknown: {status.plan_problem}")
+    elif status.up_to_date:
+        lines.append("up to date   yes: same export, same SQL, same tests")
+    else:
+        lines.append("up to date   no; funnel build would do this:")
+        lines += _plan_text(status.plan, indent=2)
+    postgres = status.postgres
+    if status.postgres_target:
+        postgres += f" ({status.postgres_target})"
+    if status.postgres_problem:
+        postgres += f": {status.postgres_problem}"
+    lines.append(f"postgres     {postgres}")
+    fitted = [part for line in lines for part in (_wrapped(line, indent=13, first=0) if not line.startswith(" ") else [line])]
+    sys.stdout.write("\n".join(fitted) + "\n")
+
+
+def clean_report(removed: list[Removed], root: Path) -> None:
+    """What `funnel clean` removed, one path a line, and the bytes freed."""
+    for item in removed:
+        try:
+            shown = str(item.path.relative_to(root))
+        except ValueError:
+            shown = str(item.path)
+        if item.kept:
+            info(f"  kept     {shown}: {item.kept}")
+        else:
+            info(f"  removed  {shown} ({_bytes(item.bytes)})")
+    freed = sum(item.bytes for item in removed if not item.kept)
+    count = sum(1 for item in removed if not item.kept)
+    info(f"Removed {count} file(s) and folder(s), {_bytes(freed)} freed" if count else "Nothing to clean")
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count:,} bytes"

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,12 @@ def build_lock(env: Environment, wait: float = 0.0) -> Iterator[None]:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(handle, lock_path):
+                    break
+                # `funnel clean` removed the lock file while we waited on it: lock the new one.
+                handle.close()
+                handle = lock_path.open("a+")
+                continue
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
@@ -93,6 +99,103 @@ def build_lock(env: Environment, wait: float = 0.0) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the flock
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
+    except FileNotFoundError:
+        return False
+
+
+DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A build output `clean` removed (or, with `kept`, left and why)."""
+
+    path: Path
+    bytes: int
+    kept: str | None = None
+
+
+def clean(env: Environment) -> list[Removed]:
+    """Remove what builds of `env` wrote: the database with its WAL and lock, temporary
+    build files, the compiled-project cache and abandoned export scratch folders.
+
+    Only files with the names funnel gives them, beside the env's database, are touched;
+    a `database` that is not a DuckDB file (a path pointing at raw data by mistake) is
+    kept. Raises BuildBusy while a build of `env` runs.
+    """
+    from funnel.files import SCRATCH_PREFIX
+
+    folder = env.database.parent
+    if not folder.is_dir():
+        return []
+    lock_path = env.database.with_name(env.database.name + ".lock")
+    had_lock = lock_path.is_file()
+    # Taking the lock removes dead builds' temporary files: measure them first.
+    temps = {path: _bytes(path) for path in _temp_glob(env.database)}
+    done: list[Removed] = []
+    with build_lock(env, 0):
+        done += [Removed(path, size) for path, size in temps.items() if not path.exists()]
+        if env.database.is_file() or env.database.is_symlink():
+            if env.database.is_symlink() or _is_duckdb(env.database):
+                done.append(_remove(env.database))
+            else:
+                done.append(Removed(env.database, 0, "not a DuckDB file; left as it is"))
+        wal = Path(f"{env.database}.wal")
+        if wal.is_file():
+            done.append(_remove(wal))
+        for path in [*_temp_glob(env.database), *sorted(folder.glob(f".funnel-manifest-{env.schema}.json*"))]:
+            done.append(_remove(path))
+        done += _remove_scratch(folder, SCRATCH_PREFIX)
+        if lock_path.is_file():
+            removed = _remove(lock_path)  # while holding it: a waiting build locks a new one
+            if had_lock:
+                done.append(removed)
+    return done
+
+
+def _is_duckdb(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(12)[8:12] == DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> Removed:
+    size = _bytes(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return Removed(path, size)
+
+
+def _remove_scratch(folder: Path, prefix: str) -> list[Removed]:
+    """Export scratch folders in `folder`, except those of an export or parity still running."""
+    from funnel.files import remove_abandoned_scratch
+
+    sizes = {path: _bytes(path) for path in sorted(folder.glob(f"{prefix}*"))}
+    if sizes:
+        remove_abandoned_scratch(folder)
+    return [
+        Removed(path, 0, "an export or parity is using it") if path.exists() else Removed(path, size)
+        for path, size in sizes.items()
+    ]
+
+
+def _bytes(path: Path) -> int:
+    if path.is_symlink() or not path.is_dir():
+        try:
+            return path.lstat().st_size
+        except OSError:
+            return 0
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
 
 
 def commit(temp: Path, database: Path) -> None:

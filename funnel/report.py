@@ -9,7 +9,7 @@ from typing import Any
 from funnel import database
 from funnel.config import IDENTIFIER, Environment
 from funnel.errors import ConfigError, FunnelError, did_you_mean
-from funnel.quoting import quote_literal, relation
+from funnel.quoting import quote_ident, quote_literal, relation
 
 DEFAULT_MODEL = "rep_sales_funnel_monthly"
 MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # use with fullmatch
@@ -17,13 +17,45 @@ KEY = ("month", "kpi_name", "funnel_step")
 MEASURE = "deals_count"
 
 
+MONTH_COLUMNS = ("month", "cohort_month")  # what --month, --from and --to filter on, the first present
+
+
 @dataclass(frozen=True)
 class Table:
-    """Rows to show: column names, rows of Python values, and a title."""
+    """Rows to show: column names, rows of Python values, and a title.
+
+    `total` is how many rows matched when `rows` holds only the first of them (a limit).
+    """
 
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
     title: str
+    total: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.total is not None and self.total > len(self.rows)
+
+
+@dataclass(frozen=True)
+class Months:
+    """Which months to show: one (`--month`), a range (`--from`, `--to`, inclusive), or all.
+
+    Values are YYYY-MM, checked with MONTH; either end of a range may be open.
+    """
+
+    first: str | None = None
+    last: str | None = None
+
+    @classmethod
+    def one(cls, month: str | None) -> Months:
+        return cls(month, month)
+
+    @property
+    def label(self) -> str:
+        if self.first == self.last:
+            return self.first or ""
+        return f"{self.first or '…'} to {self.last or '…'}"
 
 
 def check_month(month: str) -> str:
@@ -33,21 +65,45 @@ def check_month(month: str) -> str:
     return f"{month}-01"
 
 
-def show(env: Environment, model: str = DEFAULT_MODEL, month: str | None = None) -> Table:
-    """The rows of `model` in `env`'s last build (one month of it when `month` is given)."""
+def show(
+    env: Environment,
+    model: str = DEFAULT_MODEL,
+    month: str | Months | None = None,
+    limit: int | None = None,
+) -> Table:
+    """The rows of `model` in `env`'s last build, the first `limit` of them (None: all).
+
+    `month` keeps one month (YYYY-MM) or a range of them (`Months`). The funnel is shown in
+    funnel order; any other model in its own order (its `order by`, which the build keeps
+    in the table), never re-sorted.
+    """
+    months = month if isinstance(month, Months) else Months.one(month)
     with database.read(env) as con:
         columns = _columns(con, env, model)
-        where, params = _month_filter(columns, month)
-        order = "month, funnel_step" if set(KEY) <= set(columns) else "all"
-        rows = con.execute(f"select * from {relation(env.schema, model)}{where} order by {order}", params).fetchall()
-        if month and not rows:
-            raise FunnelError(f"no rows for {month} in {model} (env '{env.name}'); {_month_range(con, env, model)}.")
-    title = f"{model} · {env.name}" + (f" · {month}" if month else "")
-    return Table(tuple(columns), rows, title)
+        where, params = _month_filter(columns, months)
+        source = f"from {relation(env.schema, model)}{where}"
+        order = " order by month, funnel_step" if model == DEFAULT_MODEL and set(KEY) <= set(columns) else ""
+        if limit is None:
+            rows = con.execute(f"select * {source}{order}", params).fetchall()
+            total = len(rows)
+        else:
+            rows = con.execute(f"select * {source}{order} limit {int(limit)}", params).fetchall()
+            total = len(rows) if len(rows) < limit else _count(con, source, params)
+        if (months.first or months.last) and not rows:
+            covered = _month_range(con, env, model, columns)
+            raise FunnelError(f"no rows for {months.label} in {model} (env '{env.name}'); {covered}.")
+    title = f"{model} · {env.name}" + (f" · {months.label}" if months.first or months.last else "")
+    return Table(tuple(columns), rows, title, total)
 
 
-def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, month: str | None = None) -> Table:
+def _count(con: Any, source: str, params: list[Any]) -> int:
+    row = con.execute(f"select count(*) {source}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, month: str | Months | None = None) -> Table:
     """`model` in two environments, joined on its key, with the difference of the counts."""
+    months = month if isinstance(month, Months) else Months.one(month)
     if other.name == env.name:
         raise ConfigError(
             f"--compare {other.name} is the env being shown; compare with another one, e.g. --env dev --compare prod."
@@ -61,7 +117,7 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         con.execute(f"attach {quote_literal(str(other.database))} as other_env (read_only)")
         try:
             _columns(con, other, model, catalog="other_env")
-            where, params = _month_filter(columns, month, prefix="coalesce(a.month, b.month)")
+            where, params = _month_filter(columns, months, column="coalesce(a.month, b.month)")
             rows = con.execute(
                 f"""
                 select
@@ -81,10 +137,11 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
             ).fetchall()
         finally:
             con.execute("detach other_env")
-    if month and not rows:
-        raise FunnelError(f"no rows for {month} in {model} in env '{env.name}' or '{other.name}'.")
+    if (months.first or months.last) and not rows:
+        raise FunnelError(f"no rows for {months.label} in {model} in env '{env.name}' or '{other.name}'.")
     columns_out = (*KEY, env.name, other.name, "difference")
-    return Table(columns_out, rows, f"{model} · {env.name} vs {other.name}" + (f" · {month}" if month else ""))
+    label = f" · {months.label}" if months.first or months.last else ""
+    return Table(columns_out, rows, f"{model} · {env.name} vs {other.name}{label}")
 
 
 def _columns(con: Any, env: Environment, model: str, catalog: str | None = None) -> list[str]:
@@ -99,22 +156,37 @@ def _columns(con: Any, env: Environment, model: str, catalog: str | None = None)
     for table, column in con.execute(query + " order by ordinal_position", params).fetchall():
         found.setdefault(table, []).append(column)
     if model not in found:
-        raise FunnelError(f"no model '{model}' in the build of env '{env.name}'." + did_you_mean(model, sorted(found)))
+        raise FunnelError(
+            f"no model '{model}' in the build of env '{env.name}'."
+            + (did_you_mean(model, sorted(found)) if found else "")
+            + f" Build it with funnel build --env {env.name}."
+        )
     return found[model]
 
 
-def _month_filter(columns: list[str], month: str | None, prefix: str = "month") -> tuple[str, list[Any]]:
-    if month is None:
+def _month_filter(columns: list[str], months: Months, column: str | None = None) -> tuple[str, list[Any]]:
+    """The where clause keeping `months`, on `column` (default: the model's month column)."""
+    if months.first is None and months.last is None:
         return "", []
-    first_day = check_month(month)
-    if "month" not in columns:
-        raise ConfigError("--month needs a model with a month column.")
-    return f" where {prefix} = ?::date", [first_day]
+    name = next((c for c in MONTH_COLUMNS if c in columns), None)
+    if name is None:
+        raise ConfigError(f"--month, --from and --to need a model with a {' or '.join(MONTH_COLUMNS)} column.")
+    target = column or quote_ident(name)
+    clauses, params = [], []
+    if months.first:
+        clauses.append(f"{target} >= ?::date")
+        params.append(check_month(months.first))
+    if months.last:
+        # Up to the end of the last month, should a model hold days rather than months.
+        clauses.append(f"{target} < ?::date + interval 1 month")
+        params.append(check_month(months.last))
+    return " where " + " and ".join(clauses), params
 
 
-def _month_range(con: Any, env: Environment, model: str) -> str:
+def _month_range(con: Any, env: Environment, model: str, columns: list[str]) -> str:
+    name = quote_ident(next(c for c in MONTH_COLUMNS if c in columns))
     low, high = con.execute(
-        f"select strftime(min(month), '%Y-%m'), strftime(max(month), '%Y-%m') from {relation(env.schema, model)}"
+        f"select strftime(min({name}), '%Y-%m'), strftime(max({name}), '%Y-%m') from {relation(env.schema, model)}"
     ).fetchone()
     return f"the build covers {low} to {high}" if low else "the report is empty"
 

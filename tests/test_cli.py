@@ -13,7 +13,7 @@ import pytest
 
 from funnel.cli import app
 
-from .conftest import compiled, read_report
+from .conftest import REPO, compiled, read_report
 
 
 def error_line(result) -> str:
@@ -102,35 +102,70 @@ def test_compare_shows_a_difference(built, runner, project):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["show", "--env", "prd"], "unknown environment 'prd'. Did you mean 'prod'?"),
         (["show", "--month", "2023-01"], "no rows for 2023-01 in rep_sales_funnel_monthly (env 'dev'); the build covers"),
-        (
-            ["show", "--model", "rep_sales_funnel_montly"],
-            "no model 'rep_sales_funnel_montly' in the build of env 'dev'. Did you mean 'rep_sales_funnel_monthly'?",
-        ),
+        (["show", "--from", "2030-01"], "no rows for 2030-01 to … in rep_sales_funnel_monthly (env 'dev'); the build covers"),
         (["show", "--env", "prod"], "no build of env 'prod' at"),
         (["show", "--compare", "prod"], "run funnel build --env prod first."),
         (["show", "--compare", "dev"], "--compare dev is the env being shown"),
         (["test", "--env", "prod"], "no build of env 'prod'"),
-        (["build", "--select", "stg_stagez"], "--select: no model or folder named 'stg_stagez'. Did you mean 'stg_stages'?"),
-        (["build", "--env", "stage"], "unknown environment 'stage'"),
     ],
-    ids=[
-        "unknown-env",
-        "unknown-month",
-        "unknown-model",
-        "missing-build",
-        "compare-missing-build",
-        "compare-itself",
-        "test-missing-build",
-        "unknown-select",
-        "build-unknown-env",
-    ],
+    ids=["unknown-month", "empty-range", "missing-build", "compare-missing-build", "compare-itself", "test-missing-build"],
 )
 def test_errors_are_one_line_and_exit_1(built, runner, args, words):
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert words in error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["show", "--env", "prd"], "Invalid value for '--env': unknown environment 'prd' in "),
+        (["show", "--compare", "prd"], "Invalid value for '--compare': unknown environment 'prd' in "),
+        (["build", "--env", "stage"], "unknown environment 'stage' in "),
+        (["test", "--env", "stage"], "unknown environment 'stage' in "),
+        (
+            ["show", "--model", "rep_sales_funnel_montly"],
+            "no model 'rep_sales_funnel_montly' in the project. Did you mean 'rep_sales_funnel_monthly'?",
+        ),
+        (["build", "--select", "stg_stagez"], "Invalid value for '--select': no model or layer named 'stg_stagez'. Did you mean"),
+        (["export", "--select", "rep_nothing", "-f", "csv", "--out", "x"], "no model or layer named 'rep_nothing'"),
+        (["parity", "--select", "+stg_stagez"], "no model or layer named 'stg_stagez'"),
+        (["show", "--month", "2024-02", "--from", "2024-01"], "give either --month or --from/--to"),
+        (["show", "--from", "2024-03", "--to", "2024-01"], "--from 2024-03 is after --to 2024-01"),
+        (["show", "--limit", "-1"], "Invalid value for '--limit'"),
+    ],
+    ids=[
+        "unknown-env",
+        "unknown-compare-env",
+        "build-unknown-env",
+        "test-unknown-env",
+        "unknown-model",
+        "unknown-select",
+        "export-unknown-select",
+        "parity-unknown-select",
+        "month-and-range",
+        "range-backwards",
+        "negative-limit",
+    ],
+)
+def test_values_that_name_nothing_are_usage_errors(built, runner, args, words):
+    """A value typed on the command line that names nothing is a usage error: exit 2."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert words in error_line(result)
+    assert "Traceback" not in result.output
+
+
+def test_a_model_of_the_project_missing_from_the_build_says_to_build(built, runner):
+    import duckdb
+
+    with duckdb.connect(str(built / "target" / "dev.duckdb")) as con:
+        con.execute("drop table public_pipedrive_analytics.rep_stage_velocity")
+    result = runner.invoke(app, ["show", "--model", "rep_stage_velocity"])
+    assert result.exit_code == 1, result.output
+    assert "no model 'rep_stage_velocity' in the build of env 'dev'" in error_line(result)
+    assert "funnel build --env dev" in error_line(result)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +191,7 @@ def test_usage_errors_exit_2(built, runner, args):
 
 def test_model_name_is_never_pasted_into_sql(built, runner):
     result = runner.invoke(app, ["show", "--model", 'x" ; drop table y; --'])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "is not a model name" in error_line(result)
 
 
@@ -186,10 +221,22 @@ def test_models_lists_layers_and_dependencies(project, runner):
         "model": "int_completed_activities",
         "layer": "intermediate",
         "materialized": "table",
-        "depends on": "stg_activity, stg_activity_types",
+        "depends_on": "stg_activity, stg_activity_types",
     }
     assert rows["stg_deal_changes"]["materialized"] == "view"
     assert list(rows)[0] == "funnel_steps"
+
+
+def test_models_as_json_list_each_dependency(project, runner):
+    result = runner.invoke(app, ["models", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    records = {r["model"]: r for r in json.loads(result.stdout)}
+    graph = compiled(project).graph
+    assert list(records) == list(graph.order)
+    for name, model in graph.models.items():
+        assert records[name]["depends_on"] == [*model.refs, *(f"pipedrive.{s}" for s in model.sources)]
+    assert records["stg_stages"]["depends_on"] == ["pipedrive.stages"]
+    assert records["funnel_steps"]["depends_on"] == []
 
 
 def test_select_rebuilds_only_the_chosen_models(built, runner):
@@ -268,3 +315,330 @@ def test_readme_shows_the_real_environments_toml():
 
     root = Path(__file__).resolve().parent.parent
     assert "```toml\n" + (root / "environments.toml").read_text() + "```" in (root / "README.md").read_text()
+
+
+def test_version(runner):
+    from importlib.metadata import version
+
+    from funnel import __version__
+
+    for flag in ("--version", "-V"):
+        result = runner.invoke(app, [flag])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == f"funnel {__version__}\n"
+    assert version("funnel") == __version__  # pyproject.toml and the package agree
+
+
+def test_dash_h_is_help_everywhere(runner):
+    import typer.main
+
+    for command in [None, *typer.main.get_command(app).commands]:  # type: ignore[attr-defined]
+        args = [command, "-h"] if command else ["-h"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert result.stdout.startswith("Usage: ") and "--help" in result.stdout
+
+
+def _help_commands() -> set[str]:
+    result = subprocess.run([sys.executable, "-m", "funnel", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("Commands:", 1)[1]
+    return set(re.findall(r"^  (\w[\w-]*)\s", listed, flags=re.M))
+
+
+def test_readme_command_table_and_help_list_the_same_commands():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `funnel (\w+)", section, flags=re.M))
+    assert documented == _help_commands()
+
+
+def _count(database, model: str) -> int:
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(f"select count(*) from public_pipedrive_analytics.{model}").fetchone()[0]
+
+
+def test_show_table_of_a_large_model_shows_the_first_50_rows_and_says_so(built, runner):
+    total = _count(built / "target" / "dev.duckdb", "stg_deal_changes")
+    assert total > 50
+    result = runner.invoke(app, ["show", "--model", "stg_deal_changes"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert f"showing 50 of {total:,} rows; --limit 0 for all" in result.stdout
+    assert sum(1 for line in result.stdout.splitlines() if line.startswith("│")) == 50
+    everything = runner.invoke(app, ["show", "--model", "stg_deal_changes", "--limit", "0"], env={"COLUMNS": "120"})
+    assert "showing" not in everything.stdout
+    assert sum(1 for line in everything.stdout.splitlines() if line.startswith("│")) == total
+
+
+def test_show_csv_and_json_give_every_row_unless_limited(built, runner):
+    total = _count(built / "target" / "dev.duckdb", "stg_deal_changes")
+    result = runner.invoke(app, ["show", "--model", "stg_deal_changes", "-f", "csv"])
+    assert len(result.stdout.splitlines()) == total + 1 and "showing" not in result.stderr
+    limited = runner.invoke(app, ["show", "--model", "stg_deal_changes", "-f", "json", "--limit", "7"])
+    assert len(json.loads(limited.stdout)) == 7
+    assert f"showing 7 of {total:,} rows; --limit 0 for all" in limited.stderr
+
+
+def test_show_from_to_keeps_a_range_of_months(built, runner):
+    result = runner.invoke(app, ["show", "--from", "2024-02", "--to", "2024-03", "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    expected = [r for r in read_report(built / "target" / "dev.duckdb") if "2024-02-01" <= str(r[0]) <= "2024-03-01"]
+    assert [(r["month"], r["funnel_step"], int(r["deals_count"])) for r in rows] == [
+        (str(r[0]), str(r[2]), r[3]) for r in expected
+    ]
+    cohorts = runner.invoke(app, ["show", "--model", "rep_deal_cohorts", "--from", "2024-03", "-f", "csv"])
+    assert cohorts.exit_code == 0, cohorts.output
+    months = {r["cohort_month"] for r in csv.DictReader(io.StringIO(cohorts.stdout))}
+    assert months and min(months) == "2024-03-01"
+
+
+def test_show_keeps_a_models_own_order(project, runner):
+    (project / "sql" / "reporting" / "rep_latest_first.sql").write_text(
+        "select month, deals_count from {{ ref('rep_sales_funnel_monthly') }} where funnel_step = 1.0 order by month desc\n"
+    )
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    result = runner.invoke(app, ["show", "--model", "rep_latest_first", "-f", "csv"])
+    months = [r["month"] for r in csv.DictReader(io.StringIO(result.stdout))]
+    assert len(months) > 2 and months == sorted(months, reverse=True)
+
+
+def _bar_eighths(bar: str) -> int:
+    return sum(8 if c == "█" else " ▏▎▍▌▋▊▉".index(c) for c in bar.strip())
+
+
+def test_show_bars_are_proportional_to_the_count(built, runner):
+    result = runner.invoke(app, ["show", "--month", "2024-02"], env={"COLUMNS": "120"})
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines() if line.startswith("│")]
+    bars = {int(count.replace(",", "")): _bar_eighths(bar) for *_, count, bar in cells}
+    largest = max(bars)
+    assert len(bars) > 5
+    for count, eighths in bars.items():
+        assert eighths >= 1
+        assert abs(eighths - 128 * count / largest) <= 0.5  # 16 characters of 8 eighths for the largest
+    counts = sorted(bars)
+    assert all(bars[a] < bars[b] for a, b in zip(counts, counts[1:], strict=False) if 128 * (b - a) / largest >= 1)
+
+
+def test_a_bar_of_1_is_shorter_than_a_bar_of_17():
+    from datetime import date
+
+    from funnel.console import _bars
+    from funnel.report import Table
+
+    rows = [(date(2024, 1, 1), "a", 1.0, 237), (date(2024, 1, 1), "b", 2.0, 17), (date(2024, 1, 1), "c", 3.0, 1)]
+    top, seventeen, one = _bars(Table(("month", "kpi_name", "funnel_step", "deals_count"), rows, ""))
+    assert 0 < _bar_eighths(one) < _bar_eighths(seventeen) < _bar_eighths(top)
+
+
+def _run_in_terminal(args: list[str], cwd, columns: int = 80) -> str:
+    """`funnel args` on a pseudo-terminal `columns` wide; what it printed (stdout and stderr)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "funnel", *args], cwd=cwd, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    text = b"".join(chunks).decode()
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
+
+
+@pytest.mark.slow
+def test_output_fits_80_columns_on_a_terminal(project):
+    outputs = {
+        "build": _run_in_terminal(["build"], project),
+        "models": _run_in_terminal(["models"], project),
+        "show": _run_in_terminal(["show", "--model", "stg_deal_changes"], project),
+    }
+    path = next((project / "sql").rglob("int_deal_stage_history.sql"))
+    path.write_text(path.read_text() + "\n-- edited\n")
+    outputs["dry-run"] = _run_in_terminal(["build", "--dry-run"], project)
+    for name, text in outputs.items():
+        # A path is as long as it is; every other line fits.
+        too_wide = [line for line in text.splitlines() if len(line.rstrip()) > 80 and str(project) not in line]
+        assert not too_wide, (name, too_wide)
+    for model in compiled(project).graph.models:  # every name whole, ready for --select
+        assert re.search(rf"^{model}\s", outputs["models"], flags=re.M), model
+    assert "int_deal_stage_history" in outputs["dry-run"]
+
+
+def test_build_lines_fit_80_columns_in_a_log(project, runner):
+    """What a build did fits 80 columns in a log too (the plan keeps its lines whole there)."""
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(("Building", "Plan for"))]
+    assert lines and max(len(line) for line in lines) <= 80, result.stderr
+
+
+def test_generate_out_is_relative_to_the_current_folder(project, runner, monkeypatch):
+    import hashlib
+
+    def digest(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+    before = digest(project / "raw_data")
+    inside = project / "analysis"
+    inside.mkdir()
+    monkeypatch.chdir(inside)
+    for args in (["--out", "mine"], []):  # the default, raw_data, is raw_data/ of the current folder too
+        result = runner.invoke(app, ["generate", "--deals", "30", *args])
+        assert result.exit_code == 0, result.output
+    assert len(list((inside / "mine").glob("*.csv"))) == 6
+    assert len(list((inside / "raw_data").glob("*.csv"))) == 6
+    assert digest(project / "raw_data") == before
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_clean_removes_build_outputs_and_nothing_else(built, runner):
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
+    target = built / "target"
+    (target / ".dev.duckdb.4242.tmp").write_bytes(b"x" * 1000)  # a killed build's
+    scratch = target / ".funnel-export-999999-abc"  # a killed export's (no such pid)
+    scratch.mkdir()
+    (scratch / "rep.csv").write_bytes(b"y" * 500)
+    (target / "notes.txt").write_text("mine")
+    kept = {name: _tree(built / name) for name in ("raw_data", "sql")}
+    before = {p: p.stat().st_size for p in target.rglob("*") if p.is_file()}
+    entries = set(target.iterdir())
+    result = runner.invoke(app, ["clean", "--env", "dev"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["notes.txt", "prod.duckdb", "prod.duckdb.lock", ".funnel-manifest-prod_pipedrive_analytics.json"]
+    )
+    for name in ("target/dev.duckdb", "target/.dev.duckdb.4242.tmp", "target/.funnel-export-999999-abc"):
+        assert f"removed  {name} (" in result.stderr
+    from funnel.console import _bytes
+
+    freed = sum(size for path, size in before.items() if not path.exists())
+    gone = len(entries - set(target.iterdir()))
+    assert f"Removed {gone} file(s) and folder(s), {_bytes(freed)} freed" in result.stderr
+    assert {name: _tree(built / name) for name in ("raw_data", "sql")} == kept
+    everything = runner.invoke(app, ["clean"])
+    assert everything.exit_code == 0 and "removed  target/prod.duckdb" in everything.stderr
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    assert "Nothing to clean" in runner.invoke(app, ["clean"]).stderr
+    assert runner.invoke(app, ["build"]).exit_code == 0  # and the next build is a full one
+
+
+def test_clean_never_removes_a_database_path_that_is_not_a_duckdb_file(project, runner):
+    (project / "environments.toml").write_text(ENVIRONMENTS_AT_RAW)
+    before = _tree(project / "raw_data")
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert "kept     raw_data/users.csv: not a DuckDB file" in result.stderr
+    assert _tree(project / "raw_data") == before
+
+
+ENVIRONMENTS_AT_RAW = """\
+[dev]
+database = "raw_data/users.csv"
+schema = "public_pipedrive_analytics"
+raw_data = "raw_data"
+"""
+
+
+def test_clean_is_refused_while_a_build_runs(built, runner):
+    from funnel.config import load_config
+    from funnel.database import build_lock
+
+    env = load_config(built).environment("dev")
+    with build_lock(env):
+        result = runner.invoke(app, ["clean", "--env", "dev"])
+    assert result.exit_code == 1
+    assert "another build of env 'dev' is running" in error_line(result)
+    assert (built / "target" / "dev.duckdb").exists()
+
+
+def test_a_build_waiting_while_clean_runs_takes_the_new_lock(built, runner):
+    """clean removes the lock file while holding it; a build that waited on the old file must not
+    think it holds the lock beside a build that locked the new one."""
+    import threading
+
+    from funnel.config import load_config
+    from funnel.database import build_lock
+    from funnel.errors import BuildBusy
+
+    env = load_config(built).environment("dev")
+    entered = threading.Event()
+    release = threading.Event()
+    results: list[str] = []
+
+    def waiting_build() -> None:
+        entered.set()
+        with build_lock(env, wait=10):
+            results.append("locked")
+            release.wait(10)
+
+    with build_lock(env):
+        thread = threading.Thread(target=waiting_build)
+        thread.start()
+        entered.wait(5)
+        (built / "target" / "dev.duckdb.lock").unlink()  # what clean does while holding it
+    import time
+
+    deadline = time.monotonic() + 5
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert results == ["locked"]
+    with pytest.raises(BuildBusy):  # the new lock file is held: nobody else gets in
+        with build_lock(env):
+            pass
+    release.set()
+    thread.join(5)
+
+
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def _workflow(name: str) -> dict:
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def test_ci_workflow_runs_ci_run_with_a_postgres_service():
+    job = _workflow("ci.yml")["jobs"]["test"]
+    assert job["runs-on"] == "ubuntu-latest"
+    service = job["services"]["postgres"]
+    assert service["image"] == "postgres:15" and service["env"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+    assert "5432:5432" in service["ports"] and "--health-cmd" in service["options"]
+    python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    assert python["with"]["python-version"] == "3.11"
+    assert any(s.get("run") == ".ci/run" for s in job["steps"])
+
+
+def test_refresh_example_is_a_scheduled_prod_refresh_with_commands_that_exist(runner):
+    import shlex
+
+    workflow = _workflow("refresh.yml.example")
+    assert workflow["on"]["schedule"][0]["cron"]
+    job = workflow["jobs"]["refresh"]
+    assert job["env"]["PGPASSWORD"] == "${{ secrets.PGPASSWORD }}"
+    assert job["env"]["PIPEDRIVE_API_TOKEN"] == "${{ secrets.PIPEDRIVE_API_TOKEN }}"
+    commands = [shlex.split(s["run"])[1:] for s in job["steps"] if s.get("run", "").startswith(".venv/bin/funnel ")]
+    assert [c[0] for c in commands[:3]] == ["build", "test", "export"]
+    assert all(c[1:3] == ["--env", "prod"] for c in commands)
+    for command in commands:  # every option is one the CLI knows
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)

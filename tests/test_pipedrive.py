@@ -567,7 +567,7 @@ def test_the_pipedrive_table_is_settings_not_an_environment(project, runner, fak
         f.write(f'\n[pipedrive]\napi_url = "{fake.url}"\nrequest_budget = 5000\n')
     assert pull_cli(runner).exit_code == 0
     result = runner.invoke(app, ["build", "--env", "pipedrive"])
-    assert result.exit_code == 1 and "unknown environment 'pipedrive'" in result.stderr
+    assert result.exit_code == 2 and "unknown environment 'pipedrive'" in result.stderr  # a name that names nothing
 
 
 def test_the_environment_variable_wins_over_the_file(project, runner, fake, sleeps):
