@@ -128,9 +128,9 @@ def test_errors_are_one_line_and_exit_1(built, runner, args, words):
             ["show", "--model", "rep_sales_funnel_montly"],
             "no model 'rep_sales_funnel_montly' in the project. Did you mean 'rep_sales_funnel_monthly'?",
         ),
-        (["build", "--select", "stg_stagez"], "Invalid value for '--select': no model or layer named 'stg_stagez'. Did you mean"),
-        (["export", "--select", "rep_nothing", "-f", "csv", "--out", "x"], "no model or layer named 'rep_nothing'"),
-        (["parity", "--select", "+stg_stagez"], "no model or layer named 'stg_stagez'"),
+        (["build", "--select", "stg_stagez"], "Invalid value for '--select': no model or folder named 'stg_stagez'. Did you mean"),
+        (["export", "--select", "rep_nothing", "-f", "csv", "--out", "x"], "no model or folder named 'rep_nothing'"),
+        (["parity", "--select", "+stg_stagez"], "no model or folder named 'stg_stagez'"),
         (["show", "--month", "2024-02", "--from", "2024-01"], "give either --month or --from/--to"),
         (["show", "--from", "2024-03", "--to", "2024-01"], "--from 2024-03 is after --to 2024-01"),
         (["show", "--limit", "-1"], "Invalid value for '--limit'"),
@@ -411,7 +411,7 @@ def _bar_eighths(bar: str) -> int:
     return sum(8 if c == "█" else " ▏▎▍▌▋▊▉".index(c) for c in bar.strip())
 
 
-def test_show_bars_are_proportional_to_the_count(built, runner):
+def test_show_bars_are_proportional_to_the_count(sample_built, runner):
     result = runner.invoke(app, ["show", "--month", "2024-02"], env={"COLUMNS": "120"})
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines() if line.startswith("│")]
     bars = {int(count.replace(",", "")): _bar_eighths(bar) for *_, count, bar in cells}
