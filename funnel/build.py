@@ -160,13 +160,9 @@ def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan
     then reuses the freed blocks, and the file does not grow from one build to the next."""
     if decided.full:
         return
-    kinds = dict(
-        con.execute(
-            "select table_schema || '.' || table_name, table_type from information_schema.tables where table_schema in (?, ?)",
-            [models.RAW_SCHEMA, manifest.env.schema],
-        ).fetchall()
-    )
-    doomed = [(models.RAW_SCHEMA, t) for t in decided.names("source", "load")]
+    kinds = dict(con.execute("select table_schema || '.' || table_name, table_type from information_schema.tables").fetchall())
+    by_table = {s.table: s for s in manifest.sources}
+    doomed = [(by_table[t].source_name, t) for t in decided.names("source", "load")]
     doomed += [(manifest.env.schema, n) for n in decided.names("model", "run")]
     for schema, name in doomed:
         kind = kinds.get(f"{schema}.{name}")
@@ -176,15 +172,16 @@ def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan
 
 
 def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, record: Callable[[Step], None]) -> None:
-    con.execute(f"create schema if not exists {quote_ident(models.RAW_SCHEMA)}")
     folder = manifest.env.export_folder()
     wanted = set(decided.names("source", "load"))
     chosen = [s for s in manifest.sources if s.table in wanted]
+    for schema in sorted({s.source_name for s in chosen}):
+        con.execute(f"create schema if not exists {quote_ident(schema)}")
     loads = [
-        CsvLoad(folder / s.file_name, relation(models.RAW_SCHEMA, s.table), s.columns, s.timestamp_format, s.conditional)
+        CsvLoad(folder / s.file_name, relation(s.source_name, s.table), s.columns, s.timestamp_format, s.conditional)
         for s in chosen
     ]
-    names = {load.target: f"{models.RAW_SCHEMA}.{s.table}" for load, s in zip(loads, chosen, strict=True)}
+    names = {load.target: f"{s.source_name}.{s.table}" for load, s in zip(loads, chosen, strict=True)}
     load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
 
 

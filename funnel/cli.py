@@ -447,12 +447,12 @@ def models(
     from funnel import console
     from funnel.report import Table
 
-    dag = _manifest(env).graph
-    from funnel.sources import SOURCE_NAME
-
-    # depends_on: the models a model refs, and the sources it reads as pipedrive.<table>
+    manifest = _manifest(env)
+    dag = manifest.graph
+    source_of = {s.table: s.source_name for s in manifest.sources}
+    # depends_on: the models a model refs, and the sources it reads as <source>.<table>
     rows = [
-        (m.name, m.layer, m.materialized, (*m.refs, *(f"{SOURCE_NAME}.{s}" for s in m.sources)))
+        (m.name, m.layer, m.materialized, (*m.refs, *(f"{source_of[s]}.{s}" for s in m.sources)))
         for m in (dag.models[n] for n in dag.order)
     ]
     table = Table(("model", "layer", "materialized", "depends_on"), rows, "models in run order")

@@ -21,7 +21,7 @@ from typing import Any
 
 from funnel import __version__, checks, models
 from funnel.config import Config, Environment
-from funnel.sources import SOURCES, Source
+from funnel.sources import SOURCES, Source, declared
 
 SUFFIXES = (".sql", ".csv", ".toml")
 
@@ -34,7 +34,7 @@ class Manifest:
     env: Environment
     graph: models.Graph
     tests: tuple[checks.DataTest, ...]
-    sources: tuple[Source, ...] = SOURCES
+    sources: tuple[Source, ...] = SOURCES  # sql/sources.toml, or the six Pipedrive files
 
     @property
     def vars(self) -> dict[str, Any]:
@@ -49,13 +49,14 @@ def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None 
     key = _key(sql_dir, env.schema, folders, variables)
     cache = env.database.parent / f".funnel-manifest-{env.schema}.json"
     cached = _read(cache, key)
+    sources = declared(sql_dir)
     if cached is None:
-        graph = models.load(sql_dir, env.schema, folders, variables)
+        graph = models.load(sql_dir, env.schema, folders, variables, sources)
         tests = tuple(checks.collect(sql_dir, graph))
         _write(cache, key, graph, tests)
     else:
         graph, tests = cached
-    return Manifest(config, env, graph, tests)
+    return Manifest(config, env, graph, tests, sources)
 
 
 def _key(sql_dir: Path, schema: str, folders: dict[str, str], variables: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from funnel.config import DEFAULT_MATERIALIZATIONS, IDENTIFIER, MATERIALIZATIONS, Materialization
 from funnel.errors import ConfigError, ModelError, did_you_mean
 from funnel.quoting import relation
-from funnel.sources import SOURCE_NAME, SOURCES_BY_TABLE
+from funnel.sources import SOURCE_NAME, SOURCES, Source
 
 if TYPE_CHECKING:
     from funnel.selectors import Selector
@@ -122,6 +122,7 @@ def load(
     schema: str,
     materializations: dict[str, str] | None = None,
     variables: Mapping[str, Any] | None = None,
+    sources: tuple[Source, ...] = SOURCES,
 ) -> Graph:
     """Render every model for `schema` and order them; raise ModelError naming the file.
 
@@ -135,7 +136,7 @@ def load(
         if layer == SEEDS_FOLDER:
             models[name] = Model(name, layer, path, "table", "", seed_columns=seed_types[name])
         else:
-            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {})
+            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {}, sources)
     return Graph(models=models, order=_order(models), schema=schema, variables=dict(variables or {}))
 
 
@@ -154,6 +155,7 @@ def render(
     files: dict[str, tuple[str, Path]],
     name: str | None = None,
     variables: Mapping[str, Any] | None = None,
+    sources: tuple[Source, ...] = SOURCES,
 ) -> Rendered:
     """Render one Jinja SQL file, recording its ref() and source() calls and its config().
 
@@ -165,7 +167,7 @@ def render(
     given = variables or {}
 
     refs: list[str] = []
-    sources: list[str] = []
+    read: list[str] = []
     settings: dict[str, Any] = {}
 
     def ref(target: str) -> str:
@@ -177,13 +179,14 @@ def render(
         return relation(schema, target)
 
     def source(source_name: str, table: str) -> str:
-        if source_name != SOURCE_NAME or table not in SOURCES_BY_TABLE:
-            choices = [f"{SOURCE_NAME}.{t}" for t in SOURCES_BY_TABLE]
+        known = {(s.source_name, s.table) for s in sources}
+        if (source_name, table) not in known:
+            choices = [f"{s}.{t}" for s, t in sorted(known)]
             raise ModelError(
                 f"{path}: source('{source_name}', '{table}') is not declared." + did_you_mean(f"{source_name}.{table}", choices)
             )
-        sources.append(table)
-        return relation(RAW_SCHEMA, table)
+        read.append(table)
+        return relation(source_name, table)
 
     def config(**kwargs: Any) -> str:
         settings.update(kwargs)
@@ -215,7 +218,7 @@ def render(
     sql = body.rstrip().rstrip(";").strip()
     if not sql:
         raise ModelError(f"{path}: the file is empty; write one select statement.")
-    return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(sources)), settings, leading_lines)
+    return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(read)), settings, leading_lines)
 
 
 def _model(
@@ -226,8 +229,9 @@ def _model(
     files: dict[str, tuple[str, Path]],
     default: str,
     variables: Mapping[str, Any],
+    sources: tuple[Source, ...],
 ) -> Model:
-    rendered = render(path, schema, files, name, variables)
+    rendered = render(path, schema, files, name, variables, sources)
     settings = dict(rendered.settings)
     materialized = settings.pop("materialized", default)
     tags = settings.pop("tags", [])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel.config import IDENTIFIER
 from funnel.errors import SourceError, first_line
 from funnel.quoting import quote_ident, quote_literal
 from funnel.values import Rule
@@ -63,6 +64,7 @@ class Source:
     columns: dict[str, str]
     timestamp_format: str | None = None
     conditional: tuple[Conditional, ...] = ()
+    source_name: str = SOURCE_NAME  # {{ source('<source_name>', '<table>') }}, and its raw schema
 
     def __post_init__(self) -> None:
         for c in self.conditional:
@@ -121,6 +123,84 @@ SOURCES: tuple[Source, ...] = (
     ),
 )
 SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
+DECLARATIONS = "sources.toml"  # in sql/: the project's own declaration of its export
+SOURCE_KEYS = {"columns", "timestamp_format", "rules"}
+RULE_KEYS = {"column", "when", "in", "type", "format"}
+PLAIN_TYPES = ("VARCHAR", "JSON")
+
+
+def declared(sql_dir: Path) -> tuple[Source, ...]:
+    """The sources `sql/sources.toml` declares, or the six Pipedrive files when it is absent.
+
+        [pipedrive.deal_changes]                  # {{ source('pipedrive', 'deal_changes') }}
+        timestamp_format = "%Y-%m-%d %H:%M:%S"     # how TIMESTAMP columns are spelled
+        columns = { deal_id = "BIGINT", change_time = "TIMESTAMP", new_value = "VARCHAR" }
+        rules = [{ column = "new_value", when = "changed_field_key", in = ["stage_id"], type = "BIGINT" }]
+
+    The file is deal_changes.csv in the export folder; its header must be exactly the
+    columns, in that order. Unknown keys and types are errors naming the file and key.
+    """
+    import tomllib
+
+    from funnel.errors import did_you_mean
+
+    path = sql_dir / DECLARATIONS
+    if not path.is_file():
+        return SOURCES
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: invalid TOML: {e}.") from None
+    found: list[Source] = []
+    for name, tables in data.items():
+        if not IDENTIFIER.fullmatch(name) or not isinstance(tables, dict):
+            raise SourceError(f"{path}: [{name}] must be a source name holding tables like [{name}.deals].")
+        for table, spec in tables.items():
+            where = f"{path}: [{name}.{table}]"
+            if not IDENTIFIER.fullmatch(table) or not isinstance(spec, dict):
+                raise SourceError(f"{where} must be a table named like a plain identifier.")
+            for key in spec:
+                if key not in SOURCE_KEYS:
+                    raise SourceError(f"{where} unknown key '{key}'." + did_you_mean(key, sorted(SOURCE_KEYS)))
+            columns = spec.get("columns")
+            if not isinstance(columns, dict) or not columns:
+                raise SourceError(f'{where} needs columns = {{ column = "TYPE", ... }} in the order of the file\'s header.')
+            for column, sql_type in columns.items():
+                if not isinstance(sql_type, str) or not _known_type(sql_type):
+                    raise SourceError(
+                        f"{where} column {column}: type {sql_type!r} is not one funnel reads strictly; use BIGINT, "
+                        "INTEGER, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP, VARCHAR, JSON or ENUM('a', 'b')."
+                    )
+            fmt = spec.get("timestamp_format")
+            rules = tuple(_rule(where, r, columns) for r in spec.get("rules", []))
+            try:
+                found.append(Source(table, dict(columns), fmt, rules, name))
+            except SourceError as e:
+                raise SourceError(f"{where}: {e}") from None
+    tables = [s.table for s in found]
+    twice = sorted({t for t in tables if tables.count(t) > 1})
+    if twice:
+        raise SourceError(f"{path}: table {twice[0]} is declared by two sources; each file is read once.")
+    if not found:
+        raise SourceError(f"{path}: declares no source table; declare [pipedrive.deal_changes] and the others.")
+    return tuple(found)
+
+
+def _known_type(sql_type: str) -> bool:
+    text = sql_type.strip()
+    return text.upper() in PLAIN_TYPES or text.upper().startswith("ENUM(") or Rule.of(text) is not None
+
+
+def _rule(where: str, entry: Any, columns: dict[str, str]) -> Conditional:
+    from funnel.errors import did_you_mean
+
+    if not isinstance(entry, dict) or not {"column", "when", "in", "type"} <= set(entry):
+        raise SourceError(f'{where} rules: each is {{ column = "...", when = "...", in = ["..."], type = "BIGINT" }}.')
+    for key in entry:
+        if key not in RULE_KEYS:
+            raise SourceError(f"{where} rules: unknown key '{key}'." + did_you_mean(key, sorted(RULE_KEYS)))
+    return Conditional(entry["column"], entry["when"], tuple(entry["in"]), entry["type"], entry.get("format"))
+
 
 TYPE_WORDS = {"JSON": "valid JSON"}
 

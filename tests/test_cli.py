@@ -128,7 +128,10 @@ def test_errors_are_one_line_and_exit_1(built, runner, args, words):
             ["show", "--model", "rep_sales_funnel_montly"],
             "no model 'rep_sales_funnel_montly' in the project. Did you mean 'rep_sales_funnel_monthly'?",
         ),
-        (["build", "--select", "stg_stagez"], "Invalid value for '--select': no model or folder named 'stg_stagez'. Did you mean"),
+        (
+            ["build", "--select", "stg_stagez"],
+            "Invalid value for '--select': no model or folder named 'stg_stagez'. Did you mean",
+        ),
         (["export", "--select", "rep_nothing", "-f", "csv", "--out", "x"], "no model or folder named 'rep_nothing'"),
         (["parity", "--select", "+stg_stagez"], "no model or folder named 'stg_stagez'"),
         (["show", "--month", "2024-02", "--from", "2024-01"], "give either --month or --from/--to"),
