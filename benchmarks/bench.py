@@ -50,7 +50,7 @@ def project(workdir: Path, memory_limit: str | None, threads: int | None) -> Pat
     """A throwaway project: the repo's sql/ and an environment writing into `workdir`."""
     root = workdir / "project"
     shutil.copytree(REPO / "sql", root / "sql")
-    lines = ["[bench]", 'database = "build/bench.duckdb"', 'schema = "public_pipedrive_analytics"']
+    lines = ["[bench]", 'database = "target/bench.duckdb"', 'schema = "public_pipedrive_analytics"']
     if memory_limit:
         lines.append(f'memory_limit = "{memory_limit}"')
     if threads:
@@ -72,7 +72,8 @@ def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int 
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         root = project(Path(tmp), memory_limit, threads)
         env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
-        funnel_cmd = [*funnel_command(), "build", "--env", "bench", "--raw-data", str(raw)]
+        # --full-refresh: a rerun of the same export would otherwise be "up to date" in 0.1 s
+        funnel_cmd = [*funnel_command(), "build", "--env", "bench", "--raw-data", str(raw), "--full-refresh"]
         plain_out = Path(tmp) / "plain.duckdb"
         plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out)]
         if memory_limit:
@@ -107,7 +108,7 @@ def versus(raw: Path, other: str, runs: int) -> None:
         root = project(Path(tmp), None, None)
         env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
         args = ["build", "--env", "bench", "--raw-data", str(raw)]
-        commands = {"this": [*funnel_command(), *args], "other": [other, *args]}
+        commands = {"this": [*funnel_command(), *args, "--full-refresh"], "other": [other, *args]}
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for command in commands.values():
             timed_cpu(command, env)  # warm the file cache and the compiled-project cache
@@ -213,7 +214,7 @@ def export_case(rows: int, runs: int) -> None:
             capture_output=True,
         )
         csv_path = Path(tmp) / "bench_rows.csv"
-        with duckdb.connect(str(root / "build" / "bench.duckdb"), read_only=True) as con:
+        with duckdb.connect(str(root / "target" / "bench.duckdb"), read_only=True) as con:
             con.execute(f"copy {schema}.bench_rows to '{csv_path}' (format csv, header false)")
         conninfo = " ".join(f"{k[2:].lower().replace('database', 'dbname')}={v}" for k, v in pg_env.items())
         with psycopg.connect(conninfo, autocommit=True) as pg:
@@ -245,6 +246,38 @@ def export_case(rows: int, runs: int) -> None:
     print(f"| {count[0] if count else 0:,} | {f:.2f} s | {p:.2f} s | {f / p:.2f} |")
 
 
+def plan_case(raw: Path, runs: int) -> None:
+    """The plan's savings on one export, whole process, alternating in each round: a full
+    build (--full-refresh), a build after editing one reporting model, and a build with
+    nothing changed. Also the committed file's size after each, and peak memory."""
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
+        root = project(Path(tmp), None, None)
+        env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
+        base = [*funnel_command(), "build", "--env", "bench", "--raw-data", str(raw)]
+        model = root / "sql" / "reporting" / "rep_sales_funnel_monthly.sql"
+        database = root / "target" / "bench.duckdb"
+        cases = {"full build": [*base, "--full-refresh"], "one reporting model edited": base, "nothing changed": base}
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        rss: dict[str, float] = dict.fromkeys(cases, 0.0)
+        sizes: list[tuple[str, int]] = []
+        timed(cases["full build"], env)  # warm the file cache and the compiled-project cache
+        for i in range(runs):
+            for name, command in cases.items():
+                if name == "one reporting model edited":
+                    model.write_text(model.read_text() + f"\n-- edit {i}\n")
+                seconds, peak = timed(command, env)
+                times[name].append(seconds)
+                rss[name] = max(rss[name], peak)
+                sizes.append((name, database.stat().st_size))
+    full = statistics.median(times["full build"])
+    print(f"Machine: {machine()}; {raw.name}: {input_rows(raw):,} input rows; median of {runs} alternating rounds.\n")
+    print("| build | time | share of a full build | peak memory |")
+    print("|---|---:|---:|---:|")
+    for name, ts in times.items():
+        print(f"| {name} | {statistics.median(ts):.2f} s | {statistics.median(ts) / full:.0%} | {rss[name]:,.0f} MiB |")
+    print("\nCommitted file after each build (MB): " + ", ".join(f"{size / 1e6:.1f} ({name})" for name, size in sizes))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="case", required=True)
@@ -263,7 +296,14 @@ def main() -> None:
     other.add_argument("--other", required=True, help="the other funnel executable, e.g. a base commit's venv")
     other.add_argument("--deals", type=int, default=1_000_000)
     other.add_argument("--runs", type=int, default=5)
+    planned = sub.add_parser("plan", help="full build vs one model edited vs nothing changed")
+    planned.add_argument("--deals", type=int, default=1_000_000)
+    planned.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+
+    if args.case == "plan":
+        plan_case(export_for(args.deals), args.runs)
+        return
 
     if args.case == "versus":
         versus(export_for(args.deals), args.other, args.runs)
