@@ -295,6 +295,22 @@ def committed_info(env: Environment) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, schema: str, catalog: str | None = None) -> dict[str, list[tuple[str, str]]]:
+    """Every table and view of `schema` (in `catalog`, when given) with its (column, DuckDB type)s, in order.
+
+    The one place that reads a build's shape: show, compare, export and parity all ask here.
+    """
+    query = "select table_name, column_name, data_type from information_schema.columns where table_schema = ?"
+    params: list[Any] = [schema]
+    if catalog:
+        query += " and table_catalog = ?"
+        params.append(catalog)
+    found: dict[str, list[tuple[str, str]]] = {}
+    for table, column, data_type in con.execute(query + " order by table_name, ordinal_position", params).fetchall():
+        found.setdefault(table, []).append((column, data_type))
+    return found
+
+
 def failures_path(env: Environment) -> Path:
     return env.database.with_name(env.database.name + ".failures.json")
 

@@ -80,11 +80,7 @@ def export_files(
 
 def columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
     """(column, DuckDB type) of a built model; ExportError when the build does not have it."""
-    found = duck.execute(
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, name],
-    ).fetchall()
+    found = database.table_columns(duck, schema).get(name)
     if not found:
         raise ExportError(f"model {name} is not in the build of {schema}; run funnel build first.")
     return found

@@ -147,21 +147,14 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
 def _columns(con: Any, env: Environment, model: str, catalog: str | None = None) -> list[str]:
     if not IDENTIFIER.fullmatch(model):
         raise ConfigError(f"--model '{model}' is not a model name (letters, digits, _).")
-    query = "select table_name, column_name from information_schema.columns where table_schema = ?"
-    params: list[Any] = [env.schema]
-    if catalog:
-        query += " and table_catalog = ?"
-        params.append(catalog)
-    found: dict[str, list[str]] = {}
-    for table, column in con.execute(query + " order by ordinal_position", params).fetchall():
-        found.setdefault(table, []).append(column)
+    found = database.table_columns(con, env.schema, catalog)
     if model not in found:
         raise FunnelError(
             f"no model '{model}' in the build of env '{env.name}'."
             + (did_you_mean(model, sorted(found)) if found else "")
             + f" Build it with funnel build --env {env.name}."
         )
-    return found[model]
+    return [column for column, _ in found[model]]
 
 
 def _month_filter(columns: list[str], months: Months, column: str | None = None) -> tuple[str, list[Any]]:
