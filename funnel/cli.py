@@ -212,7 +212,7 @@ def build(
     environment = manifest.env
     if pull:
         _pull_into(manifest.config, environment.export_folder())
-    if dry_run:
+    if dry_run and environment.engine != "spark":
         console.plan_lines(builder.make_plan(manifest, select, full_refresh), detail=True)
         return
     console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
@@ -221,6 +221,13 @@ def build(
     def published() -> None:
         _interrupted_means(f"Interrupted after the new build of env '{environment.name}' was published; it is complete")
 
+    if environment.engine == "spark":
+        if select or full_refresh or dry_run:
+            raise typer.BadParameter("a Spark env always builds everything; drop --select, --full-refresh and --dry-run.")
+        from funnel import spark
+
+        console.build_summary(spark.build(manifest, wait, console.step_line, console.test_line, published))
+        return
     result = builder.build(
         manifest, select, wait, full_refresh, console.plan_lines, console.step_line, console.test_line, published
     )
@@ -369,15 +376,27 @@ def export(
 
 @app.command()
 @handle_errors
-def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption = None) -> None:
-    """Compare PostgreSQL with the build, row for row.
+def parity(
+    env: EnvOption = "dev",
+    dsn: DsnOption = None,
+    select: SelectOption = None,
+    against: Annotated[str | None, typer.Option(help="Another env: compare the two builds (every model) instead.")] = None,
+) -> None:
+    """Compare PostgreSQL with the build, row for row (or two builds, with --against).
 
     Exit 1 on any difference.
     """
     from funnel import console
+    from funnel.parity import compare_builds
     from funnel.parity import parity as compare
 
-    results = compare(_manifest(env), dsn, select)
+    if against is not None and dsn is not None:
+        raise typer.BadParameter("--dsn is for the comparison with PostgreSQL; drop it with --against.", param_hint="--dsn")
+    manifest = _manifest(env)
+    if against is not None:
+        results = compare_builds(manifest, manifest.config.environment(against), select)
+    else:
+        results = compare(manifest, dsn, select)
     console.parity_report(results)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
