@@ -123,12 +123,17 @@ def _epoch(arg: exp.Expression) -> exp.Expression:
 def _refuse_duckdb_only(tree: exp.Expression, path: Path) -> None:
     from sqlglot import exp
 
-    for node in tree.find_all(exp.Anonymous):
-        name = node.name.lower()
-        if name in PRODUCED:
+    syntax = (exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Filter, exp.Window, exp.Distinct, exp.Star, exp.Extract)
+    for node in tree.find_all(exp.Func):
+        if isinstance(node, syntax):
+            continue
+        # The name the Spark SQL will call: sqlglot may keep a DuckDB function under its own name.
+        head = node.sql(dialect="spark").split("(", 1)[0].strip()
+        name = head.lower()
+        if not name.replace("_", "").isalnum() or name in PRODUCED:
             continue
         if name in DUCKDB_ONLY or not _spark_has(name):
-            raise _Untranslatable(f"{node.name}() is DuckDB SQL")
+            raise _Untranslatable(f"{node.name if isinstance(node, exp.Anonymous) else head.lower()}() is DuckDB SQL")
     for cast in tree.find_all(exp.Cast):
         if cast.to.is_type("json", "hugeint", "uhugeint", "union", "map", "interval"):
             raise _Untranslatable(f"a cast to {cast.to.sql(dialect='duckdb')}")
