@@ -14,7 +14,7 @@ kept, older ones are removed. Then the env's `database` becomes a small DuckDB f
 views over the published Parquet with the same `_funnel.build_info` a DuckDB build writes,
 so show, test, export, report and parity read a Spark build like any other.
 
-pyspark and sqlglot are imported here and in the two modules above only: without them
+pyspark and sqlglot are imported only by funnel/spark*.py: without them
 (`pip install 'funnel[spark]'`) every DuckDB command works as before.
 """
 
@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -33,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from funnel import __version__, checks, database, models, plan
 from funnel.build import INFO_SCHEMA, BuildResult, Step
-from funnel.config import URI, Environment
+from funnel.config import Environment
 from funnel.errors import ConfigError, FunnelError, ModelError, TestFailure, first_line
 from funnel.quoting import quote_ident, quote_literal, relation
 from funnel.spark_sources import SparkCsv, load, table
 from funnel.spark_sql import compiled_sql, view_name
+from funnel.spark_warehouse import Warehouse, local_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -56,6 +56,7 @@ FIXED_SETTINGS = {
 DEFAULT_SETTINGS = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"}
 LOG4J = "rootLogger.level = error\nrootLogger.appenderRef.stderr.ref = console\nappender.console.type = Console\n"
 LOG4J += "appender.console.name = console\nappender.console.target = SYSTEM_ERR\nappender.console.layout.type = PatternLayout\n"
+TEST_THREADS = 4  # data tests submitted to Spark at once
 RAW_FOLDER = "_raw"  # builds/<id>/_raw/<source table>: the typed sources
 _sessions: dict[str, SparkSession] = {}
 
@@ -198,104 +199,6 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
-class Warehouse:
-    """An env's folder in the warehouse: its builds and the CURRENT pointer."""
-
-    def __init__(self, spark: SparkSession, env: Environment) -> None:
-        if env.warehouse is None:
-            raise ConfigError(f'{env.config_path}: [{env.name}] engine "spark" needs warehouse = "folder or URI".')
-        self.root = f"{env.warehouse.rstrip('/')}/{env.name}"
-        self.remote = bool(URI.fullmatch(self.root)) and not self.root.startswith("file://")
-        self._spark = spark
-
-    def build_folder(self, build_id: str) -> str:
-        return f"{self.root}/builds/{build_id}"
-
-    def current(self) -> str | None:
-        return self._read("CURRENT")
-
-    def publish(self, build_id: str) -> None:
-        """Point CURRENT at `build_id` (a temporary file renamed over it); keep the last one as PREVIOUS."""
-        previous = self.current()
-        if previous and previous != build_id:
-            self._write("PREVIOUS", previous)
-        self._write("CURRENT", build_id)
-
-    def remove_unpublished(self) -> None:
-        """Remove every build but the published one and the one before it (a killed build's too)."""
-        keep = {self.current(), self._read("PREVIOUS")}
-        for build_id in self._list("builds"):
-            if build_id not in keep:
-                self.remove(build_id)
-
-    def remove(self, build_id: str) -> None:
-        path = self.build_folder(build_id)
-        if self.remote:
-            fs, hpath = self._hadoop(path)
-            fs.delete(hpath, True)
-        else:
-            shutil.rmtree(_local(path), ignore_errors=True)
-
-    def _read(self, name: str) -> str | None:
-        path = f"{self.root}/{name}"
-        if not self.remote:
-            try:
-                return Path(_local(path)).read_text(encoding="utf-8").strip() or None
-            except FileNotFoundError:
-                return None
-        fs, hpath = self._hadoop(path)
-        if not fs.exists(hpath):
-            return None
-        stream = fs.open(hpath)
-        try:
-            reader = self._spark._jvm.java.io.BufferedReader(self._spark._jvm.java.io.InputStreamReader(stream))  # type: ignore[union-attr]
-            return str(reader.readLine() or "").strip() or None
-        finally:
-            stream.close()
-
-    def _write(self, name: str, text: str) -> None:
-        path = f"{self.root}/{name}"
-        temp = f"{self.root}/.{name}.{os.getpid()}.tmp"
-        if not self.remote:
-            local, local_temp = Path(_local(path)), Path(_local(temp))
-            local.parent.mkdir(parents=True, exist_ok=True)
-            with local_temp.open("w", encoding="utf-8") as f:
-                f.write(text + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(local_temp, local)
-            return
-        # Object stores have no atomic rename over a file: delete, then rename. Readers of the
-        # env's DuckDB file are not affected; they switch with its rename.
-        fs, hpath = self._hadoop(path)
-        _, htemp = self._hadoop(temp)
-        out = fs.create(htemp, True)
-        out.write(bytearray((text + "\n").encode()))
-        out.close()
-        fs.delete(hpath, False)
-        if not fs.rename(htemp, hpath):
-            raise FunnelError(f"{path}: cannot be written; check the warehouse's permissions.")
-
-    def _list(self, name: str) -> list[str]:
-        path = f"{self.root}/{name}"
-        if not self.remote:
-            folder = Path(_local(path))
-            return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-        fs, hpath = self._hadoop(path)
-        if not fs.exists(hpath):
-            return []
-        return sorted(str(s.getPath().getName()) for s in fs.listStatus(hpath) if s.isDirectory())
-
-    def _hadoop(self, path: str) -> tuple[Any, Any]:
-        jvm: Any = self._spark._jvm  # type: ignore[attr-defined]
-        hpath = jvm.org.apache.hadoop.fs.Path(path)
-        return hpath.getFileSystem(self._spark._jsc.hadoopConfiguration()), hpath  # type: ignore[attr-defined]
-
-
-def _local(path: str) -> str:
-    return path.removeprefix("file://")
-
-
 def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, record: Callable[[Step], None]) -> None:
     export = manifest.env.export_folder()
     for source in manifest.sources:
@@ -332,19 +235,25 @@ def _run_model(spark: SparkSession, manifest: Manifest, model: models.Model, fol
 def _run_tests(
     spark: SparkSession, manifest: Manifest, sql: dict[str, str], on_test: Callable[[checks.TestResult], None] | None
 ) -> list[checks.TestResult]:
+    from concurrent.futures import ThreadPoolExecutor
+
     from pyspark.errors import PySparkException
 
-    results = []
-    for test in manifest.tests:
+    def run(test: checks.DataTest) -> checks.TestResult:
         started = time.perf_counter()
         try:
             row = spark.sql(f"select count(*) from ({sql[test.name]}) as failing").collect()
-            result = checks.TestResult(test, int(row[0][0]), time.perf_counter() - started)
+            return checks.TestResult(test, int(row[0][0]), time.perf_counter() - started)
         except PySparkException as e:
-            result = checks.TestResult(test, 0, time.perf_counter() - started, error=f"Spark: {first_line(e)}")
-        results.append(result)
-        if on_test:
-            on_test(result)
+            return checks.TestResult(test, 0, time.perf_counter() - started, error=f"Spark: {first_line(e)}")
+
+    # Most tests are small jobs: several at once keep the executors busy. Reported in project order.
+    results = []
+    with ThreadPoolExecutor(max_workers=TEST_THREADS) as pool:
+        for result in pool.map(run, manifest.tests):
+            results.append(result)
+            if on_test:
+                on_test(result)
     return results
 
 
@@ -394,7 +303,7 @@ def _write_database(path: Path, manifest: Manifest, folder: str, info: dict[str,
     """
     import duckdb
 
-    env, folder = manifest.env, _local(folder)
+    env, folder = manifest.env, local_path(folder)
     con = duckdb.connect(str(path))
     try:
         con.execute(f"create schema {quote_ident(models.RAW_SCHEMA)}")
