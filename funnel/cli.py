@@ -387,7 +387,7 @@ def parity(
     Exit 1 on any difference.
     """
     from funnel import console
-    from funnel.parity import compare_builds
+    from funnel.parity import DOUBLE_DIGITS, compare_builds
     from funnel.parity import parity as compare
 
     if against is not None and dsn is not None:
@@ -398,6 +398,9 @@ def parity(
     else:
         results = compare(manifest, dsn, select)
     console.parity_report(results)
+    for r in results:
+        if r.rounded:
+            print(f"  {r.rounded:,} row(s) of {r.table} equal to {DOUBLE_DIGITS} significant digits in DOUBLE columns only")
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

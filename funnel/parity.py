@@ -30,6 +30,7 @@ class TableParity:
     unexpected: int  # in PostgreSQL, not in DuckDB
     examples: list[tuple[str, tuple[Any, ...]]]  # ("missing" | "unexpected", row)
     exists: bool = True
+    rounded: int = 0  # builds only: rows equal only with DOUBLE columns to DOUBLE_DIGITS significant digits
 
     @property
     def ok(self) -> bool:
@@ -92,6 +93,12 @@ def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], 
     return TableParity(name, total - counts["missing"], counts["missing"], counts["unexpected"], shown)
 
 
+# Two engines (or one with another thread count) add floating-point numbers in another order,
+# so an average of DOUBLEs may differ in its last bits (1e-16 relative). Rows that differ
+# only there match when DOUBLE columns are compared to this many significant digits.
+DOUBLE_DIGITS = 12
+
+
 @dataclass(frozen=True)
 class ColumnsDiffer:
     """Two builds of a model whose columns (names or types) are not the same."""
@@ -112,8 +119,10 @@ def compare_builds(manifest: Manifest, other: Environment, select: str | None = 
 
     Any engines: both envs' databases are DuckDB files (a Spark env's holds views over its
     Parquet), attached read-only side by side. Column names and types must match; rows are
-    compared with `except all` both ways, so duplicates count. Every model by default.
-    Raises ExportError naming the model whose columns differ.
+    compared with `except all` both ways, so duplicates count. Rows that differ only in the
+    last bits of DOUBLE columns (sums in another order) match to DOUBLE_DIGITS significant
+    digits and are counted in `rounded`. Every model by default. Raises ExportError naming
+    the model whose columns differ.
     """
     env = manifest.env
     if other.database == env.database:
@@ -134,9 +143,25 @@ def compare_builds(manifest: Manifest, other: Environment, select: str | None = 
                     f"model {name}: env '{env.name}' and env '{other.name}' built different columns "
                     f"({ColumnsDiffer(name, ours, theirs).describe()}); rebuild both from the same project."
                 )
-            theirs_relation = f"against.{relation(other.schema, name)}"
-            results.append(_compare_relations(duck, relation(env.schema, name), theirs_relation, name, examples))
+            pair = relation(env.schema, name), f"against.{relation(other.schema, name)}"
+            result = _compare_relations(duck, *pair, name, examples)
+            doubles = [c for c, t in ours if t == "DOUBLE"]
+            if not result.ok and doubles:
+                left, right = (_rounded(r, ours, doubles) for r in pair)
+                rounded = _compare_relations(duck, left, right, name, examples)
+                if rounded.ok:
+                    result = TableParity(name, rounded.matching, 0, 0, [], rounded=result.missing)
+            results.append(result)
     return results
+
+
+def _rounded(table: str, columns: list[tuple[str, str]], doubles: list[str]) -> str:
+    """`table` with its DOUBLE columns as text to DOUBLE_DIGITS significant digits."""
+    listed = ", ".join(
+        f"printf('%.{DOUBLE_DIGITS - 1}e', {quote_ident(c)}) as {quote_ident(c)}" if c in doubles else quote_ident(c)
+        for c, _ in columns
+    )
+    return f"(select {listed} from {table})"
 
 
 def _catalog(duck: Any) -> str:

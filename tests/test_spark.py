@@ -349,3 +349,33 @@ def test_a_spark_env_without_pyspark_says_how_to_install_it(spark_project, monke
     with pytest.raises(ConfigError, match=r"pip install 'funnel\[spark\]'"):
         spark.session(load_config(spark_project).environment("spark"))
 
+
+@pytest.mark.parametrize(("relative", "outcome"), [(1e-15, 0), (1e-9, 1)], ids=["last-bits", "a-real-difference"])
+def test_parity_of_two_builds_forgives_only_the_last_bits_of_doubles(built, runner, relative, outcome):
+    import duckdb
+
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
+    with duckdb.connect(str(built / "target" / "prod.duckdb")) as con:
+        con.execute(
+            f"update prod_pipedrive_analytics.rep_stage_velocity set avg_days = avg_days * (1 + {relative}) where funnel_step = 1"
+        )
+    result = runner.invoke(app, ["parity", "--env", "prod", "--against", "dev", "--select", "rep_stage_velocity"])
+    assert result.exit_code == outcome, result.output
+    if outcome:
+        assert "rep_stage_velocity: DIFFERENT matching=8 missing=1 unexpected=1" in result.stdout
+    else:
+        assert "1 row(s) of rep_stage_velocity equal to 12 significant digits in DOUBLE columns only" in result.stdout
+
+
+def test_parity_of_two_builds_finds_a_changed_row(built, runner):
+    import duckdb
+
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
+    with duckdb.connect(str(built / "target" / "prod.duckdb")) as con:
+        con.execute(
+            "update prod_pipedrive_analytics.rep_sales_funnel_monthly set deals_count = deals_count + 1 where funnel_step = 2.1"
+        )
+    result = runner.invoke(app, ["parity", "--env", "prod", "--against", "dev"])
+    assert result.exit_code == 1
+    assert "rep_sales_funnel_monthly: DIFFERENT" in result.stdout
+    assert "rep_deal_cohorts: OK" in result.stdout
