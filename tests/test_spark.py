@@ -380,3 +380,56 @@ def test_parity_of_two_builds_finds_a_changed_row(built, runner):
     assert result.exit_code == 1
     assert "rep_sales_funnel_monthly: DIFFERENT" in result.stdout
     assert "rep_deal_cohorts: OK" in result.stdout
+
+
+def _postgres_dsn() -> str | None:
+    try:
+        import psycopg
+
+        dsn = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+        with psycopg.connect(dsn):
+            return dsn
+    except Exception:  # no server: the test skips
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@needs_spark
+def test_export_to_postgresql_and_parity_work_on_a_spark_build(project, runner):
+    import secrets
+
+    import psycopg
+
+    dsn = _postgres_dsn()
+    if dsn is None:
+        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432 as postgres")
+    schema = f"funnel_spark_test_{secrets.token_hex(4)}"
+    with (project / "environments.toml").open("a") as f:
+        f.write(SPARK_ENV.replace('"public_pipedrive_analytics"', f'"{schema}"'))
+    try:
+        from funnel import spark
+
+        spark.build(manifest_of(project, "spark"), keep_session=True)
+        exported = runner.invoke(app, ["export", "--env", "spark", "--dsn", dsn])
+        assert exported.exit_code == 0, exported.output
+        compared = runner.invoke(app, ["parity", "--env", "spark", "--dsn", dsn])
+        assert compared.exit_code == 0, compared.output
+        assert "rep_sales_funnel_monthly: OK" in compared.stdout
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as pg:
+            pg.execute(f'drop schema if exists "{schema}" cascade')
+
+
+@pytest.mark.slow
+@needs_spark
+@pytest.mark.parametrize("case", ["header_only", "quoted_commas_newlines"], ids=str)
+def test_legal_odd_input_builds_on_spark_as_on_duckdb(spark_project, case):
+    from funnel import build, spark
+
+    export = _bad_export(spark_project, case)
+    build.build(manifest_of(spark_project, "dev", export))
+    result = spark.build(manifest_of(spark_project, "spark", export), keep_session=True)
+    if CASES[case]["outcome"] == "warn":
+        assert CASES[case]["words"] in {r.test.name for r in result.tests if r.status == "WARN"}
+    assert_same_builds(spark_project, export)
