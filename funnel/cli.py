@@ -289,7 +289,7 @@ def build(
     environment = manifest.env
     if pull:
         _pull_into(manifest.config, environment.export_folder())
-    if dry_run:
+    if dry_run and environment.engine != "spark":
         console.plan_lines(builder.make_plan(manifest, select, full_refresh, exclude), detail=True)
         return
     console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
@@ -298,6 +298,13 @@ def build(
     def published() -> None:
         _interrupted_means(f"Interrupted after the new build of env '{environment.name}' was published; it is complete")
 
+    if environment.engine == "spark":
+        if select or full_refresh or dry_run:
+            raise typer.BadParameter("a Spark env always builds everything; drop --select, --full-refresh and --dry-run.")
+        from funnel import spark
+
+        console.build_summary(spark.build(manifest, wait, console.step_line, console.test_line, published))
+        return
     result = builder.build(
         manifest, select, wait, full_refresh, console.plan_lines, console.step_line, console.test_line, published, exclude
     )
@@ -549,16 +556,31 @@ def export(
 
 @app.command()
 @handle_errors
-def parity(env: EnvOption = "dev", dsn: DsnOption = None, select: SelectOption = None) -> None:
-    """Compare PostgreSQL with the build, row for row.
+def parity(
+    env: EnvOption = "dev",
+    dsn: DsnOption = None,
+    select: SelectOption = None,
+    against: Annotated[str | None, typer.Option(help="Another env: compare the two builds (every model) instead.")] = None,
+) -> None:
+    """Compare PostgreSQL with the build, row for row (or two builds, with --against).
 
     Exit 1 on any difference.
     """
     from funnel import console
+    from funnel.parity import DOUBLE_DIGITS, compare_builds
     from funnel.parity import parity as compare
 
-    results = compare(_manifest(env, select=select), dsn, select)
+    if against is not None and dsn is not None:
+        raise typer.BadParameter("--dsn is for the comparison with PostgreSQL; drop it with --against.", param_hint="--dsn")
+    manifest = _manifest(env, select=select)
+    if against is not None:
+        results = compare_builds(manifest, manifest.config.environment(against), select)
+    else:
+        results = compare(manifest, dsn, select)
     console.parity_report(results)
+    for r in results:
+        if r.rounded:
+            print(f"  {r.rounded:,} row(s) of {r.table} equal to {DOUBLE_DIGITS} significant digits in DOUBLE columns only")
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

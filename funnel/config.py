@@ -38,6 +38,10 @@ VARS_TABLE = "vars"
 # `[pipedrive]` is reserved: it configures `funnel pull`, it is not an environment.
 PIPEDRIVE_TABLE = "pipedrive"
 PIPEDRIVE_KEYS = {"api_url": str, "request_budget": int}
+# `engine = "spark"`: the env builds on Apache Spark (funnel/spark.py); DuckDB is the default.
+ENGINES = ("duckdb", "spark")
+SPARK_ONLY_KEYS = ("master", "warehouse", "spark")
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.+")  # use with fullmatch: s3a://bucket/path, hdfs://nn/path
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ class Environment:
     postgres: Postgres = field(default_factory=Postgres)
     config_path: Path = Path(CONFIG_FILE)
     vars: dict[str, Any] = field(default_factory=dict)  # [<env>.vars]: over the project's [vars]
+    engine: str = "duckdb"  # or "spark": the build runs on Spark, readers use `database` as always
+    master: str = "local[*]"  # Spark master URL (engine spark)
+    warehouse: str | None = None  # engine spark: folder (absolute) or URI the Parquet outputs go to
+    spark: dict[str, str] = field(default_factory=dict)  # [<env>.spark]: SparkSession builder settings
 
     def export_folder(self) -> Path:
         """The export this environment builds from; ConfigError when it names none.
@@ -131,6 +139,10 @@ ENV_KEYS: dict[str, type | tuple[type, ...]] = {
     "memory_limit": str,
     "postgres": dict,
     "vars": dict,
+    "engine": str,
+    "master": str,
+    "warehouse": str,
+    "spark": dict,
 }
 
 
@@ -242,6 +254,7 @@ def _environment(path: Path, name: str, table: Any) -> Environment:
     database = (base / table["database"]).resolve()
     if table["database"].endswith(("/", "\\")) or database.is_dir():
         raise ConfigError(f"{where} database '{table['database']}' is a folder; name a file, e.g. build/{name}.duckdb.")
+    engine, master, warehouse, spark = _engine(where, base, table)
     return Environment(
         name=name,
         database=database,
@@ -252,7 +265,37 @@ def _environment(path: Path, name: str, table: Any) -> Environment:
         threads=threads,
         memory_limit=memory_limit,
         postgres=_postgres(f"{where}.postgres", table.get("postgres", {})),
+        engine=engine,
+        master=master,
+        warehouse=warehouse,
+        spark=spark,
     )
+
+
+def _engine(where: str, base: Path, table: dict[str, Any]) -> tuple[str, str, str | None, dict[str, str]]:
+    """engine, master, warehouse and the [<env>.spark] settings of one environment table."""
+    engine = table.get("engine", "duckdb")
+    if engine not in ENGINES:
+        raise ConfigError(f"{where} engine '{engine}' is not one of {', '.join(ENGINES)}." + did_you_mean(engine, ENGINES))
+    if engine != "spark":
+        for key in SPARK_ONLY_KEYS:
+            if key in table:
+                raise ConfigError(f'{where} {key} is a Spark setting; add engine = "spark" or remove {key}.')
+        return engine, "local[*]", None, {}
+    master = table.get("master", "local[*]")
+    if not master.strip():
+        raise ConfigError(f'{where} master is empty; name a Spark master like "local[*]" or "spark://host:7077".')
+    raw = table.get("warehouse")
+    if raw is None or not raw.strip():
+        raise ConfigError(f'{where} engine "spark" needs warehouse = "folder or URI" for the Parquet outputs.')
+    warehouse = raw if URI.fullmatch(raw) else str((base / raw).resolve())
+    settings = table.get("spark", {})
+    spark: dict[str, str] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict | list) or not key.strip():
+            raise ConfigError(f"{where}.spark {key!r} must be a Spark setting with a string, number or boolean value.")
+        spark[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return engine, master, warehouse, spark
 
 
 def _postgres(where: str, table: dict[str, Any]) -> Postgres:

@@ -163,6 +163,8 @@ def make(manifest: Manifest, previous: Previous | None, select: list[str] | None
         if previous is None
         else f"built by funnel {prior.funnel_version}"
         if prior.funnel_version != __version__
+        else f"the last build ran on {prior.info.get('engine')}"
+        if prior.info.get("engine", "duckdb") != "duckdb"
         else None
     )
     steps: list[Step] = []
