@@ -204,7 +204,8 @@ def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, record: 
     for source in manifest.sources:
         started = time.perf_counter()
         out = f"{folder}/{RAW_FOLDER}/{source.table}"
-        rows = load(spark, SparkCsv(export / source.file_name, source.columns, source.timestamp_format), out)
+        csv = SparkCsv(export / source.file_name, source.columns, source.timestamp_format, source.conditional)
+        rows = load(spark, csv, out)
         table(spark, out, source.columns).createOrReplaceTempView(view_name(models.RAW_SCHEMA, source.table))
         record(Step(f"{models.RAW_SCHEMA}.{source.table}", "source", time.perf_counter() - started, rows))
 

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import SourceError
-from funnel.sources import TS, TYPE_WORDS, check_header
+from funnel.sources import TS, TYPE_WORDS, Conditional, check_header
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 PROBLEM, VALUE, CORRUPT = "_funnel_problem", "_funnel_value", "_funnel_corrupt"
+CONDITIONAL = "_funnel_rule_"  # + the index of a source's conditional rule, as a problem label
 # strftime directive -> (regular expression, Spark datetime pattern)
 DIRECTIVES = {
     "%Y": (r"[0-9]{4}", "yyyy"),
@@ -48,6 +49,7 @@ class SparkCsv:
     path: Path
     columns: dict[str, str]  # name -> DuckDB type, as declared
     timestamp_format: str | None = None
+    conditional: tuple[Conditional, ...] = ()  # new_value of stage_id rows is a whole number, ...
 
 
 def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
@@ -77,6 +79,13 @@ def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
     for name, (bad, _) in rules.items():
         problem = problem.when(bad, F.lit(name))
         value = value.when(bad, F.col(name))
+    for i, c in enumerate(source.conditional):
+        # The same rule as the DuckDB loader's: the text column must fit `c.type` where it applies.
+        spelled = SparkCsv(source.path, source.columns, c.format or source.timestamp_format)
+        bad_spelling, _ = _rule(spelled, c.column, c.type)
+        applies = F.col(c.when_column).isin(*c.when_values) & bad_spelling
+        problem = problem.when(applies, F.concat(F.lit(f"{CONDITIONAL}{i}:"), F.col(c.when_column)))
+        value = value.when(applies, F.col(c.column))
     typed = text.select(
         # Converted only when valid: Spark's ANSI casts fail the whole job on a bad value.
         *[F.when(~bad, converted).alias(name) for name, (bad, converted) in rules.items()],
@@ -152,6 +161,17 @@ def _enum_values(sql_type: str) -> list[str]:
 
 
 def _describe(source: SparkCsv, column: str, value: Any, bad_rows: int) -> str:
+    if column.startswith(CONDITIONAL):
+        index, _, key = column.removeprefix(CONDITIONAL).partition(":")
+        c = source.conditional[int(index)]
+        line, _ = _locate(source, c.column, value)
+        more = f" ({bad_rows - 1} more bad line{'s' if bad_rows != 2 else ''})" if bad_rows > 1 else ""
+        where = f"{source.path} line {line}" if line else str(source.path)
+        expected = _type_words(c.type, c.format or source.timestamp_format)
+        return (
+            f"{where}, column {c.column} ({c.when_column} {key}): "
+            f"{_short(str(value))!r} is not {expected}{more}; fix or remove the row."
+        )
     line, field = _locate(source, column, value)
     more = f" ({bad_rows - 1} more bad line{'s' if bad_rows != 2 else ''})" if bad_rows > 1 else ""
     where = f"{source.path} line {line}" if line else str(source.path)
