@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from funnel.errors import ConfigError, did_you_mean, shorten
+from funnel.errors import ConfigError, shorten
 
 # What a time zone name may look like before it is looked up: it is pasted into SQL.
 ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
@@ -57,9 +57,7 @@ def defaults() -> dict[str, Any]:
 
 def non_default(variables: Mapping[str, Any]) -> dict[str, Any]:
     """The definitions in `variables` that differ from today's report, in declared order."""
-    return {
-        name: variables[name] for name, d in DEFINITIONS.items() if name in variables and variables[name] != d.default
-    }
+    return {name: variables[name] for name, d in DEFINITIONS.items() if name in variables and variables[name] != d.default}
 
 
 def describe(variables: Mapping[str, Any]) -> str:
@@ -67,9 +65,7 @@ def describe(variables: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={_text(v)}" for k, v in non_default(variables).items())
 
 
-def check(
-    config_path: Path, env_name: str, project: Mapping[str, Any], env: Mapping[str, Any], given: Mapping[str, Any]
-) -> None:
+def check(config_path: Path, env_name: str, project: Mapping[str, Any], env: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """Raise ConfigError for a definition var with a value it does not allow, a near-miss
     name, or a combination the SQL cannot count; each message names where the value came from."""
     sources = (
@@ -101,13 +97,19 @@ def _check_name(where: str, name: str) -> None:
         raise ConfigError(f"{where} '{name}' is not a funnel definition. Did you mean '{close[0]}'?")
 
 
+def _close(word: str, choices: list[str]) -> str:
+    """' Did you mean 'x'?' for a close choice; '' when none is (the message lists them)."""
+    close = difflib.get_close_matches(word[:200], choices, n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
 def _check_value(where: str, name: str, value: Any) -> None:
     definition = DEFINITIONS[name]
     if name == "timezone":
         if not isinstance(value, str) or not ZONE_NAME.fullmatch(value) or value not in time_zones():
             raise ConfigError(
                 f"{where} timezone = {shorten(repr(value), 60)} is not an IANA time zone name such as "
-                f'"Europe/Berlin" or "UTC".' + did_you_mean(str(value), sorted(time_zones()))
+                f'"Europe/Berlin" or "UTC".' + _close(str(value), sorted(time_zones()))
             )
         return
     # bool is an int in Python: compare types too, so 1 is not taken for true.
@@ -116,7 +118,7 @@ def _check_value(where: str, name: str, value: Any) -> None:
     allowed = " or ".join(_toml(v) for v in definition.values)
     raise ConfigError(
         f"{where} {name} = {shorten(_toml(value), 60)} is not allowed; use {allowed} ({definition.meaning})."
-        + did_you_mean(str(value), [str(v) for v in definition.values if isinstance(v, str)])
+        + _close(str(value), [str(v) for v in definition.values if isinstance(v, str)])
     )
 
 
