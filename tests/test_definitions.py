@@ -388,3 +388,78 @@ def test_a_changed_definition_reruns_the_report(tiny, a, b):
     first = report(tiny)
     build_with(tiny, {"stage_entry": b})
     assert report(tiny) != first
+
+
+# --- which definitions a report was built with -------------------------------------------
+
+
+def test_show_says_which_definitions_the_build_counts_with(tiny, runner):
+    assert runner.invoke(app, ["build", "--var", "stage_entry=every", "--var", "timezone=Europe/Berlin"]).exit_code == 0
+    shown = runner.invoke(app, ["show"])
+    assert "rep_sales_funnel_monthly · dev · stage_entry=every, timezone=Europe/Berlin" in shown.stdout
+    as_csv = runner.invoke(app, ["show", "-f", "csv"])
+    # csv stays plain data (header + rows); the note goes to stderr.
+    rows = list(csv.reader(as_csv.stdout.splitlines()))
+    assert rows[0] == ["month", "kpi_name", "funnel_step", "deals_count"]
+    assert len(rows) - 1 == len(report(tiny))
+    assert "built with definitions: stage_entry=every, timezone=Europe/Berlin" in as_csv.stderr
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    default = runner.invoke(app, ["show", "-f", "csv"])
+    assert "definitions" not in default.stderr and "stage_entry" not in runner.invoke(app, ["show"]).stdout
+
+
+def test_compare_puts_two_definitions_side_by_side(tiny, runner):
+    (tiny / "environments.toml").write_text(ENVIRONMENTS + '\n[prod.vars]\nstage_entry = "every"\n')
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
+    result = runner.invoke(app, ["show", "--compare", "prod", "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "built with definitions: dev (default definitions) vs prod (stage_entry=every)" in result.stderr
+    diff = {(r[0], r[2]): int(r[5]) for r in list(csv.reader(result.stdout.splitlines()))[1:]}
+    # February, step 1: 2 deals' first entries (dev) against 4 deals entering (prod).
+    assert diff[("2024-02-01", "1.0")] == 2 - 4
+
+
+def test_file_exports_carry_a_definitions_table_beside_the_models(tiny, runner, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["build", "--var", "calls=all", "--var", "zero_fill=true"]).exit_code == 0
+    assert runner.invoke(app, ["export", "-f", "csv", "--out", str(out)]).exit_code == 0
+    assert _read(out / "_funnel_definitions.csv") == [
+        {"definition": "calls", "value": "all"},
+        {"definition": "zero_fill", "value": "true"},
+    ]
+    funnel_rows = _read(out / "rep_sales_funnel_monthly.csv")
+    assert len(funnel_rows) == 3 * len(STEPS)  # zero_fill: the data file stays plain csv
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert runner.invoke(app, ["export", "-f", "csv", "--out", str(out)]).exit_code == 0
+    assert not (out / "_funnel_definitions.csv").exists()  # defaults again: no stale note
+
+
+@pytest.mark.postgres
+def test_postgres_tables_say_which_definitions_they_count_with(project, runner):
+    from .test_export import _SKIP, PG, side_schemas
+
+    if _SKIP:
+        pytest.skip(_SKIP)
+    import secrets
+
+    import psycopg
+
+    name = f"funnel_test_{secrets.token_hex(4)}"
+    text = ENVIRONMENTS.replace('"public_pipedrive_analytics"', f'"{name}"')
+    text += f'[dev.postgres]\nhost = "{PG["host"]}"\nport = {PG["port"]}\nuser = "{PG["user"]}"\ndbname = "{PG["dbname"]}"\n'
+    (project / "environments.toml").write_text(text)
+    query = "select obj_description(%s::regclass, 'pg_class')"
+    with psycopg.connect(**PG, autocommit=True) as pg:  # type: ignore[arg-type]
+        try:
+            assert runner.invoke(app, ["build", "--var", "call_months=first"]).exit_code == 0
+            assert runner.invoke(app, ["export"]).exit_code == 0
+            table = f'"{name}".rep_sales_funnel_monthly'
+            assert pg.execute(query, [table]).fetchone() == ("funnel: built with call_months=first",)
+            assert runner.invoke(app, ["build"]).exit_code == 0
+            assert runner.invoke(app, ["export"]).exit_code == 0
+            assert pg.execute(query, [table]).fetchone() == ("funnel: built with the default definitions",)
+        finally:
+            pg.execute(f'drop schema if exists "{name}" cascade')
+            for side in side_schemas(pg, name):
+                pg.execute(f'drop schema "{side}" cascade')
