@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from funnel import definitions
 from funnel.errors import ConfigError, did_you_mean
 
 CONFIG_FILE = "environments.toml"
@@ -110,6 +111,7 @@ class Config:
 
     def variables(self, env: Environment, given: dict[str, Any] | None = None) -> dict[str, Any]:
         """What var() reads for `env`: [vars], then [<env>.vars], then --var, each winning."""
+        definitions.check(self.config_path, env.name, self.vars, env.vars, given or {})  # funnel/definitions.py
         return {**self.vars, **env.vars, **(given or {})}
 
     @property

@@ -252,6 +252,8 @@ def print_table(table: Table, fmt: str, compact: bool = False) -> None:
         return
     if table.truncated:
         info(f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all")
+    if table.definitions:  # the title says it in a terminal; csv and json stay plain data
+        info(f"built with definitions: {table.definitions}")
 
 
 def print_summary(summary: Summary) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from funnel import database
+from funnel import database, definitions
 from funnel.config import Environment
 from funnel.errors import ConfigError, ExportError, first_line
 from funnel.quoting import quote_literal, relation
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from funnel.manifest import Manifest
 
 FILE_FORMATS = ("csv", "parquet")
+DEFINITIONS_FILE = "_funnel_definitions"  # beside the models when the build's definitions are not the defaults
 SCRATCH_PREFIX = ".funnel-export-"  # + pid + "-" + random: a folder beside the env's build
 
 
@@ -75,7 +76,35 @@ def export_files(
             done.append(item)
             if on_table:
                 on_table(item)
+        _write_definitions(duck, out, fmt, definitions.recorded_vars(duck))
     return done
+
+
+def _write_definitions(duck: duckdb.DuckDBPyConnection, out: Path, fmt: str, built_with: dict[str, object]) -> None:
+    """`out/_funnel_definitions.<fmt>`: the non-default definitions (README "Definitions")
+    the exported build counts with, one row each; none (and no stale file) for the defaults."""
+    import duckdb
+
+    final = out / f"{DEFINITIONS_FILE}.{fmt}"
+    if not built_with:
+        with contextlib.suppress(FileNotFoundError):
+            final.unlink()
+        return
+    temp = out / f".{DEFINITIONS_FILE}.{fmt}.{os.getpid()}.tmp"
+    options = "format csv, header true" if fmt == "csv" else "format parquet"
+    values = ", ".join("(?, ?)" for _ in built_with)
+    params = [str(p) for pair in built_with.items() for p in (pair[0], definitions.text(pair[1]))]
+    try:
+        duck.execute(
+            f"copy (select * from (values {values}) as t(definition, value)) to {quote_literal(str(temp))} ({options})",
+            params,
+        )
+        os.replace(temp, final)
+    except (duckdb.Error, OSError) as e:
+        raise ExportError(f"{final}: cannot be written ({first_line(e)}); check the folder and free space.") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
 
 
 def columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel import database
+from funnel import database, definitions
 from funnel.config import Environment
 from funnel.errors import ConfigError, ExportError, first_line
 from funnel.files import Exported, columns, scratch_folder, selected
@@ -173,6 +173,7 @@ def export_postgres(
                 env.postgres.lock_timeout,
                 f"[{env.name}.postgres] of {manifest.config.config_path}",
                 on_published,
+                definitions.recorded(duck),
             )
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(
@@ -272,6 +273,7 @@ def _swap_all(
     deadline: float,
     config: str,
     on_published: Callable[[], None] | None = None,
+    built_with: str = "",
 ) -> None:
     """Swap every table in one transaction, holding up the tables' readers for a second at most.
 
@@ -295,8 +297,11 @@ def _swap_all(
                     existing = [t for t in tables if _exists(pg, t)]
                     if existing:
                         pg.execute(f"lock table {', '.join(existing)} in access exclusive mode")
+                    # Each table says which definitions (README "Definitions") it counts with.
+                    comment = f"funnel: built with {built_with or 'the default definitions'}"
                     for name in names:
                         _swap(pg, side, schema, name)
+                        pg.execute(f"comment on table {relation(schema, name)} is {quote_literal(comment)}")
                     pg.execute(f"drop schema {quote_ident(side)}")
                 if on_published:
                     on_published()

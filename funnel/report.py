@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from funnel import database
+from funnel import database, definitions
 from funnel.config import IDENTIFIER, Environment
 from funnel.errors import ConfigError, FunnelError, did_you_mean
 from funnel.quoting import quote_ident, quote_literal, relation
@@ -31,6 +31,7 @@ class Table:
     rows: list[tuple[Any, ...]]
     title: str
     total: int | None = None
+    definitions: str = ""  # the build's non-default definitions ('stage_entry=every'), '' for none
 
     @property
     def truncated(self) -> bool:
@@ -92,8 +93,10 @@ def show(
         if (months.first or months.last) and not rows:
             covered = _month_range(con, env, model, columns)
             raise FunnelError(f"no rows for {months.label} in {model} (env '{env.name}'); {covered}.")
+        built_with = definitions.recorded(con)
     title = f"{model} · {env.name}" + (f" · {months.label}" if months.first or months.last else "")
-    return Table(tuple(columns), rows, title, total)
+    title += f" · {built_with}" if built_with else ""
+    return Table(tuple(columns), rows, title, total, built_with)
 
 
 def _count(con: Any, source: str, params: list[Any]) -> int:
@@ -115,6 +118,7 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         if not set(KEY) | {MEASURE} <= set(columns):
             raise ConfigError(f"--compare needs a model with {', '.join(KEY)} and {MEASURE}, like {DEFAULT_MODEL}.")
         con.execute(f"attach {quote_literal(str(other.database))} as other_env (read_only)")
+        built_with = definitions.recorded(con, catalog=None), definitions.recorded(con, catalog="other_env")
         try:
             _columns(con, other, model, catalog="other_env")
             where, params = _month_filter(columns, months, column="coalesce(a.month, b.month)")
@@ -141,7 +145,12 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         raise FunnelError(f"no rows for {months.label} in {model} in env '{env.name}' or '{other.name}'.")
     columns_out = (*KEY, env.name, other.name, "difference")
     label = f" · {months.label}" if months.first or months.last else ""
-    return Table(columns_out, rows, f"{model} · {env.name} vs {other.name}{label}")
+    if any(built_with):
+        names = [f"{e.name} ({b or 'default definitions'})" for e, b in zip((env, other), built_with, strict=True)]
+        title, note = f"{model} · {names[0]} vs {names[1]}{label}", f"{names[0]} vs {names[1]}"
+    else:
+        title, note = f"{model} · {env.name} vs {other.name}{label}", ""
+    return Table(columns_out, rows, title, definitions=note)
 
 
 def _columns(con: Any, env: Environment, model: str, catalog: str | None = None) -> list[str]:

@@ -1,4 +1,5 @@
--- Activities marked done, with the name of their type.
+-- Activities marked done, with the name of their type; with the definition
+-- calls = "all" (README "Definitions") every activity, done or not.
 with activities as (
     select * from {{ ref('stg_activity') }}
 ),
@@ -17,7 +18,9 @@ completed as (
         activities.due_at,
     from activities
     left join activity_types on activities.activity_type = activity_types.activity_type
+    {%- if var('calls', 'done') == 'done' %}
     where activities.is_done
+    {%- endif %}
 )
 
 select * from completed

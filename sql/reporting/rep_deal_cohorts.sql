@@ -2,6 +2,15 @@
 -- cohort_month (the month of a deal's earliest add_time row), how many ever entered the
 -- step's stage or ever had a done call of the step's type. Deals without an add_time row
 -- belong to no cohort.
+-- Months are calendar months in the time zone of the definition timezone (UTC by default).
+{%- set tz = var('timezone', 'UTC') %}
+{%- macro month(ts) -%}
+{%- if tz == 'UTC' -%}
+date_trunc('month', {{ ts }})::date
+{%- else -%}
+date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
+{%- endif -%}
+{%- endmacro %}
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
@@ -21,7 +30,7 @@ funnel_steps as (
 cohort_deals as (
     select
         deal_id,
-        date_trunc('month', min(changed_at))::date as cohort_month,
+        {{ month('min(changed_at)') }} as cohort_month,
     from deal_changes
     where changed_field_key = 'add_time'
     group by deal_id

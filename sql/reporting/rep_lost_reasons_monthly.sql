@@ -5,6 +5,15 @@
 -- when there is none, or when that stage is no funnel step).
 -- Ties: rows of a deal with the same change_time are ordered by their value (the id), the
 -- larger one counting as the later change.
+-- Months are calendar months in the time zone of the definition timezone (UTC by default).
+{%- set tz = var('timezone', 'UTC') %}
+{%- macro month(ts) -%}
+{%- if tz == 'UTC' -%}
+date_trunc('month', {{ ts }})::date
+{%- else -%}
+date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
+{%- endif -%}
+{%- endmacro %}
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
@@ -62,7 +71,7 @@ lost_reason_labels as (
 
 final as (
     select
-        date_trunc('month', losses.lost_at)::date as month,
+        {{ month('losses.lost_at') }} as month,
         losses.lost_reason_id,
         lost_reason_labels.label as lost_reason,
         funnel_steps.funnel_step as last_funnel_step,

@@ -6,6 +6,15 @@
 -- and the user the done call is assigned to.
 -- Ties: user_id rows of a deal with the same change_time are ordered by the user id, the
 -- larger one counting as the later change.
+-- Months are calendar months in the time zone of the definition timezone (UTC by default).
+{%- set tz = var('timezone', 'UTC') %}
+{%- macro month(ts) -%}
+{%- if tz == 'UTC' -%}
+date_trunc('month', {{ ts }})::date
+{%- else -%}
+date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
+{%- endif -%}
+{%- endmacro %}
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
@@ -60,7 +69,7 @@ first_entries as (
 
 stage_credits as (
     select
-        date_trunc('month', first_entries.first_entered_at)::date as month,
+        {{ month('first_entries.first_entered_at') }} as month,
         owner_intervals.owner_id,
         first_entries.funnel_step,
         count(*) as deals_count,
@@ -74,7 +83,7 @@ stage_credits as (
 
 call_credits as (
     select
-        date_trunc('month', completed_activities.due_at)::date as month,
+        {{ month('completed_activities.due_at') }} as month,
         completed_activities.user_id as owner_id,
         funnel_steps.funnel_step,
         count(distinct completed_activities.deal_id) as deals_count,

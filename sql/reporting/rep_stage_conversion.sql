@@ -1,6 +1,15 @@
 -- One row per pair of consecutive stage steps (1 -> 2, ..., 8 -> 9) and cohort month:
 -- of the deals whose first entry into from_step falls in cohort_month, how many entered
 -- to_step at or after that first entry. Months where no deal entered from_step have no row.
+-- Months are calendar months in the time zone of the definition timezone (UTC by default).
+{%- set tz = var('timezone', 'UTC') %}
+{%- macro month(ts) -%}
+{%- if tz == 'UTC' -%}
+date_trunc('month', {{ ts }})::date
+{%- else -%}
+date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
+{%- endif -%}
+{%- endmacro %}
 with stage_history as (
     select * from {{ ref('int_deal_stage_history') }}
 ),
@@ -26,7 +35,7 @@ deal_pairs as (
     select
         step_pairs.from_step,
         step_pairs.to_step,
-        date_trunc('month', entered_from.first_entered_at)::date as cohort_month,
+        {{ month('entered_from.first_entered_at') }} as cohort_month,
         coalesce(entered_to.last_entered_at >= entered_from.first_entered_at, false) as is_converted,
     from step_pairs
     inner join stage_history as entered_from on step_pairs.from_stage_id = entered_from.stage_id

@@ -1,5 +1,7 @@
 -- For stage steps, every first entry is credited to exactly one owner (or to NULL): per
--- month and step the owners' counts add up to the report's.
+-- month and step the owners' counts add up to the report's. The owners' funnel credits first
+-- entries only: with another stage_entry or backfill_skipped_stages (README "Definitions")
+-- the report counts other entries and nothing is compared.
 with report as (
     select * from {{ ref('rep_sales_funnel_monthly') }}
 ),
@@ -35,4 +37,7 @@ full outer join owner_totals
     on report.month = owner_totals.month
     and report.funnel_step = owner_totals.funnel_step
 where coalesce(report.funnel_step, owner_totals.funnel_step) in (select funnel_step from stage_steps)
-    and report.deals_count is distinct from owner_totals.deals_count
+    and coalesce(report.deals_count, 0) is distinct from coalesce(owner_totals.deals_count, 0)
+    {%- if var('stage_entry', 'first') != 'first' or var('backfill_skipped_stages', false) %}
+    and false
+    {%- endif %}
