@@ -141,7 +141,6 @@ def text(value: Any) -> str:
     return _toml(value).strip('"')
 
 
-
 def recorded(con: Any, catalog: str | None = None) -> str:
     """The non-default definitions the build open in `con` records (`describe`), '' for none."""
     return describe(recorded_vars(con, catalog))

@@ -215,9 +215,11 @@ def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_pr
     current_before, _ = published
     env = load_config(spark_project).environment("spark")
     before = report.show(env).rows
-    export = _bad_export(spark_project, "stage_id_not_a_number")
-    with pytest.raises(TestFailure, match="stage_id_is_a_number"):
-        spark.build(manifest_of(spark_project, "spark", export), keep_session=True)
+    (spark_project / "sql" / "tests" / "no_stage_nine.sql").write_text(
+        "select * from {{ ref('stg_stages') }} where stage_id = 9"  # an error test that fails
+    )
+    with pytest.raises(TestFailure, match="no_stage_nine"):
+        spark.build(manifest_of(spark_project, "spark"), keep_session=True)
     assert (spark_project / "target" / "warehouse" / "spark" / "CURRENT").read_text() == current_before
     assert report.show(env).rows == before
 
