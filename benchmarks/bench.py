@@ -101,14 +101,14 @@ def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int 
         }
 
 
-def versus(raw: Path, other: str, runs: int) -> None:
+def versus(raw: Path, other: str, runs: int, other_flags: tuple[str, ...] = ()) -> None:
     """Alternate `funnel build` of this checkout with another installation's (e.g. the base
     commit's, in its own venv) on the same export; print medians of wall and CPU time."""
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         root = project(Path(tmp), None, None)
         env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root)}
         args = ["build", "--env", "bench", "--raw-data", str(raw)]
-        commands = {"this": [*funnel_command(), *args, "--full-refresh"], "other": [other, *args]}
+        commands = {"this": [*funnel_command(), *args, "--full-refresh"], "other": [other, *args, *other_flags]}
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for command in commands.values():
             timed_cpu(command, env)  # warm the file cache and the compiled-project cache
@@ -296,6 +296,7 @@ def main() -> None:
     other.add_argument("--other", required=True, help="the other funnel executable, e.g. a base commit's venv")
     other.add_argument("--deals", type=int, default=1_000_000)
     other.add_argument("--runs", type=int, default=5)
+    other.add_argument("--other-full-refresh", action="store_true", help="the other funnel has a plan too: force its full build")
     planned = sub.add_parser("plan", help="full build vs one model edited vs nothing changed")
     planned.add_argument("--deals", type=int, default=1_000_000)
     planned.add_argument("--runs", type=int, default=5)
@@ -306,7 +307,7 @@ def main() -> None:
         return
 
     if args.case == "versus":
-        versus(export_for(args.deals), args.other, args.runs)
+        versus(export_for(args.deals), args.other, args.runs, ("--full-refresh",) if args.other_full_refresh else ())
         return
 
     if args.case == "export":
