@@ -378,14 +378,19 @@ def _read_error(load: CsvLoad, error: Exception) -> SourceError:
     if "unicode" in str(error).lower():
         line = _first_non_utf8_line(load.path)
         return SourceError(f"{_where(load.path, line)}: bytes that are not UTF-8; save the file as UTF-8 and rebuild.")
-    mixed = _mixed_line_end(load.path)
-    if mixed:
-        line, found, first = mixed
-        return SourceError(
-            f"{load.path} line {line}: the line ends with {found} but line 1 with {first}; "
-            "save the file with one kind of line end (all CRLF or all LF) and rebuild."
-        )
-    return SourceError(f"{load.path}: {_short(first_line(error), 200)}")
+    return mixed_line_ends(load.path) or SourceError(f"{load.path}: {_short(first_line(error), 200)}")
+
+
+def mixed_line_ends(path: Path) -> SourceError | None:
+    """The error for a file whose lines end in both CRLF and LF, naming the first odd line."""
+    mixed = _mixed_line_end(path)
+    if not mixed:
+        return None
+    line, found, first = mixed
+    return SourceError(
+        f"{path} line {line}: the line ends with {found} but line 1 with {first}; "
+        "save the file with one kind of line end (all CRLF or all LF) and rebuild."
+    )
 
 
 def check_header(path: Path, expected: list[str]) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import SourceError
-from funnel.sources import TS, TYPE_WORDS, Conditional, check_header
+from funnel.sources import TS, TYPE_WORDS, Conditional, check_header, mixed_line_ends
+from funnel.values import FIRST_YEAR, LAST_YEAR, Rule
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,7 +37,7 @@ DIRECTIVES = {
     "%H": (r"[0-9]{2}", "HH"),
     "%M": (r"[0-9]{2}", "mm"),
     "%S": (r"[0-9]{2}", "ss"),
-    "%f": (r"[0-9]{1,6}", "SSSSSS"),
+    "%f": (r"[0-9]{6}", "SSSSSS"),  # six digits, as the DuckDB loader's round trip demands
 }
 DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 SIMPLE_TYPES = ("BIGINT", "INTEGER", "VARCHAR", "JSON", "TIMESTAMP", "DOUBLE", "DATE", "BOOLEAN")
@@ -61,6 +62,8 @@ def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
     from pyspark.sql.types import StringType, StructField, StructType
 
     check_header(source.path, list(source.columns))
+    if source.path.is_file() and (mixed := mixed_line_ends(source.path)):
+        raise mixed
     rules = {name: _rule(source, name, sql_type) for name, sql_type in source.columns.items()}
     schema = StructType([StructField(c, StringType()) for c in source.columns] + [StructField(CORRUPT, StringType())])
     text = (
@@ -130,7 +133,8 @@ def _rule(source: SparkCsv, name: str, sql_type: str) -> tuple[Column, Column]:
     if upper == "TIMESTAMP":
         grammar, pattern = _timestamp_format(source.timestamp_format or TS)
         parsed = F.try_to_timestamp(v, F.lit(pattern))
-        return v.isNotNull() & (~v.rlike(grammar) | parsed.isNull()), F.to_timestamp_ntz(v, F.lit(pattern))
+        outside = ~F.year(parsed).between(FIRST_YEAR, LAST_YEAR)  # the years the DuckDB loader accepts
+        return v.isNotNull() & (~v.rlike(grammar) | parsed.isNull() | outside), F.to_timestamp_ntz(v, F.lit(pattern))
     if upper.startswith("ENUM("):
         return v.isNotNull() & ~v.isin(*_enum_values(sql_type)), v
     if upper == "JSON":
@@ -167,11 +171,8 @@ def _describe(source: SparkCsv, column: str, value: Any, bad_rows: int) -> str:
         line, _ = _locate(source, c.column, value)
         more = f" ({bad_rows - 1} more bad line{'s' if bad_rows != 2 else ''})" if bad_rows > 1 else ""
         where = f"{source.path} line {line}" if line else str(source.path)
-        expected = _type_words(c.type, c.format or source.timestamp_format)
-        return (
-            f"{where}, column {c.column} ({c.when_column} {key}): "
-            f"{_short(str(value))!r} is not {expected}{more}; fix or remove the row."
-        )
+        said = _value_problem(c.type, c.format or source.timestamp_format, str(value))
+        return f"{where}, column {c.column} ({c.when_column} {key}): {_short(str(value))!r} {said}{more}; fix or remove the row."
     line, field = _locate(source, column, value)
     more = f" ({bad_rows - 1} more bad line{'s' if bad_rows != 2 else ''})" if bad_rows > 1 else ""
     where = f"{source.path} line {line}" if line else str(source.path)
@@ -186,8 +187,16 @@ def _describe(source: SparkCsv, column: str, value: Any, bad_rows: int) -> str:
         )
     if source.columns[column] == "VARCHAR":
         return f"{where}: bytes that are not UTF-8{more}; save the file as UTF-8 and rebuild."
-    expected = _type_words(source.columns[column], source.timestamp_format)
-    return f"{where}, column {column}: {_short(str(value))!r} is not {expected}{more}; fix or remove the row."
+    said = _value_problem(source.columns[column], source.timestamp_format, str(value))
+    return f"{where}, column {column}: {_short(str(value))!r} {said}{more}; fix or remove the row."
+
+
+def _value_problem(sql_type: str, timestamp_format: str | None, value: str) -> str:
+    """What is wrong with `value`, in the DuckDB loader's words (funnel/values.py)."""
+    rule = Rule.of(sql_type, timestamp_format)
+    if rule is not None:
+        return rule.problem(value) or rule.words()
+    return f"is not {_type_words(sql_type, timestamp_format)}"
 
 
 def _locate(source: SparkCsv, column: str, value: Any) -> tuple[int | None, int | None]:

@@ -349,6 +349,7 @@ def test_a_spark_env_without_pyspark_says_how_to_install_it(spark_project, monke
 
     monkeypatch.setitem(sys.modules, "pyspark", None)
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    monkeypatch.setattr(spark, "_sessions", {})  # a session an earlier test kept would answer first
     with pytest.raises(ConfigError, match=r"pip install 'funnel\[spark\]'"):
         spark.session(load_config(spark_project).environment("spark"))
 
