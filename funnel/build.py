@@ -208,10 +208,11 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str)
 def _reused_results(manifest: Manifest, decided: plan.Plan) -> list[checks.TestResult]:
     """The committed build's results of the tests the plan does not rerun."""
     recorded = decided.previous.tests
+    rerun = set(decided.names("test", "test"))
     return [
         checks.TestResult(t, int(recorded[t.name]["failures"]), 0.0, recorded[t.name].get("error"), reused=True)
         for t in manifest.tests
-        if t.name in recorded and t.name not in set(decided.names("test", "test"))
+        if t.name in recorded and t.name not in rerun
     ]
 
 

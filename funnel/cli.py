@@ -362,7 +362,8 @@ def compile_command(
 
     manifest = _manifest(env, given_vars=var)
     names = [n for n in manifest.graph.select(select, exclude) if not manifest.graph.models[n].is_seed]
-    for problem in syntax_errors(manifest.graph, names):
+    problems = syntax_errors(manifest.graph, names)
+    for problem in problems:
         console.error(problem)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -375,7 +376,7 @@ def compile_command(
             (out / f"{name}.sql").write_text(text, encoding="utf-8")
     if out is not None:
         console.info(f"Wrote {len(names)} compiled model(s) to {out}")
-    if syntax_errors(manifest.graph, names):
+    if problems:
         raise typer.Exit(1)
 
 
