@@ -122,6 +122,7 @@ def main() -> None:
                     print(f"{deals:>9,} deals  {env:<5} run {run + 1}: {results[env][-1][0]:7.1f} s", file=sys.stderr)
             parity = subprocess.run([*funnel(), "parity", "--env", "spark", "--against", "duck"], cwd=root, capture_output=True)
             same = "yes" if parity.returncode == 0 else "NO"
+            print(parity.stdout.decode(errors="replace") + parity.stderr.decode(errors="replace"), file=sys.stderr)
             size = sum(f.stat().st_size for f in raw.iterdir()) / 2**20
         duck, spark = (
             (statistics.median(s for s, _ in results[e]), statistics.median(m for _, m in results[e])) for e in ("duck", "spark")
