@@ -73,24 +73,51 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture
-def sample_built(sample_project: Path, runner: CliRunner) -> Path:
-    """The sample project after a successful `funnel build` of dev."""
+def build_once(tmp_path_factory: pytest.TempPathFactory, export: Path | None) -> Path:
+    """A project (with `export`, default the sample) after `funnel build` of dev, built once
+    per session: tests get a copy of its target/ (`with_build_of`), not a build of their own."""
     from funnel.cli import app
 
-    result = runner.invoke(app, ["build"])
+    root = tmp_path_factory.mktemp("built") / "project"
+    with pytest.MonkeyPatch.context() as mp:
+        new_project(root, mp, export)
+        result = CliRunner().invoke(app, ["build"])
     assert result.exit_code == 0, result.output
-    return sample_project
+    return root
 
 
-@pytest.fixture
-def built(project: Path, runner: CliRunner) -> Path:
-    """The project after a successful `funnel build` of dev."""
-    from funnel.cli import app
+def with_build_of(template: Path, project: Path) -> Path:
+    """`project` (the same sql/ and export as `template`) with a copy of the template's build.
+    The copy is what a build of the project would publish: its next plan finds it up to date
+    (the record names the template's files, but their contents are the same)."""
+    import duckdb
 
-    result = runner.invoke(app, ["build"])
-    assert result.exit_code == 0, result.output
+    shutil.copytree(template / "target", project / "target", dirs_exist_ok=True)
+    with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:  # the record names the project's own files
+        con.execute("update _funnel.build_info set info = replace(info, ?, ?)", [str(template), str(project)])
     return project
+
+
+@pytest.fixture(scope="session")
+def _sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_once(tmp_path_factory, None)
+
+
+@pytest.fixture(scope="session")
+def _tiny_build(tmp_path_factory: pytest.TempPathFactory, tiny_export: Path) -> Path:
+    return build_once(tmp_path_factory, tiny_export)
+
+
+@pytest.fixture
+def sample_built(sample_project: Path, _sample_build: Path) -> Path:
+    """The sample project after a successful `funnel build` of dev."""
+    return with_build_of(_sample_build, sample_project)
+
+
+@pytest.fixture
+def built(project: Path, _tiny_build: Path) -> Path:
+    """The project after a successful `funnel build` of dev."""
+    return with_build_of(_tiny_build, project)
 
 
 def compiled(root: Path, env: str = "dev"):
@@ -118,3 +145,15 @@ needs_shared_raw = pytest.mark.skipif(
     not SHARED_RAW.is_dir() or not REFERENCE.is_file(),
     reason="../shared/raw_data and ../shared/reference are not beside this checkout",
 )
+
+
+def sampled(values: list, quick: set[str], ids: list[str] | None = None) -> list:
+    """A table of cases as parameters: the ones whose id is in `quick` run in the default
+    `pytest -q`, the others are marked slow (CI runs every case)."""
+    names = ids if ids is not None else [str(v) for v in values]
+    unknown = quick - set(names)
+    assert not unknown, f"no such case: {sorted(unknown)}"
+    return [
+        pytest.param(*(v if isinstance(v, tuple) else (v,)), id=name, marks=() if name in quick else pytest.mark.slow)
+        for v, name in zip(values, names, strict=True)
+    ]

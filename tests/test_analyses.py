@@ -19,7 +19,7 @@ from funnel.cli import app
 from funnel.config import load_config
 from funnel.manifest import compile
 
-from .conftest import ENVIRONMENTS, REPO, SHARED_RAW
+from .conftest import ENVIRONMENTS, REPO, SHARED_RAW, sampled
 
 SCHEMA = "public_pipedrive_analytics"
 MODELS = (
@@ -110,17 +110,25 @@ def write_export(raw: Path, deal_changes: str = DEAL_CHANGES) -> None:
         shutil.copy(REPO / "raw_data" / name, raw / name)
 
 
-@pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    """A project with the repo's sql/ and the hand-built export, built."""
-    root = tmp_path / "project"
+@pytest.fixture(scope="module")
+def tiny_built(tmp_path_factory):
+    """A project with the repo's sql/ and the hand-built export, built once for the tests
+    that only read it."""
+    root = tmp_path_factory.mktemp("hand") / "project"
     shutil.copytree(REPO / "sql", root / "sql")
     write_export(root / "raw_data")
     (root / "environments.toml").write_text(ENVIRONMENTS)
-    monkeypatch.chdir(root)
     project = load_config(root)
     result = build(compile(project, project.environment("dev")))
     return root, result
+
+
+@pytest.fixture
+def tiny(tiny_built, monkeypatch):
+    monkeypatch.chdir(tiny_built[0])
+    monkeypatch.delenv("FUNNEL_RAW_DATA", raising=False)
+    monkeypatch.delenv("FUNNEL_PROJECT_DIR", raising=False)
+    return tiny_built
 
 
 def rows(root: Path, model: str, order: str = "all") -> list[tuple]:
@@ -267,8 +275,11 @@ def test_owner_counts_add_up_to_the_report_for_stage_steps(tiny):
 @pytest.mark.parametrize("key", ["user_id", "lost_reason"])
 @pytest.mark.parametrize(
     "bad",
-    ["0x1F", " 2", "007", "-0", "two", ""],
-    ids=["hex", "leading-space", "leading-zeros", "minus-zero", "word", "empty"],
+    sampled(
+        ["0x1F", " 2", "007", "-0", "two", ""],
+        {"hex", "empty"},
+        ["hex", "leading-space", "leading-zeros", "minus-zero", "word", "empty"],
+    ),
 )
 def test_an_owner_or_lost_reason_that_is_not_a_plain_number_stops_the_build(tmp_path, monkeypatch, runner, key, bad):
     # DuckDB's cast reads '0x1F' as 31 and ' 2' as 2: the data test compares the text.

@@ -46,6 +46,7 @@ def one(con, sql):
     return con.execute(sql).fetchone()[0]
 
 
+@pytest.mark.slow
 def test_rows_per_deal_follow_the_real_export(shape):
     counts, con = shape
     # Real export: 15,406 deal_changes rows and 4,579 activities for 2,000 deals.

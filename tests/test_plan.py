@@ -158,6 +158,7 @@ def test_an_edited_test_reruns_alone(built, runner):
     assert f"deals_with_several_add_time: {len(deals):,} rows" in result.stderr  # every deal has an add_time row
 
 
+@pytest.mark.slow
 def test_the_committed_file_does_not_grow_from_one_build_to_the_next(built, runner):
     database = built / "target" / "dev.duckdb"
     sizes = []

@@ -28,6 +28,7 @@ def funnel(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedP
 # Progress output nobody reads must not change what the build does.
 
 
+@pytest.mark.slow
 def test_progress_pipe_closed_build_equals_a_normal_build(project, tmp_path):
     other = tmp_path / "other"
     generate(other, deals=60, seed=9)
