@@ -236,6 +236,21 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+# A build's memory when the env sets no memory_limit: DuckDB's own default is 80 % of the
+# machine's memory, and a 5M-deal build would take 3.7 GB of a laptop's. Beyond this DuckDB
+# spills to disk (docs/benchmarks.md, "Peak memory"); 1M deals stay well below it.
+DEFAULT_MEMORY_LIMIT_MB = 1500
+
+
+def default_memory_limit() -> str | None:
+    """DEFAULT_MEMORY_LIMIT_MB, or None (DuckDB's own default) on a machine with less memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+    return f"{DEFAULT_MEMORY_LIMIT_MB}MB" if total * 0.8 > DEFAULT_MEMORY_LIMIT_MB * 2**20 else None
+
+
 def connect(path: Path, env: Environment) -> duckdb.DuckDBPyConnection:
     """A read-write connection to a temporary build file, with the env's limits."""
     import duckdb
@@ -243,8 +258,8 @@ def connect(path: Path, env: Environment) -> duckdb.DuckDBPyConnection:
     settings: dict[str, str | int | bool] = {"temp_directory": f"{path}.spill", "preserve_insertion_order": False}
     if env.threads:
         settings["threads"] = env.threads
-    if env.memory_limit:
-        settings["memory_limit"] = env.memory_limit
+    if memory_limit := env.memory_limit or default_memory_limit():
+        settings["memory_limit"] = memory_limit
     return duckdb.connect(str(path), config=settings)  # type: ignore[arg-type]
 
 

@@ -150,6 +150,16 @@ def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
     assert spill.endswith("t.duckdb.spill")
 
 
+def test_a_build_without_a_memory_limit_stays_within_funnels_default(tmp_path):
+    # DuckDB alone would take 80 % of the machine's memory (3.7 GB for a 5M-deal build here).
+    from funnel.config import Environment
+
+    env = Environment("dev", tmp_path / "d.duckdb", "s", tmp_path)
+    with database.connect(tmp_path / "t.duckdb", env) as con:
+        (memory,) = con.execute("select current_setting('memory_limit')").fetchone()
+    assert memory == "1.3 GiB"  # 1500 MB, as DuckDB prints it
+
+
 def test_a_duckdb_failure_outside_the_models_is_one_clear_error(project, runner):
     # A memory limit too small for even loading the sources: DuckDB fails, funnel explains.
     config = project / "environments.toml"
