@@ -67,7 +67,36 @@ def input_rows(raw: Path) -> int:
     return total
 
 
-def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int | None = None) -> dict[str, float]:
+def models_script(root: Path, out: Path) -> Path:
+    """The project's models, rendered, as one SQL script of `create` statements in build order
+    (for the plain script's --same-models run)."""
+    from funnel.config import load_config
+    from funnel.manifest import compile
+    from funnel.quoting import quote_ident, relation
+
+    config = load_config(root)
+    manifest = compile(config, config.environment("bench"))
+    schema = manifest.env.schema
+    lines = [f"create schema if not exists {quote_ident(schema)};"]
+    for name in manifest.graph.order:
+        model = manifest.graph.models[name]
+        target = relation(schema, name)
+        if model.is_seed:
+            columns = ", ".join(f"'{c}': '{t}'" for c, t in model.seed_columns.items())
+            lines.append(
+                f"create table {target} as select * from read_csv('{model.path}', header = true, "
+                f"auto_detect = false, columns = {{{columns}}});"
+            )
+        else:
+            kind = "view" if model.materialized == "view" else "table"
+            lines.append(f"create {kind} {target} as {model.sql};")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def compare(
+    raw: Path, runs: int, memory_limit: str | None = None, threads: int | None = None, same_models: bool = False
+) -> dict[str, float]:
     """Alternate funnel build and the plain script on `raw`; return medians and ratio."""
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         root = project(Path(tmp), memory_limit, threads)
@@ -75,9 +104,9 @@ def compare(raw: Path, runs: int, memory_limit: str | None = None, threads: int 
         # --full-refresh: a rerun of the same export would otherwise be "up to date" in 0.1 s
         funnel_cmd = [*funnel_command(), "build", "--env", "bench", "--raw-data", str(raw), "--full-refresh"]
         plain_out = Path(tmp) / "plain.duckdb"
-        plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out)]
-        if memory_limit:
-            plain_cmd.append(memory_limit)
+        plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out), memory_limit or ""]
+        if same_models:
+            plain_cmd.append(str(models_script(root, Path(tmp) / "models.sql")))
         funnel_times, plain_times, funnel_rss, plain_rss = [], [], [], []
         timed(funnel_cmd, env)  # warm the file cache and the compiled-project cache once
         timed(plain_cmd, env)
@@ -284,11 +313,13 @@ def main() -> None:
     build = sub.add_parser("build", help="the reference export (or any --raw-data)")
     build.add_argument("--raw-data", type=Path, default=REPO.parent / "shared" / "raw_data")
     build.add_argument("--runs", type=int, default=7)
+    build.add_argument("--same-models", action="store_true", help="the plain script builds every model, not one report")
     scale = sub.add_parser("scale", help="generated exports of growing size")
     scale.add_argument("--deals", default="10000,100000,1000000", help="comma-separated deal counts")
     scale.add_argument("--runs", type=int, default=3)
     scale.add_argument("--memory-limit", default=None, help="e.g. 1GB, for funnel and the plain script alike")
     scale.add_argument("--threads", type=int, default=None)
+    scale.add_argument("--same-models", action="store_true", help="the plain script builds every model, not one report")
     export = sub.add_parser("export", help="funnel export of a large table against psql \\copy")
     export.add_argument("--rows", type=int, default=1_000_000)
     export.add_argument("--runs", type=int, default=5)
@@ -317,12 +348,12 @@ def main() -> None:
     if args.case == "build":
         if not (args.raw_data / "deal_changes.csv").exists():
             raise SystemExit(f"{args.raw_data}: no export there; pass --raw-data")
-        print_table([(str(args.raw_data), compare(args.raw_data, args.runs))], args.runs)
+        print_table([(str(args.raw_data), compare(args.raw_data, args.runs, same_models=args.same_models))], args.runs)
     else:
         results = []
         for deals in (int(d) for d in args.deals.split(",")):
             raw = export_for(deals)
-            results.append((f"{deals:,} deals", compare(raw, args.runs, args.memory_limit, args.threads)))
+            results.append((f"{deals:,} deals", compare(raw, args.runs, args.memory_limit, args.threads, args.same_models)))
         print_table(results, args.runs)
         if args.memory_limit:
             print(f"\nBoth ran with DuckDB memory_limit = {args.memory_limit}.")

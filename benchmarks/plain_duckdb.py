@@ -2,7 +2,12 @@
 
 One script, DuckDB only: load the six CSVs with the same declared types (strict, no
 sniffing), build the same report in one query, save it to a DuckDB file. No layers, no
-data tests, no atomic publish. Usage: python plain_duckdb.py RAW_DATA_DIR OUT.duckdb [MEMORY_LIMIT]
+data tests, no atomic publish. Usage: python plain_duckdb.py RAW_DATA_DIR OUT.duckdb [MEMORY_LIMIT] [MODELS.sql]
+
+With MODELS.sql (written by `bench.py ... --same-models`: the project's own models, rendered,
+one `create` statement each), the sources are loaded into their schemas and that script runs
+instead of the one report: the same tables funnel builds, without funnel's value rules,
+data tests, fingerprints, plan or atomic publish.
 """
 
 import os
@@ -42,7 +47,7 @@ order by month, funnel_step
 """
 
 
-def main(raw: str, out: str, memory_limit: str | None = None) -> None:
+def main(raw: str, out: str, memory_limit: str | None = None, models: str | None = None) -> None:
     # Rerunnable, like a build: the previous output goes first.
     for stale in (out, out + ".wal"):
         if os.path.exists(stale):
@@ -51,13 +56,21 @@ def main(raw: str, out: str, memory_limit: str | None = None) -> None:
     for s in SOURCES:
         columns = "{" + ", ".join(f"'{c}': '{t.replace(chr(39), chr(39) * 2)}'" for c, t in s.columns.items()) + "}"
         fmt = f", timestampformat = '{s.timestamp_format}'" if s.timestamp_format else ""
+        table = s.table
+        if models:
+            con.execute(f"create schema if not exists {s.source_name}")
+            table = f"{s.source_name}.{s.table}"
         con.execute(
-            f"create table {s.table} as select * from read_csv('{raw}/{s.file_name}', header = true, "
+            f"create table {table} as select * from read_csv('{raw}/{s.file_name}', header = true, "
             f"auto_detect = false, columns = {columns}{fmt})"
         )
-    con.execute(REPORT)
+    if models:
+        with open(models, encoding="utf-8") as f:
+            con.execute(f.read())
+    else:
+        con.execute(REPORT)
     con.close()
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*[a or None for a in sys.argv[1:5]])
