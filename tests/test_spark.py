@@ -49,6 +49,10 @@ needs_spark = pytest.mark.skipif(
 )
 
 
+# One worker runs every Spark test (pytest-xdist, --dist loadgroup): one JVM, not one per core.
+pytestmark = pytest.mark.xdist_group("spark")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_spark_session():
     yield
