@@ -1,8 +1,8 @@
 -- One row per stage step that any deal entered: how long deals stay in it. A deal's time
 -- in a step runs from its first entry into the step's stage to its next stage entry
 -- strictly after that into a different stage; deals with no such entry have not moved on.
-with deal_changes as (
-    select * from {{ ref('stg_deal_changes') }}
+with stage_entries as (
+    select * from {{ ref('int_stage_entries') }}
 ),
 
 stage_history as (
@@ -41,12 +41,11 @@ single_entry_stays as (
 
 busy_entries as (
     select
-        deal_changes.deal_id,
-        try_cast(deal_changes.new_value as bigint) as stage_id,
-        deal_changes.changed_at,
-    from deal_changes
-    semi join busy_deals on deal_changes.deal_id = busy_deals.deal_id
-    where deal_changes.changed_field_key = 'stage_id'
+        stage_entries.deal_id,
+        stage_entries.stage_id,
+        stage_entries.changed_at,
+    from stage_entries
+    semi join busy_deals on stage_entries.deal_id = busy_deals.deal_id
 ),
 
 busy_stays as (
