@@ -38,15 +38,18 @@ losses as (
     group by deal_id
 ),
 
+-- The latest stage entry at or before the loss: the one whose next entry is after it (or
+-- that has none). Of entries at the same instant the one with the larger stage id is the
+-- later change (int_stage_entries).
 last_stages as (
     select
         losses.deal_id,
-        arg_max(stage_entries.stage_id, (stage_entries.changed_at, stage_entries.stage_id)) as stage_id,
+        stage_entries.stage_id,
     from losses
     inner join stage_entries
         on losses.deal_id = stage_entries.deal_id
         and stage_entries.changed_at <= losses.lost_at
-    group by losses.deal_id
+        and coalesce(stage_entries.next_entered_at, 'infinity'::timestamp) > losses.lost_at
 ),
 
 -- Option ids are JSON strings or numbers; both read as text, compared with the id's text.
