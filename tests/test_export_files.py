@@ -28,10 +28,9 @@ def test_file_export(project, runner, tmp_path, fmt):
     result = export(runner, "--format", fmt, "--out", str(out), "--select", "reporting intermediate")
     assert result.exit_code == 0, result.output
     reporting = [p.stem for p in (REPO / "sql" / "reporting").glob("*.sql")]
-    assert "rep_sales_funnel_monthly" in reporting
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}.{fmt}" for n in (*reporting, "int_deal_stage_history", "int_completed_activities")
-    )
+    intermediate = [p.stem for p in (REPO / "sql" / "intermediate").glob("*.sql")]
+    assert "rep_sales_funnel_monthly" in reporting and "int_deal_stage_history" in intermediate
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{fmt}" for n in (*reporting, *intermediate))
     written = duckdb.sql(f"select * from '{out}/rep_sales_funnel_monthly.{fmt}'").fetchall()
     expected = read_report(project / "target" / "dev.duckdb")
     if fmt == "csv":

@@ -78,7 +78,7 @@ def test_refs_render_to_the_environment_schema(dag):
             ],
         ),
         ("+int_completed_activities", ["stg_activity", "stg_activity_types", "int_completed_activities"]),
-        ("intermediate", ["int_completed_activities", "int_deal_stage_history"]),
+        ("intermediate", ["int_completed_activities", "int_stage_entries", "int_deal_stage_history"]),
         ("stg_users rep_sales_funnel_monthly", ["stg_users", "rep_sales_funnel_monthly"]),
         (
             "stg_users reporting",

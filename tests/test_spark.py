@@ -254,8 +254,10 @@ def test_compiled_spark_sql_covers_every_model_and_test(spark_project):
     sql = compiled_sql(manifest)
     models = [n for n in manifest.graph.order if not manifest.graph.models[n].is_seed]
     assert set(sql) == set(models) | {t.name for t in manifest.tests}
-    assert "infinity" not in sql["rep_owner_funnel_monthly"]  # Spark has no infinite timestamps
-    assert "`public_pipedrive_analytics__stg_deal_changes`" in sql["int_deal_stage_history"]
+    for name in ("rep_owner_funnel_monthly", "rep_lost_reasons_monthly"):
+        assert "infinity" not in sql[name]  # Spark has no infinite timestamps
+    assert "`public_pipedrive_analytics__stg_deal_changes`" in sql["int_stage_entries"]
+    assert "`public_pipedrive_analytics__int_stage_entries`" in sql["int_deal_stage_history"]
 
 
 @needs_spark

@@ -1,21 +1,12 @@
 -- One row per deal and stage it ever entered: when it first and last entered the stage
 -- and how often. A deal with a second lifecycle re-enters stages: times_entered > 1, and
 -- only first_entered_at counts in the funnel.
-with deal_changes as (
-    select * from {{ ref('stg_deal_changes') }}
+with stage_entries as (
+    select * from {{ ref('int_stage_entries') }}
 ),
 
 stages as (
     select * from {{ ref('stg_stages') }}
-),
-
-stage_changes as (
-    select
-        deal_id,
-        try_cast(new_value as bigint) as stage_id,
-        changed_at,
-    from deal_changes
-    where changed_field_key = 'stage_id'
 ),
 
 per_deal_stage as (
@@ -25,7 +16,7 @@ per_deal_stage as (
         min(changed_at) as first_entered_at,
         max(changed_at) as last_entered_at,
         count(*) as times_entered,
-    from stage_changes
+    from stage_entries
     group by deal_id, stage_id
 ),
 

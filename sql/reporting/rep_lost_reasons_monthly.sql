@@ -14,8 +14,8 @@ date_trunc('month', {{ ts }})::date
 date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
 {%- endif -%}
 {%- endmacro %}
-with deal_changes as (
-    select * from {{ ref('stg_deal_changes') }}
+with stage_entries as (
+    select * from {{ ref('int_stage_entries') }}
 ),
 
 fields as (
@@ -27,34 +27,29 @@ funnel_steps as (
 ),
 
 -- A non-numeric new_value stops the build (test deal_change_values_are_whole_numbers).
+-- stg_deal_changes is read here only: a CTE read twice would be materialized whole.
 losses as (
     select
         deal_id,
         max(changed_at) as lost_at,
         arg_max(try_cast(new_value as bigint), (changed_at, try_cast(new_value as bigint))) as lost_reason_id,
-    from deal_changes
+    from {{ ref('stg_deal_changes') }}
     where changed_field_key = 'lost_reason'
     group by deal_id
 ),
 
-stage_entries as (
-    select
-        deal_id,
-        changed_at,
-        try_cast(new_value as bigint) as stage_id,
-    from deal_changes
-    where changed_field_key = 'stage_id'
-),
-
+-- The latest stage entry at or before the loss: the one whose next entry is after it (or
+-- that has none). Of entries at the same instant the one with the larger stage id is the
+-- later change (int_stage_entries).
 last_stages as (
     select
         losses.deal_id,
-        arg_max(stage_entries.stage_id, (stage_entries.changed_at, stage_entries.stage_id)) as stage_id,
+        stage_entries.stage_id,
     from losses
     inner join stage_entries
         on losses.deal_id = stage_entries.deal_id
         and stage_entries.changed_at <= losses.lost_at
-    group by losses.deal_id
+        and coalesce(stage_entries.next_entered_at, 'infinity'::timestamp) > losses.lost_at
 ),
 
 -- Option ids are JSON strings or numbers; both read as text, compared with the id's text.

@@ -19,6 +19,12 @@ with stage_history as (
 ),
 {%- if stage_entry != 'first' %}
 
+all_stage_entries as (
+    select * from {{ ref('int_stage_entries') }}
+),
+{%- endif %}
+{%- if stage_entry == 'first_per_lifecycle' %}
+
 deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
@@ -85,12 +91,11 @@ stage_counts as (
 -- loader checks them), as in int_deal_stage_history.
 stage_entries as (
     select
-        deal_changes.deal_id,
-        deal_changes.changed_at,
+        all_stage_entries.deal_id,
+        all_stage_entries.changed_at,
         funnel_steps.funnel_step,
-    from deal_changes
-    inner join funnel_steps on try_cast(deal_changes.new_value as bigint) = funnel_steps.stage_id
-    where deal_changes.changed_field_key = 'stage_id'
+    from all_stage_entries
+    inner join funnel_steps on all_stage_entries.stage_id = funnel_steps.stage_id
 ),
 {%- if stage_entry == 'every' %}
 

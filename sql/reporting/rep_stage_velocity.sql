@@ -1,8 +1,8 @@
 -- One row per stage step that any deal entered: how long deals stay in it. A deal's time
 -- in a step runs from its first entry into the step's stage to its next stage entry
 -- strictly after that into a different stage; deals with no such entry have not moved on.
-with deal_changes as (
-    select * from {{ ref('stg_deal_changes') }}
+with stage_entries as (
+    select * from {{ ref('int_stage_entries') }}
 ),
 
 stage_history as (
@@ -21,32 +21,40 @@ busy_deals as (
     where times_entered > 1
 ),
 
--- A deal that entered each stage once leaves a stage at the earliest first entry strictly
--- after its own (a later row is always another stage). Entries at the same instant as the
--- first entry do not count as leaving.
+-- Deals with two stage entries at the same instant: see single_entry_stays.
+tied_deals as (
+    select distinct deal_id
+    from stage_entries
+    where next_entered_at = changed_at
+),
+
+-- A deal that entered each stage once leaves a stage at its earliest entry strictly after
+-- the stage's (only) entry, always into another stage: the next entry in time order, as
+-- int_stage_entries tells, unless that one is at the same instant (entries at the same
+-- instant do not count as leaving). Deals with such a tie take the busy deals' way.
 single_entry_stays as (
     select
-        stage_history.deal_id,
-        stage_history.stage_id,
-        epoch(
-            min(stage_history.first_entered_at) over (
-                partition by stage_history.deal_id
-                order by stage_history.first_entered_at
-                range between interval 1 microsecond following and unbounded following
-            ) - stage_history.first_entered_at
-        ) / 86400 as days_in_step,
-    from stage_history
-    anti join busy_deals on stage_history.deal_id = busy_deals.deal_id
+        stage_entries.deal_id,
+        stage_entries.stage_id,
+        epoch(stage_entries.next_entered_at - stage_entries.changed_at) / 86400 as days_in_step,
+    from stage_entries
+    anti join busy_deals on stage_entries.deal_id = busy_deals.deal_id
+    anti join tied_deals on stage_entries.deal_id = tied_deals.deal_id
+),
+
+slow_deals as (
+    select deal_id from busy_deals
+    union all
+    select deal_id from tied_deals
 ),
 
 busy_entries as (
     select
-        deal_changes.deal_id,
-        try_cast(deal_changes.new_value as bigint) as stage_id,
-        deal_changes.changed_at,
-    from deal_changes
-    semi join busy_deals on deal_changes.deal_id = busy_deals.deal_id
-    where deal_changes.changed_field_key = 'stage_id'
+        stage_entries.deal_id,
+        stage_entries.stage_id,
+        stage_entries.changed_at,
+    from stage_entries
+    semi join slow_deals on stage_entries.deal_id = slow_deals.deal_id
 ),
 
 busy_stays as (
@@ -55,7 +63,7 @@ busy_stays as (
         stage_history.stage_id,
         epoch(min(busy_entries.changed_at) - stage_history.first_entered_at) / 86400 as days_in_step,
     from stage_history
-    semi join busy_deals on stage_history.deal_id = busy_deals.deal_id
+    semi join slow_deals on stage_history.deal_id = slow_deals.deal_id
     left join busy_entries
         on stage_history.deal_id = busy_entries.deal_id
         and busy_entries.changed_at > stage_history.first_entered_at

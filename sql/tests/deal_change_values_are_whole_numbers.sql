@@ -3,5 +3,10 @@
 -- than being dropped or read as another id: DuckDB's cast accepts several of them.
 select *
 from {{ ref('stg_deal_changes') }}
-where changed_field_key in ('user_id', 'lost_reason')
-    and not coalesce(new_value = try_cast(new_value as bigint)::varchar, false)
+-- The key decides first (case): written as "key in (...) and not ...", DuckDB pushed the cast
+-- into the scan, where it ran on every row of deal_changes, 7M, not on the 1.8M it checks.
+where case
+    when changed_field_key in ('user_id', 'lost_reason')
+        then not coalesce(new_value = try_cast(new_value as bigint)::varchar, false)
+    else false
+end
