@@ -52,18 +52,7 @@ def assert_one_error_line(result, words: str) -> None:
 
 
 # Each kind of fault once by default; every case in CI.
-QUICK_CASES = {
-    "missing_file",
-    "header_only",
-    "missing_column",
-    "not_utf8",
-    "unclosed_quote",
-    "stage_id_decimal",
-    "deal_id_hex",
-    "change_time_infinity",
-    "mixed_line_ends",
-    "unknown_stage_id",
-}
+QUICK_CASES = {"missing_file", "not_utf8", "unclosed_quote", "deal_id_hex", "change_time_infinity", "mixed_line_ends"}
 
 
 @pytest.mark.parametrize("case", sampled(sorted(CASES), QUICK_CASES))
@@ -100,7 +89,7 @@ def test_every_case_has_a_file_and_every_file_a_case():
         assert spec["why"], case
 
 
-@pytest.mark.parametrize(("length", "outcome"), [(200_000, 0), (3_000_000, 1)], ids=["200kB-ok", "3MB-error"])
+@pytest.mark.parametrize(("length", "outcome"), sampled([(200_000, 0), (3_000_000, 1)], {"3MB-error"}, ["200kB-ok", "3MB-error"]))
 def test_very_long_field(project, runner, good_build, length, outcome):
     database, report_before, _ = good_build
     users = project / "raw_data" / "users.csv"
@@ -200,7 +189,7 @@ def run_build(project: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "funnel", "build"], cwd=project, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("kind", ["named-pipe", "device"])
+@pytest.mark.parametrize("kind", sampled(["named-pipe", "device"], {"named-pipe"}))
 def test_a_source_that_is_not_a_regular_file_is_refused_not_waited_for(project, good_build, kind):
     database, report_before, _ = good_build
     stages = project / "raw_data" / "stages.csv"

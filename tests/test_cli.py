@@ -75,6 +75,7 @@ def test_show_another_model(built, runner):
     assert result.stdout.splitlines()[:2] == ["stage_id,stage_name", "1,Lead Generation"]
 
 
+@pytest.mark.slow  # the golden test compares two environments too
 def test_compare_two_environments(built, runner):
     assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
     result = runner.invoke(app, ["show", "--compare", "prod", "--month", "2024-02", "-f", "csv"])

@@ -55,6 +55,7 @@ def test_rows_per_deal_follow_the_real_export(shape):
     assert counts["users"] == round(20_000 * 0.8935)
 
 
+@pytest.mark.slow
 def test_every_deal_starts_at_stage_1_and_only_some_are_lost(shape):
     _, con = shape
     first_stages = con.execute(
@@ -71,6 +72,7 @@ def test_every_deal_starts_at_stage_1_and_only_some_are_lost(shape):
     assert won_and_lost < 0.01 * lost  # only second lifecycles
 
 
+@pytest.mark.slow
 def test_lost_reasons_and_time_in_stage_depend_on_the_stage(shape):
     _, con = shape
     # The reason most often given at stage 1 (duplicates, unreachable) differs from stage 5's (pricing).
@@ -104,6 +106,7 @@ def test_lost_reasons_and_time_in_stage_depend_on_the_stage(shape):
     assert days[5] > 2 * days[1]
 
 
+@pytest.mark.slow
 def test_owners_are_a_pool_of_reps_that_change_mid_funnel(shape):
     _, con = shape
     owners = one(con, "select count(distinct new_value) from dc where changed_field_key = 'user_id'")
@@ -123,6 +126,7 @@ def test_owners_are_a_pool_of_reps_that_change_mid_funnel(shape):
     assert 0 < no_owner < 0.02 * 20_000
 
 
+@pytest.mark.slow
 def test_stages_are_skipped_and_few_deals_reach_the_end(shape):
     _, con = shape
     per_stage = dict(
@@ -133,6 +137,7 @@ def test_stages_are_skipped_and_few_deals_reach_the_end(shape):
     assert per_stage[2] < 0.8 * per_stage[1]  # skips and stops
 
 
+@pytest.mark.slow
 def test_the_real_quirks_appear_at_similar_rates(shape):
     _, con = shape
     two_lifecycles = one(

@@ -423,6 +423,7 @@ def test_connection_refused_is_an_error_at_once(project, runner, monkeypatch, sl
     assert result.stderr.endswith("check the api_url and the network.\n") and sleeps == []
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_in_time_is_an_error(project, runner, fake, sleeps):
     fake.faults = [("/api/v1/stages", "slow")] * 5
     result = pull_cli(runner)

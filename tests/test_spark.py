@@ -22,7 +22,7 @@ from funnel.config import load_config
 from funnel.errors import ConfigError, ModelError, SourceError, TestFailure
 from funnel.manifest import compile
 
-from .conftest import DATA, SHARED_RAW, needs_shared_raw
+from .conftest import DATA, SHARED_RAW, needs_shared_raw, sampled
 
 SPARK_ENV = """
 [spark]
@@ -360,7 +360,9 @@ def test_a_spark_env_without_pyspark_says_how_to_install_it(spark_project, monke
         spark.session(load_config(spark_project).environment("spark"))
 
 
-@pytest.mark.parametrize(("relative", "outcome"), [(1e-15, 0), (1e-9, 1)], ids=["last-bits", "a-real-difference"])
+@pytest.mark.parametrize(
+    ("relative", "outcome"), sampled([(1e-15, 0), (1e-9, 1)], {"last-bits"}, ["last-bits", "a-real-difference"])
+)
 def test_parity_of_two_builds_forgives_only_the_last_bits_of_doubles(built, runner, relative, outcome):
     import duckdb
 

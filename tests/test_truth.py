@@ -94,6 +94,7 @@ def test_generate_never_overwrites_an_export_without_force(tmp_path, runner, mon
 # Every message is true when it is printed.
 
 
+@pytest.mark.slow
 def test_an_interrupt_after_publishing_does_not_claim_the_build_is_unchanged(built, runner, monkeypatch, tmp_path):
     other = tmp_path / "other"
     generate(other, deals=60, seed=9)
@@ -110,6 +111,7 @@ def test_an_interrupt_after_publishing_does_not_claim_the_build_is_unchanged(bui
     assert "published" in error_line(result) and "unchanged" not in error_line(result)  # ... and it says so
 
 
+@pytest.mark.slow
 def test_an_interrupt_before_publishing_says_the_build_is_unchanged(built, runner, monkeypatch, tmp_path):
     other = tmp_path / "other"
     generate(other, deals=60, seed=9)
@@ -160,6 +162,7 @@ def test_a_database_path_naming_a_folder_is_a_config_error(project, runner):
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux) to mount a tiny private tmpfs")
+@pytest.mark.slow
 def test_a_full_disk_is_not_blamed_on_a_model(project):
     (project / "target").mkdir()
     command = f"mount -t tmpfs -o size=1m tmpfs {project / 'target'} && exec {sys.executable} -m funnel build"  # private mount
