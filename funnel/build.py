@@ -61,7 +61,8 @@ def make_plan(
 ) -> plan.Plan:
     """What a build would do now (for `--dry-run`, and as the build's first step)."""
     chosen = manifest.graph.select(select, exclude) if select is not None or exclude is not None else None
-    return plan.make(manifest, _previous(manifest), chosen, full_refresh)
+    # A full refresh owes nothing to the last build: its record is not even opened.
+    return plan.make(manifest, None if full_refresh else _previous(manifest), chosen, full_refresh)
 
 
 def build(
