@@ -94,7 +94,10 @@ final as (
         count(*) filter (where days_in_step is null) as not_moved,
         quantile_cont(days_in_step, 0.5) as median_days,
         quantile_cont(days_in_step, 0.75) as p75_days,
-        avg(days_in_step) as avg_days,
+        -- The mean of exact microseconds: a sum of doubles would depend on the order of
+        -- addition (threads, engines); a sum of whole numbers does not.
+        cast(sum(cast(round(days_in_step * 86400000000) as decimal(38, 0))) as double)
+            / count(days_in_step) / 86400000000 as avg_days,
     from step_stays
     group by funnel_step, kpi_name
 )
