@@ -306,8 +306,11 @@ def committed_info(env: Environment) -> dict[str, Any] | None:
         stat = env.database.stat()
     except OSError:
         return None
-    wal = env.database.with_name(env.database.name + ".wal")
-    wal_stat = (wal.stat().st_size, wal.stat().st_mtime_ns) if wal.exists() else None
+    try:
+        wal = env.database.with_name(env.database.name + ".wal").stat()
+        wal_stat: tuple[int, int] | None = (wal.st_size, wal.st_mtime_ns)
+    except OSError:
+        wal_stat = None
     key = (str(env.database), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, wal_stat)
     if key not in _info_cache:
         _info_cache.clear()  # one version at a time is all a process needs
@@ -319,9 +322,7 @@ def committed_info(env: Environment) -> dict[str, Any] | None:
 def _read_info(env: Environment) -> dict[str, Any] | None:
     import duckdb
 
-    if not env.database.exists():
-        return None
-    try:
+    try:  # a file gone since committed_info's stat is a BuildMissing: None too
         with read(env) as con:
             row = con.execute("select info from _funnel.build_info").fetchone()
     except (FunnelError, duckdb.Error):
