@@ -50,6 +50,11 @@ def new_project(root: Path, monkeypatch: pytest.MonkeyPatch, export: Path | None
         shutil.rmtree(root / "raw_data")
         shutil.copytree(export, root / "raw_data")
     (root / "environments.toml").write_text(ENVIRONMENTS)
+    return work_in(root, monkeypatch)
+
+
+def work_in(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make `root` the project the CLI finds: the working directory, no variable naming another."""
     monkeypatch.chdir(root)
     monkeypatch.delenv("FUNNEL_RAW_DATA", raising=False)
     monkeypatch.delenv("FUNNEL_PROJECT_DIR", raising=False)

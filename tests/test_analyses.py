@@ -19,7 +19,7 @@ from funnel.cli import app
 from funnel.config import load_config
 from funnel.manifest import compile
 
-from .conftest import ENVIRONMENTS, REPO, SHARED_RAW, sampled
+from .conftest import ENVIRONMENTS, REPO, SHARED_RAW, sampled, work_in
 
 SCHEMA = "public_pipedrive_analytics"
 MODELS = (
@@ -125,9 +125,7 @@ def tiny_built(tmp_path_factory):
 
 @pytest.fixture
 def tiny(tiny_built, monkeypatch):
-    monkeypatch.chdir(tiny_built[0])
-    monkeypatch.delenv("FUNNEL_RAW_DATA", raising=False)
-    monkeypatch.delenv("FUNNEL_PROJECT_DIR", raising=False)
+    work_in(tiny_built[0], monkeypatch)
     return tiny_built
 
 
