@@ -27,7 +27,10 @@ def main() -> None:
     parser.add_argument("--env", default="dev")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    env = {**os.environ, "FUNNEL_PROJECT_DIR": str(args.project.resolve())}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "FUNNEL_PROJECT_DIR": str(args.project.resolve()),
+    }  # bytecode cached, as after pip install
     with tempfile.TemporaryDirectory(prefix="funnel-report-bench-") as tmp:
         out = Path(tmp) / "report.html"
         report = [*funnel_command(), "report", "--env", args.env, "--out", str(out)]

@@ -70,7 +70,11 @@ def main() -> None:
         (root / "environments.toml").write_text(
             f'[dev]\ndatabase = "target/dev.duckdb"\nschema = "{SCHEMA}"\nraw_data = "{args.raw_data.resolve()}"\n'
         )
-        env = {**os.environ, "FUNNEL_PROJECT_DIR": str(root), "COLUMNS": "120"}
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            "FUNNEL_PROJECT_DIR": str(root),
+            "COLUMNS": "120",
+        }  # bytecode cached, as after pip install
         timed([*funnel_command(), "build"], env)
         models = args.models.split(",") if args.models else _models(env)
         print(f"| model | funnel show | {'baseline funnel' if args.baseline_src else 'plain DuckDB, 50 rows'} |")

@@ -118,7 +118,7 @@ def build(
                 for name in decided.names("model", "run"):
                     record(_run_model(con, manifest.graph.models[name], env.schema))
                 to_run = set(decided.names("test", "test"))
-                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run])
+                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run], input_rows=_input_rows(result))
                 result.tests = _merge_results(manifest, decided, fresh)
                 for test_result in result.tests:
                     if on_test:
@@ -206,6 +206,17 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str)
     return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
 
 
+def _input_rows(result: BuildResult) -> int:
+    """The rows of every source of the build: loaded now, or kept from the last build."""
+    kept = {} if result.plan.full else result.plan.previous.info.get("source_rows", {})
+    loaded = {s.name.split(".")[-1]: s.rows or 0 for s in result.steps if s.kind == "source"}
+    return _total({**kept, **loaded})
+
+
+def _total(source_rows: Any) -> int:
+    return sum(v for v in source_rows.values() if isinstance(v, int)) if isinstance(source_rows, dict) else 0
+
+
 def _reused_results(manifest: Manifest, decided: plan.Plan) -> list[checks.TestResult]:
     """The committed build's results of the tests the plan does not rerun."""
     recorded = decided.previous.tests
@@ -286,7 +297,8 @@ def run_tests(
     if select is not None or exclude is not None:
         chosen = set(manifest.graph.select(select, exclude))
         tests = tuple(t for t in tests if set(t.depends_on) & chosen)
+    info = database.committed_info(manifest.env) or {}
     with database.read(manifest.env) as con:
-        results = checks.run(con, tests, on_test)
+        results = checks.run(con, tests, on_test, input_rows=_total(info.get("source_rows")))
         rows = checks.failing_rows(con, results, failures) if failures else []
     return results, rows

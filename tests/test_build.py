@@ -138,6 +138,25 @@ def test_a_broken_test_query_is_named_and_the_others_still_run(project):
         build(compiled(project))
 
 
+def test_tests_of_a_small_build_run_as_one_query_with_the_same_results(built):
+    from funnel import checks
+    from funnel.quoting import relation
+
+    manifest = compiled(built)
+    # A test that fails on purpose, so the comparison covers failure counts too.
+    every_stage = f"select * from {relation(manifest.env.schema, 'stg_stages')}"
+    failing = checks.DataTest("every_stage", "stg_stages", "warn", every_stage, built)
+    tests = [*manifest.tests, failing]
+    with database.read(manifest.env) as con:
+        one_by_one = checks.run(con, tests)
+        batched = checks.run(con, tests, input_rows=checks.BATCH_BELOW_ROWS - 1)
+        large = checks.run(con, tests, input_rows=checks.BATCH_BELOW_ROWS)
+    assert [(r.test.name, r.failures, r.status) for r in batched] == [(r.test.name, r.failures, r.status) for r in one_by_one]
+    assert [(r.test.name, r.failures) for r in large] == [(r.test.name, r.failures) for r in one_by_one]
+    assert len({r.seconds for r in batched}) == 1 < len({r.seconds for r in large})  # one query, shared time
+    assert batched[-1].failures > 0
+
+
 def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
     from funnel.config import Environment
 
