@@ -9,6 +9,7 @@ so runs are repeatable. The materialization comes from `config()` or the folder'
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from funnel.quoting import relation
 from funnel.sources import SOURCE_NAME, SOURCES, Source
 
 if TYPE_CHECKING:
+    import jinja2
+
     from funnel.selectors import Selector
 
 LAYERS = ("seeds", "staging", "intermediate", "reporting")  # the usual ones, in run-order rank
@@ -202,10 +205,9 @@ def render(
             "or give a default: var('name', default)." + did_you_mean(key, list(given))
         )
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     this = relation(schema, name) if name else ""
     try:
-        template = env.from_string(path.read_text(encoding="utf-8"))
+        template = _template(path.read_text(encoding="utf-8"))
         sql = template.render(ref=ref, source=source, config=config, this=this, var=var)
     except jinja2.TemplateSyntaxError as e:
         raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
@@ -219,6 +221,16 @@ def render(
     if not sql:
         raise ModelError(f"{path}: the file is empty; write one select statement.")
     return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(read)), settings, leading_lines)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(text: str) -> jinja2.Template:
+    """The compiled template of `text`. Compiling is most of a render, and a process that
+    compiles a project more than once (`funnel compare`, definitions, the test suite) meets
+    the same files again; the functions a file calls are given at render time."""
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False).from_string(text)
 
 
 def _model(

@@ -4,11 +4,17 @@ target/, raw_data/ or sql/."""
 from __future__ import annotations
 
 import csv
+import functools
 import shutil
 from pathlib import Path
 
 import pytest
+import typer.testing
 from typer.testing import CliRunner
+
+# typer builds the click command of the app again on every invoke (20 ms, most of it
+# evaluating annotations); the suite invokes it hundreds of times, so it builds it once.
+typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_RAW = REPO.parent / "shared" / "raw_data"
