@@ -98,7 +98,7 @@ def models_script(root: Path, out: Path) -> Path:
             )
         else:
             kind = "view" if model.materialized == "view" else "table"
-            lines.append(f"create {kind} {target} as {model.sql};")
+            lines.append(f"create {kind} {target} as {model.sql}\n;")  # a model may end in a -- comment
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 

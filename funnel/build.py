@@ -206,15 +206,18 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str)
     return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
 
 
-def _input_rows(result: BuildResult) -> int:
+def _input_rows(result: BuildResult) -> int | None:
     """The rows of every source of the build: loaded now, or kept from the last build."""
     kept = {} if result.plan.full else result.plan.previous.info.get("source_rows", {})
     loaded = {s.name.split(".")[-1]: s.rows or 0 for s in result.steps if s.kind == "source"}
     return _total({**kept, **loaded})
 
 
-def _total(source_rows: Any) -> int:
-    return sum(v for v in source_rows.values() if isinstance(v, int)) if isinstance(source_rows, dict) else 0
+def _total(source_rows: Any) -> int | None:
+    """The sum of a record's rows per source; None when the record does not say."""
+    if not isinstance(source_rows, dict):
+        return None
+    return sum(v for v in source_rows.values() if isinstance(v, int))
 
 
 def _reused_results(manifest: Manifest, decided: plan.Plan) -> list[checks.TestResult]:
@@ -282,6 +285,16 @@ def build_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return dict(json.loads(row[0])) if row else {}
 
 
+def _recorded_rows(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The input rows the committed build recorded (None if it has no record)."""
+    import duckdb
+
+    try:
+        return _total(build_info(con).get("source_rows"))
+    except (duckdb.Error, ValueError):
+        return None
+
+
 def run_tests(
     manifest: Manifest,
     on_test: Callable[[checks.TestResult], None] | None = None,
@@ -297,8 +310,7 @@ def run_tests(
     if select is not None or exclude is not None:
         chosen = set(manifest.graph.select(select, exclude))
         tests = tuple(t for t in tests if set(t.depends_on) & chosen)
-    info = database.committed_info(manifest.env) or {}
     with database.read(manifest.env) as con:
-        results = checks.run(con, tests, on_test, input_rows=_total(info.get("source_rows")))
+        results = checks.run(con, tests, on_test, input_rows=_recorded_rows(con))
         rows = checks.failing_rows(con, results, failures) if failures else []
     return results, rows

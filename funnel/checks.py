@@ -92,6 +92,12 @@ def collect(sql_dir: Path, project: Graph) -> list[DataTest]:
     return tests
 
 
+def failures_of(test: DataTest) -> str:
+    """The test's query as a subquery. The closing parenthesis goes on a line of its own: a
+    SQL file may end in a `-- comment`."""
+    return f"({test.sql}\n) as failures"
+
+
 # Below this many input rows a test's own work is smaller than the cost of a query (about a
 # millisecond each), so the tests run as one query; from here on, one at a time.
 BATCH_BELOW_ROWS = 1_000_000
@@ -127,11 +133,13 @@ def _run_batch(con: duckdb.DuckDBPyConnection, tests: list[DataTest] | tuple[Dat
 
     started = time.perf_counter()
     query = " union all ".join(
-        f"select {number} as test, count(*) as failures from ({test.sql}) as failures" for number, test in enumerate(tests)
+        f"select {number} as test, count(*) as failures from {failures_of(test)}" for number, test in enumerate(tests)
     )
     try:
         counts = dict(con.execute(query).fetchall())
     except duckdb.Error:
+        return None
+    if len(counts) != len(tests):  # cannot happen (each test is closed in its own parentheses)
         return None
     share = (time.perf_counter() - started) / len(tests)
     return [TestResult(test, int(counts[number]), share) for number, test in enumerate(tests)]
@@ -154,7 +162,7 @@ def failing_rows(con: duckdb.DuckDBPyConnection, results: list[TestResult], limi
     for r in results:
         if r.status == "PASS" or r.error is not None:
             continue
-        cursor = con.execute(f"select * from ({r.test.sql}) as failures limit {int(limit)}")
+        cursor = con.execute(f"select * from {failures_of(r.test)} limit {int(limit)}")
         columns = tuple(d[0] for d in cursor.description or ())
         rows = tuple(tuple("" if v is None else str(v) for v in row) for row in cursor.fetchall())
         out.append(FailingRows(r.test.name, r.status, r.failures, columns, rows))
@@ -166,7 +174,7 @@ def _run_one(con: duckdb.DuckDBPyConnection, test: DataTest, on_result: Any) -> 
 
     started = time.perf_counter()
     try:
-        row = con.execute(f"select count(*) from ({test.sql}) as failures").fetchone()
+        row = con.execute(f"select count(*) from {failures_of(test)}").fetchone()
         result = TestResult(test, int(row[0]) if row else 0, time.perf_counter() - started)
     except duckdb.Error as e:
         message = first_line(e)

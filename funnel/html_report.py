@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel import database, report
+from funnel import checks, database, report
 from funnel.build import INFO_SCHEMA, build_info
 from funnel.errors import FunnelError, first_line, shorten
 from funnel.html import esc, page, table, write_atomic
@@ -429,7 +429,7 @@ def _quality_section(con: duckdb.DuckDBPyConnection, manifest: Manifest, info: d
             continue
         about = f"<p class='note'>{esc(test.description)} · model {esc(test.model or '—')} · {esc(test.path.name)}</p>"
         try:
-            result_set = con.execute(f"select * from ({test.sql}) as failures limit 1")
+            result_set = con.execute(f"select * from {checks.failures_of(test)} limit 1")
             columns = [d[0] for d in result_set.description]
             example = result_set.fetchone()
         except duckdb.Error as e:

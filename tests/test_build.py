@@ -157,6 +157,21 @@ def test_tests_of_a_small_build_run_as_one_query_with_the_same_results(built):
     assert batched[-1].failures > 0
 
 
+def test_a_sql_test_may_end_in_a_comment(project, runner):
+    # Run as one query, the comment must not swallow the next test (it crashed with a KeyError).
+    tests = project / "sql" / "tests"
+    (tests / "zz_every_stage.sql").write_text("{{ config(severity='warn') }}\nselect * from {{ ref('stg_stages') }} -- all fail")
+    (tests / "zz_no_stage.sql").write_text("select * from {{ ref('stg_stages') }}\nwhere stage_id is null")
+    stages = len((project / "raw_data" / "stages.csv").read_text().splitlines()) - 1
+    result = build(compiled(project))
+    by_name = {r.test.name: (r.status, r.failures) for r in result.tests}
+    assert by_name["zz_every_stage"] == ("WARN", stages)
+    assert by_name["zz_no_stage"] == ("PASS", 0)
+    tested = runner.invoke(app, ["test", "--select", "stg_stages"])
+    assert tested.exit_code == 0, tested.output
+    assert f"zz_every_stage: {stages} rows" in tested.stderr
+
+
 def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
     from funnel.config import Environment
 
