@@ -1,6 +1,6 @@
 """Whole-process benchmarks: `funnel build` against a plain DuckDB script, alternately.
 
-    python benchmarks/bench.py build [--raw-data ../shared/raw_data] [--runs 7]
+    python benchmarks/bench.py build [--raw-data ../shared/raw_data] [--runs 7] [--same-models] [--other FUNNEL]
     python benchmarks/bench.py scale [--deals 10000,100000,1000000] [--runs 3] [--memory-limit 1GB]
     python benchmarks/bench.py export [--rows 1000000] [--runs 5]
     python benchmarks/bench.py versus --other ../base/.venv/bin/funnel [--deals 1000000] [--runs 5]
@@ -104,9 +104,16 @@ def models_script(root: Path, out: Path) -> Path:
 
 
 def compare(
-    raw: Path, runs: int, memory_limit: str | None = None, threads: int | None = None, same_models: bool = False
+    raw: Path,
+    runs: int,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    same_models: bool = False,
+    other: str | None = None,
 ) -> dict[str, float]:
-    """Alternate funnel build and the plain script on `raw`; return medians and ratio."""
+    """Alternate funnel build and the plain script on `raw`; return medians and ratio. With
+    `other` (another installation's funnel, e.g. a base commit's venv) that one runs in
+    the same rounds too, so both ratios see the same machine."""
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         root = project(Path(tmp), memory_limit, threads)
         env = process_env(FUNNEL_PROJECT_DIR=str(root))
@@ -116,9 +123,12 @@ def compare(
         plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out), memory_limit or ""]
         if same_models:
             plain_cmd.append(str(models_script(root, Path(tmp) / "models.sql")))
-        funnel_times, plain_times, funnel_rss, plain_rss = [], [], [], []
+        other_cmd = [other, *funnel_cmd[len(funnel_command()) :]] if other else None
+        funnel_times, plain_times, funnel_rss, plain_rss, other_times = [], [], [], [], []
         timed(funnel_cmd, env)  # warm the file cache and the compiled-project cache once
         timed(plain_cmd, env)
+        if other_cmd:
+            timed(other_cmd, env)
         for _ in range(runs):
             seconds, rss = timed(funnel_cmd, env)
             funnel_times.append(seconds)
@@ -126,9 +136,17 @@ def compare(
             seconds, rss = timed(plain_cmd, env)  # it replaces its previous output, as a build does
             plain_times.append(seconds)
             plain_rss.append(rss)
+            if other_cmd:
+                other_times.append(timed(other_cmd, env)[0])
         rows = input_rows(raw)
         funnel_s, plain_s = statistics.median(funnel_times), statistics.median(plain_times)
+        extra = (
+            {"other_s": statistics.median(other_times), "other_ratio": statistics.median(other_times) / plain_s}
+            if other_times
+            else {}
+        )
         return {
+            **extra,
             "rows": rows,
             "funnel_s": funnel_s,
             "plain_s": plain_s,
@@ -213,6 +231,9 @@ def print_table(results: list[tuple[str, dict[str, float]]], runs: int) -> None:
             f"| {name} | {r['rows']:,} | {r['funnel_s']:.2f} s | {r['plain_s']:.2f} s | {r['ratio']:.2f} | "
             f"{r['funnel_rss']:.0f} / {r['plain_rss']:.0f} MiB | {r['rows_per_s']:,.0f} |"
         )
+    for name, r in results:
+        if "other_s" in r:
+            print(f"\n{name}: the other funnel {r['other_s']:.2f} s, ratio {r['other_ratio']:.2f} (same rounds)")
 
 
 EXPORT_MODEL = """
@@ -323,6 +344,7 @@ def main() -> None:
     build.add_argument("--raw-data", type=Path, default=REPO.parent / "shared" / "raw_data")
     build.add_argument("--runs", type=int, default=7)
     build.add_argument("--same-models", action="store_true", help="the plain script builds every model, not one report")
+    build.add_argument("--other", default=None, help="another funnel executable to run in the same rounds")
     scale = sub.add_parser("scale", help="generated exports of growing size")
     scale.add_argument("--deals", default="10000,100000,1000000", help="comma-separated deal counts")
     scale.add_argument("--runs", type=int, default=3)
@@ -357,7 +379,9 @@ def main() -> None:
     if args.case == "build":
         if not (args.raw_data / "deal_changes.csv").exists():
             raise SystemExit(f"{args.raw_data}: no export there; pass --raw-data")
-        print_table([(str(args.raw_data), compare(args.raw_data, args.runs, same_models=args.same_models))], args.runs)
+        print_table(
+            [(str(args.raw_data), compare(args.raw_data, args.runs, same_models=args.same_models, other=args.other))], args.runs
+        )
     else:
         results = []
         for deals in (int(d) for d in args.deals.split(",")):
