@@ -11,14 +11,13 @@ Markdown row for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import REPO, funnel_command, timed  # noqa: E402
+from bench import REPO, funnel_command, process_env, timed  # noqa: E402
 
 
 def main() -> None:
@@ -27,10 +26,7 @@ def main() -> None:
     parser.add_argument("--env", default="dev")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-        "FUNNEL_PROJECT_DIR": str(args.project.resolve()),
-    }  # bytecode cached, as after pip install
+    env = process_env(FUNNEL_PROJECT_DIR=str(args.project.resolve()))
     with tempfile.TemporaryDirectory(prefix="funnel-report-bench-") as tmp:
         out = Path(tmp) / "report.html"
         report = [*funnel_command(), "report", "--env", args.env, "--out", str(out)]

@@ -12,7 +12,6 @@ COLUMNS=120, as `funnel show | less` would see it. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,6 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench import process_env  # noqa: E402
+
 SCHEMA = "public_pipedrive_analytics"
 
 PLAIN = """
@@ -70,11 +72,7 @@ def main() -> None:
         (root / "environments.toml").write_text(
             f'[dev]\ndatabase = "target/dev.duckdb"\nschema = "{SCHEMA}"\nraw_data = "{args.raw_data.resolve()}"\n'
         )
-        env = {
-            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-            "FUNNEL_PROJECT_DIR": str(root),
-            "COLUMNS": "120",
-        }  # bytecode cached, as after pip install
+        env = process_env(FUNNEL_PROJECT_DIR=str(root), COLUMNS="120")
         timed([*funnel_command(), "build"], env)
         models = args.models.split(",") if args.models else _models(env)
         print(f"| model | funnel show | {'baseline funnel' if args.baseline_src else 'plain DuckDB, 50 rows'} |")

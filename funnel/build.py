@@ -118,7 +118,7 @@ def build(
                 for name in decided.names("model", "run"):
                     record(_run_model(con, manifest.graph.models[name], env.schema))
                 to_run = set(decided.names("test", "test"))
-                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run], input_rows=_input_rows(result))
+                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run], input_rows=_total(_source_rows(result)))
                 result.tests = _merge_results(manifest, decided, fresh)
                 for test_result in result.tests:
                     if on_test:
@@ -206,11 +206,10 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str)
     return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
 
 
-def _input_rows(result: BuildResult) -> int | None:
-    """The rows of every source of the build: loaded now, or kept from the last build."""
-    kept = {} if result.plan.full else result.plan.previous.info.get("source_rows", {})
-    loaded = {s.name.split(".")[-1]: s.rows or 0 for s in result.steps if s.kind == "source"}
-    return _total({**kept, **loaded})
+def _source_rows(result: BuildResult) -> dict[str, Any]:
+    """The rows of each source of the build: loaded now, or kept from the last build."""
+    loaded = {s.name.split(".")[-1]: s.rows for s in result.steps if s.kind == "source"}
+    return loaded if result.plan.full else {**result.plan.previous.info.get("source_rows", {}), **loaded}
 
 
 def _total(source_rows: Any) -> int | None:
@@ -252,7 +251,6 @@ def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, selec
     models_fp = dict(decided.previous.models) if not decided.full else {}
     for name in decided.names("model", "run"):
         models_fp[name] = plan.model_fingerprint(manifest, name)
-    rows = {s.name.split(".")[-1]: s.rows for s in result.steps if s.kind == "source"}
     info: dict[str, Any] = {
         "env": manifest.env.name,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -261,7 +259,7 @@ def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, selec
         "vars": manifest.vars,
         "full": decided.full,
         "seconds": round(result.seconds, 3),
-        "source_rows": {**decided.previous.info.get("source_rows", {}), **rows} if not decided.full else rows,
+        "source_rows": _source_rows(result),
         "tests": {s: result.count(s) for s in ("PASS", "WARN", "ERROR")},
         "funnel_version": __version__,
         "fingerprints": plan.fingerprints_json(decided.fingerprints),
