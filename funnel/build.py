@@ -57,12 +57,16 @@ class BuildResult:
 
 
 def make_plan(
-    manifest: Manifest, select: Selector | str | None = None, full_refresh: bool = False, exclude: Selector | str | None = None
+    manifest: Manifest,
+    select: Selector | str | None = None,
+    full_refresh: bool = False,
+    exclude: Selector | str | None = None,
+    known: dict[str, plan.Fingerprint] | None = None,
 ) -> plan.Plan:
     """What a build would do now (for `--dry-run`, and as the build's first step)."""
     chosen = manifest.graph.select(select, exclude) if select is not None or exclude is not None else None
     # A full refresh owes nothing to the last build: its record is not even opened.
-    return plan.make(manifest, None if full_refresh else _previous(manifest), chosen, full_refresh)
+    return plan.make(manifest, None if full_refresh else _previous(manifest), chosen, full_refresh, known)
 
 
 def build(
@@ -96,7 +100,8 @@ def build(
         result.seconds = time.perf_counter() - started
         return result
     with database.build_lock(env, wait):
-        decided = make_plan(manifest, select, full_refresh, exclude)  # again: another build may have published meanwhile
+        # Again: another build may have published meanwhile. The files are not hashed twice.
+        decided = make_plan(manifest, select, full_refresh, exclude, known=decided.fingerprints)
         if on_plan:
             on_plan(decided)
         result = BuildResult(manifest, decided)

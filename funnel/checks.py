@@ -241,10 +241,11 @@ def _expand(where: str, path: Path, entry: dict[str, Any], project: Graph) -> li
         to, field = entry.get("to"), entry.get("field", columns[0])
         if to not in project.models:
             raise ModelError(f"{where}: to = '{to}' is not a model." + did_you_mean(str(to), list(project.models)))
+        # An anti join, not `not exists (...)`: DuckDB runs the correlated form several times
+        # slower (0.05-0.12 s against 0.013 s over the 4.5M rows of a 1M-deal stage history).
         sql = (
-            f"select * from {table} as child where child.{cols} is not null and not exists "
-            f"(select 1 from {relation(project.schema, to)} as parent "
-            f"where parent.{quote_ident(field)} = child.{cols})"
+            f"select child.* from {table} as child anti join {relation(project.schema, to)} as parent "
+            f"on parent.{quote_ident(field)} = child.{cols} where child.{cols} is not null"
         )
         return [make(f"{columns[0]}__{to}", sql)]
     expression = entry.get("expression")

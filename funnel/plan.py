@@ -148,14 +148,24 @@ def test_fingerprint(sql: str, severity: str) -> str:
     return hashlib.sha256(f"{severity}\0{sql}".encode()).hexdigest()
 
 
-def make(manifest: Manifest, previous: Previous | None, select: list[str] | None = None, full_refresh: bool = False) -> Plan:
+def make(
+    manifest: Manifest,
+    previous: Previous | None,
+    select: list[str] | None = None,
+    full_refresh: bool = False,
+    known: dict[str, Fingerprint] | None = None,
+) -> Plan:
     """Decide what a build of `manifest` does, given what the committed build recorded.
 
-    `select`: the model names `--select` chose (None: every model).
+    `select`: the model names `--select` chose (None: every model). `known`: fingerprints
+    this process already took (a file whose size or mtime has changed since is hashed again).
     """
     prior = previous or Previous()
     folder = manifest.env.export_folder()
-    fingerprints = {s.table: fingerprint(folder / s.file_name, prior.sources.get(s.table)) for s in manifest.sources}
+    seen = known or {}
+    fingerprints = {
+        s.table: fingerprint(folder / s.file_name, seen.get(s.table) or prior.sources.get(s.table)) for s in manifest.sources
+    }
     reason_full = (
         "--full-refresh"
         if full_refresh

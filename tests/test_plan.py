@@ -3,6 +3,7 @@ export's, and nothing changed means nothing written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -221,3 +222,39 @@ def test_build_records_what_it_was_made_of(built):
     assert result.plan.up_to_date
     assert {r.test.name for r in result.tests} == {t.name for t in manifest.tests}
     assert all(r.reused for r in result.tests)
+
+
+def test_a_source_changed_while_the_build_waits_for_the_lock_is_built_as_it_is_then(built, monkeypatch):
+    """The plan is made again under the lock; it reuses the fingerprints taken just before
+    (a file is hashed once per build), except for a file whose size or mtime has changed."""
+    import funnel.database as database
+    import funnel.plan as plan
+
+    users = built / "raw_data" / "users.csv"
+    lines = users.read_text().splitlines(keepends=True)
+    users.write_text("".join(lines[:-1]))  # one user fewer: this build has something to do
+    hashed: list[str] = []
+    real_fingerprint, real_lock = plan.fingerprint, database.build_lock
+
+    def counting(path, previous=None):
+        fp = real_fingerprint(path, previous)
+        if fp is not previous:
+            hashed.append(path.name)
+        return fp
+
+    @contextlib.contextmanager
+    def lock_then_edit(env, wait=0.0):
+        with real_lock(env, wait):
+            users.write_text("".join(lines[:-2]))  # another user fewer, while this build waited
+            yield
+
+    monkeypatch.setattr(plan, "fingerprint", counting)
+    monkeypatch.setattr(database, "build_lock", lock_then_edit)
+    manifest = compiled(built)
+    result = build(manifest, full_refresh=True)  # no record to reuse fingerprints from
+    assert {s.name: s.rows for s in result.steps}["pipedrive.users"] == len(lines) - 3
+    files = sorted(s.file_name for s in manifest.sources)
+    assert sorted(hashed) == sorted([*files, "users.csv"])  # each once, and users again after the edit
+    with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
+        (info,) = con.execute("select info from _funnel.build_info").fetchone()
+    assert json.loads(info)["fingerprints"]["users"]["sha256"] == real_fingerprint(users).sha256
