@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -207,3 +208,41 @@ def test_a_duckdb_failure_outside_the_models_is_one_clear_error(project, runner)
     assert "DuckDB failed while building env 'dev' (Out of Memory Error" in line
     assert line.endswith("the last good build is unchanged. Check free disk space there and memory_limit, then rebuild.")
     assert not list((project / "target").glob(".*.tmp*"))
+
+
+def test_each_kind_of_declared_test_counts_the_rows_that_break_it(project, runner):
+    """Hand-made models with known faults; each count below is read off the rows."""
+    marts = project / "sql" / "marts"
+    marts.mkdir()
+    # id 2 twice, a null id, a null name, 'z' not accepted, parent 9 missing, parent null.
+    (marts / "mart_child.sql").write_text(
+        "select * from (values (1, 'a', 10), (2, 'b', 10), (2, 'b', 9), (null, null, 9), (4, 'z', null))"
+        " as t(id, name, parent_id)"
+    )
+    # A null parent key must not match a null child key.
+    (marts / "mart_parent.sql").write_text("select * from (values (10), (null)) as t(parent_id)")
+    (marts / "tests.toml").write_text(
+        "\n".join(
+            f'[[test]]\nname = "{name}"\nmodel = "mart_child"\nseverity = "warn"\n{body}\n'
+            for name, body in [
+                ("ids_not_null", 'type = "not_null"\ncolumns = ["id"]'),
+                ("ids_unique", 'type = "unique"\ncolumns = ["id"]'),
+                ("id_name_unique", 'type = "unique"\ncolumns = ["id", "name"]'),
+                ("names_accepted", 'type = "accepted_values"\ncolumns = ["name"]\nvalues = ["a", "b"]'),
+                ("parents_exist", 'type = "relationships"\ncolumns = ["parent_id"]\nto = "mart_parent"'),
+                ("ids_small", 'type = "expression"\nexpression = "id < 3"'),
+            ]
+        )
+    )
+    result = runner.invoke(app, ["build", "--select", "mart_child", "--select", "mart_parent"])
+    assert result.exit_code == 0, result.output
+    warned = dict(re.findall(r"WARN  test   (\w+): (\d+) rows?", result.stderr))
+    expected = {
+        "ids_not_null": "1",  # (null, null, 9)
+        "ids_unique": "1",  # the group id = 2
+        "id_name_unique": "1",  # the group (2, 'b')
+        "names_accepted": "1",  # 'z'; a null name is not_null's business
+        "parents_exist": "2",  # the two rows with parent 9; a null parent_id is not checked
+        "ids_small": "2",  # id 4, and the null id (not known to be < 3)
+    }
+    assert {name: warned.get(name) for name in expected} == expected
