@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from funnel.errors import ModelError, did_you_mean, first_line
-from funnel.models import TESTS_FOLDER, Graph, discover, render
+from funnel.models import TESTS_FOLDER, Graph, discover, load_macros, render
 from funnel.quoting import quote_ident, relation
+from funnel.sources import SOURCES, Source
 
 if TYPE_CHECKING:
     import duckdb
@@ -46,6 +47,7 @@ class DataTest:
     path: Path
     description: str = ""
     depends_on: tuple[str, ...] = ()  # the models it reads: it reruns when one of them does
+    sources: tuple[str, ...] = ()  # the source tables a SQL test reads: it reruns when one is reloaded
 
 
 @dataclass(frozen=True)
@@ -67,24 +69,26 @@ class TestResult:
         return "WARN" if self.test.severity == "warn" else "ERROR"
 
 
-def collect(sql_dir: Path, project: Graph) -> list[DataTest]:
+def collect(sql_dir: Path, project: Graph, sources: tuple[Source, ...] = SOURCES) -> list[DataTest]:
     """Every data test of the project, in a stable order (file, then position).
 
-    Declared tests live in a `tests.toml` in any model folder; SQL tests in sql/tests/.
+    Declared tests live in a `tests.toml` in any model folder; SQL tests in sql/tests/, where
+    they may read the project's `sources` too.
     """
     tests: list[DataTest] = []
     for path in sorted(sql_dir.rglob("tests.toml")):
         tests.extend(_declared(path, project))
     files = discover(sql_dir)
+    macros = load_macros(sql_dir)
     for path in sorted((sql_dir / TESTS_FOLDER).rglob("*.sql")):
-        rendered = render(path, project.schema, files, variables=project.variables)
+        rendered = render(path, project.schema, files, variables=project.variables, sources=sources, macros=macros)
         settings = dict(rendered.settings)
         severity = settings.pop("severity", "error")
         description = settings.pop("description", "")
         if severity not in SEVERITIES or settings:
             raise ModelError(f"{path}: config() takes severity='error'|'warn' and description only.")
         model = rendered.refs[0] if rendered.refs else ""
-        tests.append(DataTest(path.stem, model, severity, rendered.sql, path, description, rendered.refs))
+        tests.append(DataTest(path.stem, model, severity, rendered.sql, path, description, rendered.refs, rendered.sources))
     names = [t.name for t in tests]
     for name in names:
         if names.count(name) > 1:

@@ -24,6 +24,7 @@ from funnel.config import Config, Environment
 from funnel.sources import SOURCES, Source, declared
 
 SUFFIXES = (".sql", ".csv", ".toml")
+CACHE_FORMAT = 2  # raised whenever what the cache holds changes (2: the sources a SQL test reads)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None 
     sources = declared(sql_dir)
     if cached is None:
         graph = models.load(sql_dir, env.schema, folders, variables, sources)
-        tests = tuple(checks.collect(sql_dir, graph))
+        tests = tuple(checks.collect(sql_dir, graph, sources))
         _write(cache, key, graph, tests)
     else:
         graph, tests = cached
@@ -61,7 +62,7 @@ def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None 
 
 def _key(sql_dir: Path, schema: str, folders: dict[str, str], variables: dict[str, Any]) -> str:
     settings = json.dumps([sorted(folders.items()), variables], sort_keys=True)
-    digest = hashlib.sha256(f"{__version__}\0{schema}\0{sql_dir}\0{settings}".encode())
+    digest = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}\0{schema}\0{sql_dir}\0{settings}".encode())
     for path in sorted(p for p in sql_dir.rglob("*") if p.suffix in SUFFIXES and p.is_file()):
         digest.update(str(path.relative_to(sql_dir)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -91,7 +92,10 @@ def _read(cache: Path, key: str) -> tuple[models.Graph, tuple[checks.DataTest, .
             variables=data["variables"],
         )
         tests = tuple(
-            checks.DataTest(**{**t, "path": Path(t["path"]), "depends_on": tuple(t["depends_on"])}) for t in data["tests"]
+            checks.DataTest(
+                **{**t, "path": Path(t["path"]), "depends_on": tuple(t["depends_on"]), "sources": tuple(t["sources"])}
+            )
+            for t in data["tests"]
         )
         return graph, tests
     except (OSError, ValueError, KeyError, TypeError):

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from funnel.selectors import Selector
 
 LAYERS = ("seeds", "staging", "intermediate", "reporting")  # the usual ones, in run-order rank
-TESTS_FOLDER, SEEDS_FOLDER = "tests", "seeds"
+TESTS_FOLDER, SEEDS_FOLDER, MACROS_FOLDER = "tests", "seeds", "macros"
+FUNCTIONS = ("ref", "source", "config", "var", "this")  # what every SQL file may call
 RAW_SCHEMA = SOURCE_NAME
 
 
@@ -94,8 +95,8 @@ def _walk(start: str, next_of: Any) -> set[str]:
 def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:
     """Every model file: name -> (layer, path). Names must be unique across folders.
 
-    Every `.sql` file under sql/ is a model except those in sql/tests/ (data tests); one
-    that cannot be a model is an error, never silently ignored.
+    Every `.sql` file under sql/ is a model except those in sql/tests/ (data tests) and
+    sql/macros/ (Jinja macros); one that cannot be a model is an error, never silently ignored.
     """
     if not sql_dir.is_dir():
         raise ConfigError(f"{sql_dir}: no sql/ folder; a project keeps its models in sql/<folder>/.")
@@ -103,7 +104,7 @@ def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:
     seeds = sorted((sql_dir / SEEDS_FOLDER).glob("*.csv"))
     for path in seeds + sorted(sql_dir.rglob("*.sql")):
         parts = path.relative_to(sql_dir).parts
-        if parts[0] == TESTS_FOLDER:
+        if parts[0] in (TESTS_FOLDER, MACROS_FOLDER):
             continue
         if len(parts) == 1:
             raise ModelError(f"{path}: a model lives in a folder under sql/ (e.g. sql/reporting/); move it there.")
@@ -133,14 +134,54 @@ def load(
     """
     folders = DEFAULT_MATERIALIZATIONS if materializations is None else materializations
     files = discover(sql_dir)
+    macros = load_macros(sql_dir)
     seed_types = _seed_types(sql_dir, [n for n, (layer, _) in files.items() if layer == SEEDS_FOLDER])
     models: dict[str, Model] = {}
     for name, (layer, path) in files.items():
         if layer == SEEDS_FOLDER:
             models[name] = Model(name, layer, path, "table", "", seed_columns=seed_types[name])
         else:
-            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {}, sources)
+            models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {}, sources, macros)
     return Graph(models=models, order=_order(models), schema=schema, variables=dict(variables or {}))
+
+
+@dataclass(frozen=True)
+class MacroFile:
+    """A file of sql/macros/: Jinja `{% macro %}` definitions every SQL file may call."""
+
+    path: Path
+    text: str
+    names: tuple[str, ...]  # the macros it defines
+
+
+def load_macros(sql_dir: Path) -> tuple[MacroFile, ...]:
+    """The project's macros (every `.sql` file under sql/macros/), as dbt keeps them: each
+    macro is callable by name from every model and SQL test. Raise ModelError for a file
+    that does not compile, a name defined twice, or one that would hide ref(), source(),
+    config(), var() or this."""
+    import jinja2
+    from jinja2 import nodes
+
+    found: list[MacroFile] = []
+    defined: dict[str, Path] = {}
+    for path in sorted((sql_dir / MACROS_FOLDER).rglob("*.sql")):
+        try:
+            text = path.read_text(encoding="utf-8")
+            tree = _jinja().parse(text)
+            _template(text)
+        except jinja2.TemplateSyntaxError as e:
+            raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
+        except UnicodeDecodeError:
+            raise ModelError(f"{path}: not UTF-8 text.") from None
+        names = tuple(node.name for node in tree.body if isinstance(node, nodes.Macro))
+        for name in names:
+            if name in FUNCTIONS:
+                raise ModelError(f"{path}: a macro named '{name}' would hide funnel's {name}; rename it.")
+            if name in defined:
+                raise ModelError(f"{path}: macro '{name}' is also defined in {defined[name]}; keep one.")
+            defined[name] = path
+        found.append(MacroFile(path, text, names))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -159,11 +200,13 @@ def render(
     name: str | None = None,
     variables: Mapping[str, Any] | None = None,
     sources: tuple[Source, ...] = SOURCES,
+    macros: tuple[MacroFile, ...] = (),
 ) -> Rendered:
     """Render one Jinja SQL file, recording its ref() and source() calls and its config().
 
     `var('name')` reads `variables` (environments.toml [vars], [<env>.vars], --var), and
     `var('name', default)` falls back to the default when the project does not set it.
+    The `macros` are callable by name; what they call (ref() included) counts for this file.
     """
     import jinja2
 
@@ -206,13 +249,25 @@ def render(
         )
 
     this = relation(schema, name) if name else ""
+    # One namespace for the file and every macro (shared, not copied), so a macro may call
+    # another macro, whichever file defines it.
+    context: dict[str, Any] = {**_jinja().globals, "ref": ref, "source": source, "config": config, "this": this, "var": var}
     try:
+        for macro_file in macros:
+            module = _template(macro_file.text).make_module(context, shared=True)
+            if str(module).strip():
+                raise ModelError(f"{macro_file.path}: a macros file holds only {{% macro %}} definitions; move the rest out.")
+            context.update({n: getattr(module, n) for n in macro_file.names})
         template = _template(path.read_text(encoding="utf-8"))
-        sql = template.render(ref=ref, source=source, config=config, this=this, var=var)
+        sql = template.render(context)
     except jinja2.TemplateSyntaxError as e:
         raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
-        raise ModelError(f"{path}: {e.message}; SQL files may use ref(), source(), config(), var() and this.") from None
+        defined = [n for m in macros for n in m.names]
+        raise ModelError(
+            f"{path}: {e.message}; SQL files may use ref(), source(), config(), var(), this"
+            + (f" and the macros of sql/macros/ ({', '.join(defined)})." if defined else " and macros in sql/macros/.")
+        ) from None
     except UnicodeDecodeError:
         raise ModelError(f"{path}: not UTF-8 text.") from None
     body = sql.lstrip()
@@ -228,9 +283,14 @@ def _template(text: str) -> jinja2.Template:
     """The compiled template of `text`. Compiling is most of a render, and a process that
     compiles a project more than once (`funnel compare`, definitions, the test suite) meets
     the same files again; the functions a file calls are given at render time."""
+    return _jinja().from_string(text)
+
+
+@functools.cache
+def _jinja() -> jinja2.Environment:
     import jinja2
 
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False).from_string(text)
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 def _model(
@@ -242,8 +302,9 @@ def _model(
     default: str,
     variables: Mapping[str, Any],
     sources: tuple[Source, ...],
+    macros: tuple[MacroFile, ...] = (),
 ) -> Model:
-    rendered = render(path, schema, files, name, variables, sources)
+    rendered = render(path, schema, files, name, variables, sources, macros)
     settings = dict(rendered.settings)
     materialized = settings.pop("materialized", default)
     tags = settings.pop("tags", [])

@@ -219,6 +219,8 @@ def make(
             steps.append(Step("test", test.name, "test", "test changed"))
         elif ran := [m for m in test.depends_on if m in why]:
             steps.append(Step("test", test.name, "test", f"{ran[0]} runs"))
+        elif reloaded := [t for t in test.sources if t in changed]:
+            steps.append(Step("test", test.name, "test", f"source {reloaded[0]} reloaded"))
         else:
             steps.append(Step("test", test.name, "reuse", "unchanged"))
     return Plan(manifest.env.name, False, tuple(steps), fingerprints, prior)

@@ -180,6 +180,21 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         ({"intermediate/int_a.sql": "select * from {{ source('pipedrive', 'stages') }}"}, "only staging models read sources"),
         ({"staging/x.sql": "select 1", "reporting/x.sql": "select 2"}, "model name 'x' is also used by"),
         ({"staging/bad-name.sql": "select 1"}, "model file names must be plain identifiers"),
+        ({"staging/stg_a.sql": "select {{ cents('x') }}"}, "'cents' is undefined"),
+        (
+            {"macros/m.sql": "{% macro cents(x) %}{{ x }} * 100{% endmacro %}\nselect 1", "staging/stg_a.sql": "select 1"},
+            "m.sql: a macros file holds only {% macro %} definitions",
+        ),
+        (
+            {
+                "macros/a.sql": "{% macro cents(x) %}{{ x }} * 100{% endmacro %}",
+                "macros/b.sql": "{% macro cents(x) %}{{ x }}{% endmacro %}",
+                "staging/stg_a.sql": "select 1",
+            },
+            "b.sql: macro 'cents' is also defined in",
+        ),
+        ({"macros/m.sql": "{% macro ref(x) %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide funnel's ref"),
+        ({"macros/m.sql": "{% macro cents(x) %}{{ x }", "staging/stg_a.sql": "select 1"}, "m.sql line 1:"),
     ],
     ids=[
         "materialization",
@@ -194,6 +209,11 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         "source-outside-staging",
         "duplicate-name",
         "file-name",
+        "unknown-macro",
+        "macro-file-with-sql",
+        "macro-defined-twice",
+        "macro-hides-ref",
+        "macro-syntax",
     ],
 )
 def test_model_errors_name_the_file(tmp_path, files, words):
@@ -202,3 +222,25 @@ def test_model_errors_name_the_file(tmp_path, files, words):
         load(sql, "s")
     assert words in str(info.value)
     assert str(sql) in str(info.value)
+
+
+def test_macros_are_callable_from_every_model_and_may_call_each_other_and_ref(tmp_path):
+    """As in dbt: a macro in sql/macros/ is called by name; what it ref()s is a dependency of
+    the model that calls it; macros of other files are in reach, whatever the file order."""
+    sql = make_sql(
+        tmp_path,
+        {
+            "macros/a_money.sql": "{% macro euros(x) %}round({{ cents(x) }} / 100, 2){% endmacro %}",
+            "macros/b_cents.sql": "{#- cents -#}\n{% macro cents(x) %}{{ x }} * {{ var('scale', 1) }}{% endmacro %}\n",
+            "macros/lookup.sql": "{% macro rates() %}{{ ref('stg_rates') }}{% endmacro %}",
+            "staging/stg_rates.sql": "select 2 as rate",
+            "reporting/rep_a.sql": "select {{ euros('rate') }} as eur from {{ rates() }}",
+            "reporting/rep_b.sql": "{% macro euros(x) %}{{ x }}{% endmacro %}select {{ euros('1') }} as own",
+        },
+    )
+    dag = load(sql, "s", variables={"scale": 100})
+    assert dag.models["rep_a"].sql == 'select round(rate * 100 / 100, 2) as eur from "s"."stg_rates"'
+    assert dag.models["rep_a"].refs == ("stg_rates",)
+    assert dag.order.index("stg_rates") < dag.order.index("rep_a")
+    assert dag.models["rep_b"].sql == "select 1 as own"  # a file's own macro wins over the project's
+    assert set(dag.models) == {"stg_rates", "rep_a", "rep_b"}  # macro files are not models

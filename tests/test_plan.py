@@ -258,3 +258,41 @@ def test_a_source_changed_while_the_build_waits_for_the_lock_is_built_as_it_is_t
     with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
         (info,) = con.execute("select info from _funnel.build_info").fetchone()
     assert json.loads(info)["fingerprints"]["users"]["sha256"] == real_fingerprint(users).sha256
+
+
+def test_an_edited_macro_reruns_the_models_that_call_it(built, runner):
+    macro = built / "sql" / "macros" / "month.sql"
+    macro.write_text(macro.read_text().replace("date_trunc('month', {{ ts }})::date", "(date_trunc('month', {{ ts }})::date)"))
+    manifest = compiled(built)
+    callers = {n for n, m in manifest.graph.models.items() if "month(" in m.path.read_text()}
+    assert len(callers) == 5
+    reached = callers.union(*(manifest.graph.downstream(n) for n in callers))
+    plan = make_plan(manifest)
+    assert set(plan.names("model", "run")) == reached
+    assert {s.reason for s in plan.steps if s.kind == "model" and s.name in callers} == {"SQL changed"}
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_sql_test_reads_a_declared_source_and_reruns_when_it_is_reloaded(built, runner):
+    sql = built / "sql"
+    sql.joinpath("sources.toml").write_text(
+        sql.joinpath("sources.toml").read_text()
+        + '\n[pipedrive.stage_names]\ncolumns = { stage_id = "BIGINT", stage_name = "VARCHAR" }\n'
+    )
+    shutil.copy(built / "raw_data" / "stages.csv", built / "raw_data" / "stage_names.csv")
+    (sql / "tests" / "stage_names_are_known.sql").write_text(
+        "{{ config(severity='warn') }}\n"
+        "select * from {{ source('pipedrive', 'stage_names') }}\n"
+        "where stage_id not in (select stage_id from {{ ref('stg_stages') }})\n"
+    )
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    names = built / "raw_data" / "stage_names.csv"
+    names.write_text(names.read_text() + "99,Unknown stage\n")
+    plan = make_plan(compiled(built))
+    assert ("test", "stage_names_are_known", "test", "source stage_names reloaded") in {
+        (s.kind, s.name, s.action, s.reason) for s in plan.steps
+    }
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    assert "WARN  test   stage_names_are_known: 1 row" in result.stderr

@@ -3,14 +3,6 @@
 -- step's stage or ever had a done call of the step's type. Deals without an add_time row
 -- belong to no cohort.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
-{%- set tz = var('timezone', 'UTC') %}
-{%- macro month(ts) -%}
-{%- if tz == 'UTC' -%}
-date_trunc('month', {{ ts }})::date
-{%- else -%}
-date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
-{%- endif -%}
-{%- endmacro %}
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),

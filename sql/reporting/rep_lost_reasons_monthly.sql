@@ -6,14 +6,6 @@
 -- Ties: rows of a deal with the same change_time are ordered by their value (the id), the
 -- larger one counting as the later change.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
-{%- set tz = var('timezone', 'UTC') %}
-{%- macro month(ts) -%}
-{%- if tz == 'UTC' -%}
-date_trunc('month', {{ ts }})::date
-{%- else -%}
-date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
-{%- endif -%}
-{%- endmacro %}
 with stage_entries as (
     select * from {{ ref('int_stage_entries') }}
 ),

@@ -7,14 +7,6 @@
 -- Ties: user_id rows of a deal with the same change_time are ordered by the user id, the
 -- larger one counting as the later change.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
-{%- set tz = var('timezone', 'UTC') %}
-{%- macro month(ts) -%}
-{%- if tz == 'UTC' -%}
-date_trunc('month', {{ ts }})::date
-{%- else -%}
-date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
-{%- endif -%}
-{%- endmacro %}
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),

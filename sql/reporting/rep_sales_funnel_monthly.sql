@@ -6,14 +6,6 @@
 -- call_months and zero_fill. In every mode deals_count counts distinct deals.
 {%- set stage_entry = var('stage_entry', 'first') %}
 {%- set backfill = var('backfill_skipped_stages', false) %}
-{%- set tz = var('timezone', 'UTC') %}
-{%- macro month(ts) -%}
-{%- if tz == 'UTC' -%}
-date_trunc('month', {{ ts }})::date
-{%- else -%}
-date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
-{%- endif -%}
-{%- endmacro %}
 with stage_history as (
     select * from {{ ref('int_deal_stage_history') }}
 ),

@@ -2,14 +2,6 @@
 -- of the deals whose first entry into from_step falls in cohort_month, how many entered
 -- to_step at or after that first entry. Months where no deal entered from_step have no row.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
-{%- set tz = var('timezone', 'UTC') %}
-{%- macro month(ts) -%}
-{%- if tz == 'UTC' -%}
-date_trunc('month', {{ ts }})::date
-{%- else -%}
-date_trunc('month', timezone('{{ tz }}', timezone('UTC', {{ ts }})))::date
-{%- endif -%}
-{%- endmacro %}
 with funnel_steps as (
     select * from {{ ref('funnel_steps') }}
 ),
