@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -123,7 +124,7 @@ def compare(
         plain_cmd = [sys.executable, str(HERE / "plain_duckdb.py"), str(raw), str(plain_out), memory_limit or ""]
         if same_models:
             plain_cmd.append(str(models_script(root, Path(tmp) / "models.sql")))
-        other_cmd = [other, *funnel_cmd[len(funnel_command()) :]] if other else None
+        other_cmd = [*shlex.split(other), *funnel_cmd[len(funnel_command()) :]] if other else None
         funnel_times, plain_times, funnel_rss, plain_rss, other_times = [], [], [], [], []
         timed(funnel_cmd, env)  # warm the file cache and the compiled-project cache once
         timed(plain_cmd, env)
@@ -344,7 +345,9 @@ def main() -> None:
     build.add_argument("--raw-data", type=Path, default=REPO.parent / "shared" / "raw_data")
     build.add_argument("--runs", type=int, default=7)
     build.add_argument("--same-models", action="store_true", help="the plain script builds every model, not one report")
-    build.add_argument("--other", default=None, help="another funnel executable to run in the same rounds")
+    build.add_argument(
+        "--other", default=None, help='another funnel command to run in the same rounds (split like a shell: "python x.py")'
+    )
     scale = sub.add_parser("scale", help="generated exports of growing size")
     scale.add_argument("--deals", default="10000,100000,1000000", help="comma-separated deal counts")
     scale.add_argument("--runs", type=int, default=3)
