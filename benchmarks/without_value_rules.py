@@ -10,18 +10,18 @@ the two ratios to the plain script is what the rules cost, in the same rounds.
 import dataclasses
 import sys
 
-from funnel import sources
+from funnel import loading
 from funnel.cli import app
 
-sources.CsvLoad.rule = lambda self, column: None  # type: ignore[method-assign]
-_with_rules = sources._select
+loading.CsvLoad.rule = lambda self, column: None  # type: ignore[method-assign]
+_with_rules = loading._select
 
 
-def _select(load: sources.CsvLoad) -> str:
+def _select(load: loading.CsvLoad) -> str:
     return _with_rules(dataclasses.replace(load, conditional=()))
 
 
-sources._select = _select
+loading._select = _select
 
 if __name__ == "__main__":
     sys.argv[0] = "funnel"

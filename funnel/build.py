@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__, checks, database, models, plan
 from funnel.errors import FunnelError, ModelError, TestFailure, first_line
+from funnel.loading import CsvLoad, load_csvs
 from funnel.quoting import quote_ident, relation
-from funnel.sources import CsvLoad, load_csvs
 
 if TYPE_CHECKING:
     import duckdb

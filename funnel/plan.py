@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__
 from funnel.errors import SourceError
-from funnel.sources import require_regular_file
+from funnel.loading import require_regular_file
 
 if TYPE_CHECKING:
     from funnel.manifest import Manifest

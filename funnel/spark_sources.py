@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import SourceError
-from funnel.sources import TS, TYPE_WORDS, Conditional, check_header, mixed_line_ends
+from funnel.loading import TYPE_WORDS, check_header, mixed_line_ends
+from funnel.sources import TS, Conditional
 from funnel.values import FIRST_YEAR, LAST_YEAR, Rule
 
 if TYPE_CHECKING:
