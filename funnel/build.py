@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__, checks, database, models, plan
-from funnel.errors import FunnelError, ModelError, TestFailure, first_line
+from funnel.errors import FunnelError, ModelError, TestFailure, first_line, n_rows
 from funnel.loading import CsvLoad, load_csvs
 from funnel.quoting import quote_ident, relation
 
@@ -242,7 +242,7 @@ def _merge_results(manifest: Manifest, decided: plan.Plan, fresh: list[checks.Te
 
 
 def _failure_message(failed: list[checks.TestResult]) -> str:
-    parts = [f"{r.test.name} ({r.error})" if r.error else f"{r.test.name} ({r.failures} rows)" for r in failed[:3]]
+    parts = [f"{r.test.name} ({r.error})" if r.error else f"{r.test.name} ({n_rows(r.failures)})" for r in failed[:3]]
     more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
     return (
         f"{len(failed)} data test(s) failed: {', '.join(parts)}{more}; "
@@ -312,7 +312,9 @@ def run_tests(
     tests = manifest.tests
     if select is not None or exclude is not None:
         chosen = set(manifest.graph.select(select, exclude))
-        tests = tuple(t for t in tests if set(t.depends_on) & chosen)
+        # A test reading sources only (no model) is about no selected model: --select leaves
+        # it out, --exclude alone keeps it.
+        tests = tuple(t for t in tests if set(t.depends_on) & chosen or (not t.depends_on and select is None))
     with database.read(manifest.env) as con:
         results = checks.run(con, tests, on_test, input_rows=_recorded_rows(con))
         rows = checks.failing_rows(con, results, failures) if failures else []

@@ -19,6 +19,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from funnel.errors import n_rows
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -108,7 +110,7 @@ def test_line(result: TestResult) -> None:
     if result.status == "PASS":
         return
     style = STATUS_STYLE[result.status]
-    detail = result.error or f"{result.failures:,} rows" + (" (as recorded; nothing it reads changed)" if result.reused else "")
+    detail = result.error or n_rows(result.failures) + (" (as recorded; nothing it reads changed)" if result.reused else "")
     info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}")
     if result.test.description and not result.error:
         for line in _wrapped(result.test.description, indent=15):
@@ -136,7 +138,7 @@ def failing_rows(found: list[Any]) -> None:
     for item in found:
         fields: dict[str, Any] = item if isinstance(item, dict) else vars(item)
         rows = fields["rows"]
-        info(f"  {fields['status']}  {fields['test']}: {fields['failures']:,} rows, the first {len(rows)}:")
+        info(f"  {fields['status']}  {fields['test']}: {n_rows(fields['failures'])}, the first {len(rows)}:")
         info("    " + " | ".join(fields["columns"]))
         for row in rows:
             info("    " + " | ".join(printable(v)[:40] for v in row))

@@ -68,3 +68,8 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
         return f" Did you mean '{close[0]}'?"
     listed = ", ".join(sorted(choices)[:20]) + (", …" if len(choices) > 20 else "")
     return f" Valid: {listed}." if choices else ""
+
+
+def n_rows(count: int) -> str:
+    """`1 row`, `2 rows`, `1,500 rows`."""
+    return f"{count:,} row" + ("" if count == 1 else "s")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.config import DEFAULT_MATERIALIZATIONS, IDENTIFIER, MATERIALIZATIONS, Materialization
-from funnel.errors import ConfigError, ModelError, did_you_mean
+from funnel.errors import ConfigError, ModelError, did_you_mean, first_line
 from funnel.quoting import relation
 from funnel.sources import SOURCE_NAME, SOURCES, Source
 
@@ -156,27 +156,42 @@ class MacroFile:
 
 def load_macros(sql_dir: Path) -> tuple[MacroFile, ...]:
     """The project's macros (every `.sql` file under sql/macros/), as dbt keeps them: each
-    macro is callable by name from every model and SQL test. Raise ModelError for a file
-    that does not compile, a name defined twice, or one that would hide ref(), source(),
-    config(), var() or this."""
+    macro is callable by name from every model and SQL test. Raise ModelError naming the
+    file for one that does not compile, holds anything but macro definitions and comments
+    (a top-level config(), ref() or set would change every file that renders after it), or
+    defines a name twice or one that would hide funnel's functions or Jinja's own."""
     import jinja2
     from jinja2 import nodes
 
+    reserved = {*FUNCTIONS, *_jinja().globals}
     found: list[MacroFile] = []
     defined: dict[str, Path] = {}
-    for path in sorted((sql_dir / MACROS_FOLDER).rglob("*.sql")):
+    for path in sorted(p for p in (sql_dir / MACROS_FOLDER).rglob("*.sql") if p.is_file()):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is not text
             tree = _jinja().parse(text)
-            _template(text)
         except jinja2.TemplateSyntaxError as e:
             raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
         except UnicodeDecodeError:
             raise ModelError(f"{path}: not UTF-8 text.") from None
+        for node in tree.body:
+            if isinstance(node, nodes.Macro):
+                continue
+            parts = node.nodes if isinstance(node, nodes.Output) else [node]
+            for part in parts:
+                if isinstance(part, nodes.TemplateData) and not part.data.strip():
+                    continue
+                text_before = (
+                    part.data[: len(part.data) - len(part.data.lstrip())] if isinstance(part, nodes.TemplateData) else ""
+                )
+                raise ModelError(
+                    f"{path} line {part.lineno + text_before.count(chr(10))}: a macros file holds only {{% macro %}} "
+                    "definitions and comments; move this into a macro or a model."
+                )
         names = tuple(node.name for node in tree.body if isinstance(node, nodes.Macro))
         for name in names:
-            if name in FUNCTIONS:
-                raise ModelError(f"{path}: a macro named '{name}' would hide funnel's {name}; rename it.")
+            if name in reserved:
+                raise ModelError(f"{path}: a macro named '{name}' would hide {name}() of every SQL file; rename it.")
             if name in defined:
                 raise ModelError(f"{path}: macro '{name}' is also defined in {defined[name]}; keep one.")
             defined[name] = path
@@ -254,12 +269,17 @@ def render(
     context: dict[str, Any] = {**_jinja().globals, "ref": ref, "source": source, "config": config, "this": this, "var": var}
     try:
         for macro_file in macros:
-            module = _template(macro_file.text).make_module(context, shared=True)
-            if str(module).strip():
-                raise ModelError(f"{macro_file.path}: a macros file holds only {{% macro %}} definitions; move the rest out.")
-            context.update({n: getattr(module, n) for n in macro_file.names})
+            # Defining the macros is all a macros file does (load_macros checked it); they
+            # are taken from its context, so that private ones (_name) are there too.
+            macro_template = _template(macro_file.text)
+            defining = macro_template.new_context(context, shared=True)
+            for _ in macro_template.root_render_func(defining):
+                pass
+            context.update({n: defining.vars[n] for n in macro_file.names})
         template = _template(path.read_text(encoding="utf-8"))
         sql = template.render(context)
+    except ModelError:
+        raise  # from ref(), source(), var(): already says what is wrong
     except jinja2.TemplateSyntaxError as e:
         raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
@@ -270,6 +290,12 @@ def render(
         ) from None
     except UnicodeDecodeError:
         raise ModelError(f"{path}: not UTF-8 text.") from None
+    except RecursionError:
+        raise ModelError(f"{path}: a macro calls itself without end; give its recursion a way out.") from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
+        # What the Jinja in the file (or a macro it calls) raised: a macro called with too many
+        # arguments, 1 + 'x', a missing key.
+        raise ModelError(f"{path}: {first_line(e)}; fix the Jinja there or in the macro it calls.") from None
     body = sql.lstrip()
     leading_lines = sql[: len(sql) - len(body)].count("\n")
     sql = body.rstrip().rstrip(";").strip()

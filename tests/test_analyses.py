@@ -290,7 +290,7 @@ def test_an_owner_or_lost_reason_that_is_not_a_plain_number_stops_the_build(tmp_
     assert result.exit_code == 1, result.output
     # The CSV loader may refuse an owner id first (strict sources); a lost reason reaches the test.
     if key == "lost_reason" or "Error:" not in result.stderr:
-        assert "ERROR test   deal_change_values_are_whole_numbers: 1 rows" in result.stderr
+        assert "ERROR test   deal_change_values_are_whole_numbers: 1 row" in result.stderr
     assert not (root / "target" / "dev.duckdb").exists()  # nothing was published
 
 

@@ -116,6 +116,9 @@ def test_select_malformed_is_a_usage_error(dag, selector):
         dag.select(selector)
 
 
+MONTH = "{% macro month(ts) %}date_trunc('month', {{ ts }}){% endmacro %}"
+
+
 def make_sql(tmp_path: Path, files: dict[str, str]) -> Path:
     sql = tmp_path / "sql"
     for relative, text in files.items():
@@ -183,7 +186,7 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         ({"staging/stg_a.sql": "select {{ cents('x') }}"}, "'cents' is undefined"),
         (
             {"macros/m.sql": "{% macro cents(x) %}{{ x }} * 100{% endmacro %}\nselect 1", "staging/stg_a.sql": "select 1"},
-            "m.sql: a macros file holds only {% macro %} definitions",
+            "m.sql line 2: a macros file holds only {% macro %} definitions",
         ),
         (
             {
@@ -193,8 +196,30 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
             },
             "b.sql: macro 'cents' is also defined in",
         ),
-        ({"macros/m.sql": "{% macro ref(x) %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide funnel's ref"),
+        ({"macros/m.sql": "{% macro ref(x) %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide ref()"),
         ({"macros/m.sql": "{% macro cents(x) %}{{ x }", "staging/stg_a.sql": "select 1"}, "m.sql line 1:"),
+        (
+            {
+                "macros/m.sql": "{% macro a() %}1{% endmacro %}\n{{ config(materialized='view') }}",
+                "staging/stg_a.sql": "select 1",
+            },
+            "m.sql line 2: a macros file holds only {% macro %} definitions and comments",
+        ),
+        (
+            {"macros/m.sql": "{% set x = ref('stg_a') %}{% macro a() %}1{% endmacro %}", "staging/stg_a.sql": "select 1"},
+            "m.sql line 1: a macros file holds only",
+        ),
+        (
+            {"macros/m.sql": "{% if true %}{% macro a() %}1{% endmacro %}{% endif %}", "staging/stg_a.sql": "select 1"},
+            "m.sql line 1: a macros file holds only",
+        ),
+        ({"macros/m.sql": "{% macro range(n) %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide range()"),
+        ({"staging/stg_a.sql": "select {{ month('a', 'b') }}", "macros/m.sql": MONTH}, "macro 'month' takes not more than 1"),
+        ({"staging/stg_a.sql": "select {{ 1 + 'x' }}"}, "stg_a.sql: unsupported operand"),
+        (
+            {"staging/stg_a.sql": "select {{ forever() }}", "macros/m.sql": "{% macro forever() %}{{ forever() }}{% endmacro %}"},
+            "stg_a.sql: a macro calls itself without end",
+        ),
     ],
     ids=[
         "materialization",
@@ -214,6 +239,13 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         "macro-defined-twice",
         "macro-hides-ref",
         "macro-syntax",
+        "macros-file-with-config",
+        "macros-file-with-set",
+        "macro-inside-if",
+        "macro-hides-jinja-global",
+        "macro-arguments",
+        "jinja-type-error",
+        "macro-recursion",
     ],
 )
 def test_model_errors_name_the_file(tmp_path, files, words):
@@ -244,3 +276,16 @@ def test_macros_are_callable_from_every_model_and_may_call_each_other_and_ref(tm
     assert dag.order.index("stg_rates") < dag.order.index("rep_a")
     assert dag.models["rep_b"].sql == "select 1 as own"  # a file's own macro wins over the project's
     assert set(dag.models) == {"stg_rates", "rep_a", "rep_b"}  # macro files are not models
+
+
+def test_private_macros_and_a_byte_order_mark(tmp_path):
+    sql = make_sql(
+        tmp_path,
+        {"staging/stg_a.sql": "select {{ plus_one(1) }} as x"},
+    )
+    (sql / "macros").mkdir()
+    (sql / "macros" / "m.sql").write_bytes(
+        b"\xef\xbb\xbf{% macro _inner(x) %}({{ x }} + 1){% endmacro %}\r\n"
+        b"{% macro plus_one(x) %}{{ _inner(x) }}{% endmacro %}\r\n"
+    )
+    assert load(sql, "s").models["stg_a"].sql == "select (1 + 1) as x"

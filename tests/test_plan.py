@@ -286,6 +286,9 @@ def test_a_sql_test_reads_a_declared_source_and_reruns_when_it_is_reloaded(built
         "select * from {{ source('pipedrive', 'stage_names') }}\n"
         "where stage_id not in (select stage_id from {{ ref('stg_stages') }})\n"
     )
+    (sql / "tests" / "every_stage_name.sql").write_text(  # reads no model; warns with every row
+        "{{ config(severity='warn') }}\nselect * from {{ source('pipedrive', 'stage_names') }}\n"
+    )
     assert runner.invoke(app, ["build"]).exit_code == 0
     names = built / "raw_data" / "stage_names.csv"
     names.write_text(names.read_text() + "99,Unknown stage\n")
@@ -296,3 +299,6 @@ def test_a_sql_test_reads_a_declared_source_and_reruns_when_it_is_reloaded(built
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
     assert "WARN  test   stage_names_are_known: 1 row" in result.stderr
+    # A test reading no model: --exclude of a model keeps it, --select of one leaves it out.
+    assert "every_stage_name" in runner.invoke(app, ["test", "--exclude", "rep_stage_velocity"]).stderr
+    assert "every_stage_name" not in runner.invoke(app, ["test", "--select", "rep_stage_velocity"]).stderr

@@ -167,7 +167,7 @@ def test_failing_rows_of_a_failed_build_are_kept_and_the_build_untouched(built, 
     )
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 1
-    assert "no_stage_nine: 1 rows, the first 1:" in result.stderr  # the build's own message shows them
+    assert "no_stage_nine: 1 row, the first 1:" in result.stderr  # the build's own message shows them
     assert "9 | Renewal/Expansion" in result.stderr
     assert database.read_bytes() == before
     shown = runner.invoke(app, ["test", "--failures"])
