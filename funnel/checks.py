@@ -85,8 +85,8 @@ def collect(sql_dir: Path, project: Graph, sources: tuple[Source, ...] = SOURCES
         settings = dict(rendered.settings)
         severity = settings.pop("severity", "error")
         description = settings.pop("description", "")
-        if severity not in SEVERITIES or settings:
-            raise ModelError(f"{path}: config() takes severity='error'|'warn' and description only.")
+        if severity not in SEVERITIES or not isinstance(description, str) or settings:
+            raise ModelError(f"{path}: config() takes severity='error'|'warn' and description='text' only.")
         model = rendered.refs[0] if rendered.refs else ""
         tests.append(DataTest(path.stem, model, severity, rendered.sql, path, description, rendered.refs, rendered.sources))
     names = [t.name for t in tests]

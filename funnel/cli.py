@@ -482,12 +482,13 @@ def generate(
     The defaults write the sample bundled in raw_data/ (with --force, since it exists).
     """
     from funnel import console
+    from funnel.errors import n_rows
     from funnel.generate import generate as run_generate
 
     _interrupted_means(f"Interrupted; {out} is unchanged")
     with console.progress_bar("generating") as on_progress:
         counts = run_generate(out, deals=deals, seed=seed, on_progress=on_progress, force=force)
-    console.info(f"Wrote {out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
+    console.info(f"Wrote {out}: " + ", ".join(f"{name} {n_rows(rows)}" for name, rows in counts.items()))
 
 
 @app.command()
@@ -620,6 +621,7 @@ def pull_command(
 
 def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
     from funnel import console
+    from funnel.errors import n_rows
     from funnel.pipedrive import pull as run_pull
 
     _interrupted_means(f"Interrupted; the export in {out} is unchanged")
@@ -628,7 +630,7 @@ def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | 
     what = f"changes since {result.since:%Y-%m-%d %H:%M} UTC" if result.since else "everything"
     console.info(
         f"Pulled {what} into {result.out}: "
-        + ", ".join(f"{name} {rows:,} rows" for name, rows in result.rows.items())
+        + ", ".join(f"{name} {n_rows(rows)}" for name, rows in result.rows.items())
         + f" ({result.requests:,} requests, {result.seconds:.1f}s)"
     )
 

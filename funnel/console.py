@@ -101,7 +101,7 @@ NAME_WIDTH = 32
 
 
 def step_line(step: Step) -> None:
-    rows = f"{step.rows:>11,} rows" if step.rows is not None else " " * 16
+    rows = _rows_column(step.rows) if step.rows is not None else " " * 16
     info(f"  [green]OK[/]    {step.kind:<6} {step.name:<{NAME_WIDTH}} {rows} {step.seconds:6.2f}s")
 
 
@@ -187,10 +187,10 @@ def build_summary(result: BuildResult) -> None:
     plan = result.plan
     sources, models = len(plan.names("source", "load")), len(plan.names("model", "run"))
     if plan.full:
-        done = f"{sources} sources ({result.source_rows:,} rows), {models} models"
+        done = f"{sources} sources ({n_rows(result.source_rows)}), {models} models"
     else:
         all_sources, all_models = sources + len(plan.names("source", "reuse")), models + len(plan.names("model", "reuse"))
-        done = f"loaded {sources} of {all_sources} sources ({result.source_rows:,} rows), ran {models} of {all_models} models"
+        done = f"loaded {sources} of {all_sources} sources ({n_rows(result.source_rows)}), ran {models} of {all_models} models"
     info(f"Done: env {env} in {result.seconds:.2f}s: {done}")
     info(f"      tests {test_summary(result.tests)}")
 
@@ -220,7 +220,7 @@ def progress_bar(description: str) -> Iterator[Callable[[str, int, int], None] |
 
 
 def export_line(item: Exported) -> None:
-    info(f"  [green]OK[/]    table  {item.table:<{NAME_WIDTH}} {item.rows:>11,} rows {item.seconds:6.2f}s")
+    info(f"  [green]OK[/]    table  {item.table:<{NAME_WIDTH}} {_rows_column(item.rows)} {item.seconds:6.2f}s")
 
 
 def parity_report(results: list[TableParity]) -> None:
@@ -422,7 +422,7 @@ def print_status(status: StatusValue) -> None:
         lines.append(f"last build   {built_at} · funnel {build.funnel_version} · {kind} · {selection} · {seconds}")
         lines.append(f"built from   {here(build.raw_data) if build.raw_data else '?'}")
         for source in build.sources:
-            rows = f"{source.rows:,} rows" if source.rows is not None else "? rows"
+            rows = n_rows(source.rows) if source.rows is not None else "? rows"
             digest = (source.sha256 or "?")[:12]
             lines.append(f"  {Path(source.path).name:<22} {rows:>16}  sha256 {digest}")
         months = f"{build.first_month} to {build.last_month}" if build.first_month else "no rows"
@@ -466,3 +466,8 @@ def _bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:,.1f} {unit}"
     return f"{count:,} bytes"
+
+
+def _rows_column(count: int) -> str:
+    """A row count in a column of them: `     1 row `, `    12 rows`."""
+    return f"{count:>11,} " + ("row " if count == 1 else "rows")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from funnel import checks, database, report
 from funnel.build import INFO_SCHEMA, build_info
-from funnel.errors import FunnelError, first_line, shorten
+from funnel.errors import FunnelError, first_line, n_rows, shorten
 from funnel.html import esc, page, table, write_atomic
 from funnel.quoting import relation
 
@@ -423,7 +423,7 @@ def _quality_section(con: duckdb.DuckDBPyConnection, manifest: Manifest, info: d
             continue
         test = tests.get(name)
         status = "ERROR" if result.get("error") or (test is not None and test.severity == "error") else "WARN"
-        heading = f'<h3><span class="{status}">{status}</span> {esc(name)}: {result.get("failures", 0):,} rows</h3>'
+        heading = f'<h3><span class="{status}">{status}</span> {esc(name)}: {n_rows(int(result.get("failures", 0)))}</h3>'
         if test is None:
             parts.append(heading + "<p class='note'>This test is no longer in the project; rebuild to rerun the tests.</p>")
             continue

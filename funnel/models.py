@@ -163,17 +163,20 @@ def load_macros(sql_dir: Path) -> tuple[MacroFile, ...]:
     import jinja2
     from jinja2 import nodes
 
-    reserved = {*FUNCTIONS, *_jinja().globals}
+    reserved = {*FUNCTIONS, *_jinja().globals, "self", "loop", "caller", "varargs", "kwargs"}
     found: list[MacroFile] = []
     defined: dict[str, Path] = {}
     for path in sorted(p for p in (sql_dir / MACROS_FOLDER).rglob("*.sql") if p.is_file()):
         try:
             text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is not text
             tree = _jinja().parse(text)
+            _template(text)
         except jinja2.TemplateSyntaxError as e:
             raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
         except UnicodeDecodeError:
             raise ModelError(f"{path}: not UTF-8 text.") from None
+        except (RecursionError, SyntaxError, MemoryError):  # Python's own limits, met while compiling
+            raise ModelError(f"{path}: the Jinja nests too deeply to compile; split it into smaller macros.") from None
         for node in tree.body:
             if isinstance(node, nodes.Macro):
                 continue
@@ -193,7 +196,8 @@ def load_macros(sql_dir: Path) -> tuple[MacroFile, ...]:
             if name in reserved:
                 raise ModelError(f"{path}: a macro named '{name}' would hide {name}() of every SQL file; rename it.")
             if name in defined:
-                raise ModelError(f"{path}: macro '{name}' is also defined in {defined[name]}; keep one.")
+                where = "earlier in this file" if defined[name] == path else f"in {defined[name]}"
+                raise ModelError(f"{path}: macro '{name}' is also defined {where}; keep one.")
             defined[name] = path
         found.append(MacroFile(path, text, names))
     return tuple(found)
@@ -264,6 +268,10 @@ def render(
         )
 
     this = relation(schema, name) if name else ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not UTF-8 text.") from None
     # One namespace for the file and every macro (shared, not copied), so a macro may call
     # another macro, whichever file defines it.
     context: dict[str, Any] = {**_jinja().globals, "ref": ref, "source": source, "config": config, "this": this, "var": var}
@@ -276,25 +284,21 @@ def render(
             for _ in macro_template.root_render_func(defining):
                 pass
             context.update({n: defining.vars[n] for n in macro_file.names})
-        template = _template(path.read_text(encoding="utf-8"))
-        sql = template.render(context)
+        sql = _template(text).render(context)
     except ModelError:
         raise  # from ref(), source(), var(): already says what is wrong
     except jinja2.TemplateSyntaxError as e:
         raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
-        defined = [n for m in macros for n in m.names]
+        defined = [n for m in macros for n in m.names if not n.startswith("_")]
         raise ModelError(
             f"{path}: {e.message}; SQL files may use ref(), source(), config(), var(), this"
             + (f" and the macros of sql/macros/ ({', '.join(defined)})." if defined else " and macros in sql/macros/.")
         ) from None
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: not UTF-8 text.") from None
     except RecursionError:
-        raise ModelError(f"{path}: a macro calls itself without end; give its recursion a way out.") from None
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
-        # What the Jinja in the file (or a macro it calls) raised: a macro called with too many
-        # arguments, 1 + 'x', a missing key.
+        raise ModelError(f"{path}: the Jinja nests too deeply, or a macro calls itself without end.") from None
+    except Exception as e:  # noqa: BLE001 - the file's Jinja is the user's code: whatever it raises is theirs
+        # A macro called with too many arguments, 1 + 'x', a missing key, cycler() with no items.
         raise ModelError(f"{path}: {first_line(e)}; fix the Jinja there or in the macro it calls.") from None
     body = sql.lstrip()
     leading_lines = sql[: len(sql) - len(body)].count("\n")

@@ -339,7 +339,7 @@ def test_report_lists_each_warning_with_its_count_and_an_example(report: Path, b
     text = report.read_text(encoding="utf-8")
     quality = text[text.index('<section id="quality">') : text.index('<section id="provenance">')]
     for name, failures in warned.items():
-        heading = f'<h3><span class="WARN">WARN</span> {name}: {failures:,} rows</h3>'
+        heading = f'<h3><span class="WARN">WARN</span> {name}: {failures:,} {"row" if failures == 1 else "rows"}</h3>'
         assert heading in quality
         example = quality[quality.index(heading) :].split("<h3>")[1]
         assert "An example row:" in example and "<tbody>\n<tr>" in example

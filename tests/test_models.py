@@ -216,9 +216,22 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         ({"macros/m.sql": "{% macro range(n) %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide range()"),
         ({"staging/stg_a.sql": "select {{ month('a', 'b') }}", "macros/m.sql": MONTH}, "macro 'month' takes not more than 1"),
         ({"staging/stg_a.sql": "select {{ 1 + 'x' }}"}, "stg_a.sql: unsupported operand"),
+        ({"staging/stg_a.sql": "select {{ cycler() }}"}, "stg_a.sql: at least one item has to be provided"),
+        (
+            {
+                "macros/m.sql": "{% macro deep() %}{{ " + "(" * 300 + "1" + ")" * 300 + " }}{% endmacro %}",
+                "staging/stg_a.sql": "select 1",
+            },
+            "m.sql: the Jinja nests too deeply to compile",
+        ),
+        ({"macros/m.sql": "{% macro self() %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide self()"),
+        (
+            {"macros/m.sql": "{% macro a() %}{% endmacro %}{% macro a() %}{% endmacro %}", "staging/stg_a.sql": "select 1"},
+            "macro 'a' is also defined earlier in this file",
+        ),
         (
             {"staging/stg_a.sql": "select {{ forever() }}", "macros/m.sql": "{% macro forever() %}{{ forever() }}{% endmacro %}"},
-            "stg_a.sql: a macro calls itself without end",
+            "stg_a.sql: the Jinja nests too deeply, or a macro calls itself without end",
         ),
     ],
     ids=[
@@ -245,6 +258,10 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         "macro-hides-jinja-global",
         "macro-arguments",
         "jinja-type-error",
+        "jinja-runtime-error",
+        "macro-nests-too-deeply",
+        "macro-hides-self",
+        "macro-twice-in-a-file",
         "macro-recursion",
     ],
 )
@@ -289,3 +306,15 @@ def test_private_macros_and_a_byte_order_mark(tmp_path):
         b"{% macro plus_one(x) %}{{ _inner(x) }}{% endmacro %}\r\n"
     )
     assert load(sql, "s").models["stg_a"].sql == "select (1 + 1) as x"
+
+
+@pytest.mark.parametrize("description", ["5", "['a']"])
+def test_a_sql_test_description_must_be_text(tmp_path, description):
+    from funnel.checks import collect
+
+    sql = make_sql(
+        tmp_path,
+        {"staging/stg_a.sql": "select 1 as x", "tests/t.sql": f"{{{{ config(description={description}) }}}}select 1"},
+    )
+    with pytest.raises(ModelError, match=r"t.sql: config\(\) takes severity='error'\|'warn' and description='text' only"):
+        collect(sql, load(sql, "s"))
