@@ -170,7 +170,7 @@ def load_macros(sql_dir: Path) -> tuple[MacroFile, ...]:
         try:
             text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is not text
             tree = _jinja().parse(text)
-            _template(text)
+            _template(text, path)
         except jinja2.TemplateSyntaxError as e:
             raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
         except UnicodeDecodeError:
@@ -279,12 +279,12 @@ def render(
         for macro_file in macros:
             # Defining the macros is all a macros file does (load_macros checked it); they
             # are taken from its context, so that private ones (_name) are there too.
-            macro_template = _template(macro_file.text)
+            macro_template = _template(macro_file.text, macro_file.path)
             defining = macro_template.new_context(context, shared=True)
             for _ in macro_template.root_render_func(defining):
                 pass
             context.update({n: defining.vars[n] for n in macro_file.names})
-        sql = _template(text).render(context)
+        sql = _template(text, path).render(context)
     except ModelError:
         raise  # from ref(), source(), var(): already says what is wrong
     except jinja2.TemplateSyntaxError as e:
@@ -292,14 +292,14 @@ def render(
     except jinja2.UndefinedError as e:
         defined = [n for m in macros for n in m.names if not n.startswith("_")]
         raise ModelError(
-            f"{path}: {e.message}; SQL files may use ref(), source(), config(), var(), this"
+            f"{_where(e, path, macros)}: {e.message}; SQL files may use ref(), source(), config(), var(), this"
             + (f" and the macros of sql/macros/ ({', '.join(defined)})." if defined else " and macros in sql/macros/.")
         ) from None
     except RecursionError:
         raise ModelError(f"{path}: the Jinja nests too deeply, or a macro calls itself without end.") from None
     except Exception as e:  # noqa: BLE001 - the file's Jinja is the user's code: whatever it raises is theirs
         # A macro called with too many arguments, 1 + 'x', a missing key, cycler() with no items.
-        raise ModelError(f"{path}: {first_line(e)}; fix the Jinja there or in the macro it calls.") from None
+        raise ModelError(f"{_where(e, path, macros)}: {first_line(e)}; fix the Jinja there.") from None
     body = sql.lstrip()
     leading_lines = sql[: len(sql) - len(body)].count("\n")
     sql = body.rstrip().rstrip(";").strip()
@@ -309,11 +309,36 @@ def render(
 
 
 @functools.lru_cache(maxsize=1024)
-def _template(text: str) -> jinja2.Template:
-    """The compiled template of `text`. Compiling is most of a render, and a process that
-    compiles a project more than once (`funnel compare`, definitions, the test suite) meets
-    the same files again; the functions a file calls are given at render time."""
-    return _jinja().from_string(text)
+def _template(text: str, path: Path) -> jinja2.Template:
+    """The compiled template of the file at `path` holding `text`. Its code carries the
+    path, so an error's traceback says which file and line raised it (`_where`)."""
+    env = _jinja()
+    return env.template_class.from_code(env, compile(_python(text), str(path), "exec"), env.make_globals(None), None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _python(text: str) -> str:
+    """The Python code Jinja writes for `text`. Writing it is most of a render, and a
+    process that compiles a project more than once (`funnel compare`, definitions, the test
+    suite) meets the same text again; the functions a file calls are given at render time."""
+    return str(_jinja().compile(text, raw=True))
+
+
+def _where(error: BaseException, path: Path, macros: tuple[MacroFile, ...]) -> str:
+    """`path line N` where the Jinja of the file itself raised `error`, or `path (in
+    <macros file> line N)` where a macro it called did: the innermost template frame."""
+    files = {str(path), *(str(m.path) for m in macros)}
+    found = None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename in files:
+            found = (trace.tb_frame.f_code.co_filename, trace.tb_lineno)
+        trace = trace.tb_next
+    if found is None:
+        return str(path)
+    if found[0] == str(path):
+        return f"{path} line {found[1]}"
+    return f"{path} (in {found[0]} line {found[1]})"
 
 
 @functools.cache

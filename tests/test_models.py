@@ -215,8 +215,15 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         ),
         ({"macros/m.sql": "{% macro range(n) %}{% endmacro %}", "staging/stg_a.sql": "select 1"}, "would hide range()"),
         ({"staging/stg_a.sql": "select {{ month('a', 'b') }}", "macros/m.sql": MONTH}, "macro 'month' takes not more than 1"),
-        ({"staging/stg_a.sql": "select {{ 1 + 'x' }}"}, "stg_a.sql: unsupported operand"),
-        ({"staging/stg_a.sql": "select {{ cycler() }}"}, "stg_a.sql: at least one item has to be provided"),
+        ({"staging/stg_a.sql": "select {{ 1 + 'x' }}"}, "stg_a.sql line 1: unsupported operand"),
+        (
+            {
+                "staging/stg_a.sql": "select\n{{ cents(1) }}",
+                "macros/m.sql": "{% macro cents(x) %}\n{{ x * nope }}\n{% endmacro %}",
+            },
+            "m.sql line 2): 'nope' is undefined",
+        ),
+        ({"staging/stg_a.sql": "select {{ cycler() }}"}, "stg_a.sql line 1: at least one item has to be provided"),
         (
             {
                 "macros/m.sql": "{% macro deep() %}{{ " + "(" * 300 + "1" + ")" * 300 + " }}{% endmacro %}",
@@ -258,6 +265,7 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         "macro-hides-jinja-global",
         "macro-arguments",
         "jinja-type-error",
+        "error-inside-a-macro",
         "jinja-runtime-error",
         "macro-nests-too-deeply",
         "macro-hides-self",
