@@ -80,7 +80,7 @@ def collect(sql_dir: Path, project: Graph, sources: tuple[Source, ...] = SOURCES
         tests.extend(_declared(path, project))
     files = discover(sql_dir)
     macros = load_macros(sql_dir)
-    for path in sorted((sql_dir / TESTS_FOLDER).rglob("*.sql")):
+    for path in sorted(p for p in (sql_dir / TESTS_FOLDER).rglob("*.sql") if p.is_file()):
         rendered = render(path, project.schema, files, variables=project.variables, sources=sources, macros=macros)
         settings = dict(rendered.settings)
         severity = settings.pop("severity", "error")

@@ -102,7 +102,7 @@ def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:
         raise ConfigError(f"{sql_dir}: no sql/ folder; a project keeps its models in sql/<folder>/.")
     found: dict[str, tuple[str, Path]] = {}
     seeds = sorted((sql_dir / SEEDS_FOLDER).glob("*.csv"))
-    for path in seeds + sorted(sql_dir.rglob("*.sql")):
+    for path in seeds + sorted(p for p in sql_dir.rglob("*.sql") if p.is_file()):  # a folder named x.sql is a folder
         parts = path.relative_to(sql_dir).parts
         if parts[0] in (TESTS_FOLDER, MACROS_FOLDER):
             continue
