@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from funnel.errors import ModelError, did_you_mean, first_line
-from funnel.models import TESTS_FOLDER, Graph, discover, load_macros, render
+from funnel.models import TESTS_FOLDER, Graph, discover
 from funnel.quoting import quote_ident, relation
 from funnel.sources import SOURCES, Source
+from funnel.templates import load_macros, render
 
 if TYPE_CHECKING:
     import duckdb

@@ -111,7 +111,7 @@ def test_core_never_imports_typer_or_rich():
     code = textwrap.dedent(
         """
         import sys
-        import funnel.build, funnel.report, funnel.generate, funnel.config, funnel.models, funnel.checks
+        import funnel.build, funnel.report, funnel.generate, funnel.config, funnel.models, funnel.checks, funnel.templates
         import funnel.sources, funnel.loading, funnel.database, funnel.postgres, funnel.parity, funnel.files
         bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'))
         print(bad)
