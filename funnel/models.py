@@ -4,7 +4,8 @@ A model is one `.sql` file in any folder under `sql/` (its layer is the top fold
 `sql/reporting/sales/x.sql` is in `reporting`), or a `.csv` seed under `sql/seeds/`; the
 file stem is its name. `sql/tests/` holds data tests, `sql/macros/` Jinja macros.
 Rendering records every `ref()` and `source()`, which gives the graph; order is topological
-with ties broken by (layer, name), so runs are repeatable. The materialization comes from `config()` or the folder's default.
+with ties broken by (layer, name), so runs are repeatable. The materialization comes from
+`config()` or the folder's default.
 """
 
 from __future__ import annotations
