@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__, checks, database, models, plan
-from funnel.errors import FunnelError, ModelError, TestFailure, first_line, n_rows
+from funnel.errors import FunnelError, ModelError, TestFailure, first_line
 from funnel.loading import CsvLoad, load_csvs
 from funnel.quoting import quote_ident, relation
 
@@ -242,12 +242,7 @@ def _merge_results(manifest: Manifest, decided: plan.Plan, fresh: list[checks.Te
 
 
 def _failure_message(failed: list[checks.TestResult]) -> str:
-    parts = [f"{r.test.name} ({r.error})" if r.error else f"{r.test.name} ({n_rows(r.failures)})" for r in failed[:3]]
-    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
-    return (
-        f"{len(failed)} data test(s) failed: {', '.join(parts)}{more}; "
-        "the last good build is unchanged. The failing rows: funnel test --failures."
-    )
+    return f"{checks.failed_summary(failed)}; the last good build is unchanged. The failing rows: funnel test --failures."
 
 
 def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, select: Selector | str | None) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from funnel.errors import ModelError, did_you_mean, first_line
+from funnel.errors import ModelError, did_you_mean, first_line, n_rows
 from funnel.models import TESTS_FOLDER, Graph, discover
 from funnel.quoting import quote_ident, relation
 from funnel.sources import SOURCES, Source
@@ -148,6 +148,13 @@ def _run_batch(con: duckdb.DuckDBPyConnection, tests: list[DataTest] | tuple[Dat
         return None
     share = (time.perf_counter() - started) / len(tests)
     return [TestResult(test, int(counts[number]), share) for number, test in enumerate(tests)]
+
+
+def failed_summary(failed: list[TestResult]) -> str:
+    """`3 data test(s) failed: a (1 row), b (query error), c (12 rows)`, the first three named."""
+    parts = [f"{r.test.name} ({r.error})" if r.error else f"{r.test.name} ({n_rows(r.failures)})" for r in failed[:3]]
+    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+    return f"{len(failed)} data test(s) failed: {', '.join(parts)}{more}"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from funnel import __version__, checks, database, models, plan
 from funnel.build import INFO_SCHEMA, BuildResult, Step
 from funnel.config import Environment
-from funnel.errors import ConfigError, FunnelError, ModelError, TestFailure, first_line, n_rows
+from funnel.errors import ConfigError, FunnelError, ModelError, TestFailure, first_line
 from funnel.quoting import quote_ident, quote_literal, relation
 from funnel.spark_sources import SparkCsv, load, table
 from funnel.spark_sql import compiled_sql, view_name
@@ -259,12 +259,7 @@ def _run_tests(
 
 
 def _failure_message(failed: list[checks.TestResult]) -> str:
-    parts = [f"{r.test.name} ({r.error})" if r.error else f"{r.test.name} ({n_rows(r.failures)})" for r in failed[:3]]
-    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
-    return (
-        f"{len(failed)} data test(s) failed: {', '.join(parts)}{more}; "
-        "the last good build is unchanged. Inspect with funnel test after fixing the data."
-    )
+    return f"{checks.failed_summary(failed)}; the last good build is unchanged. Inspect with funnel test after fixing the data."
 
 
 def _build_info(result: BuildResult, build_id: str, root: str) -> dict[str, Any]:
