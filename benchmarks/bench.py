@@ -80,8 +80,8 @@ def input_rows(raw: Path) -> int:
 def models_script(root: Path, out: Path) -> Path:
     """The project's models, rendered, as one SQL script of `create` statements in build order
     (for the plain script's --same-models run)."""
-    from funnel.config import load_config
-    from funnel.manifest import compile
+    from funnel.project.config import load_config
+    from funnel.project.manifest import compile
     from funnel.quoting import quote_ident, relation
 
     config = load_config(root)

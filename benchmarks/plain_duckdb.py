@@ -15,7 +15,7 @@ import sys
 
 import duckdb
 
-from funnel.sources import SOURCES  # the declaration only: a dict of column types, no heavy imports
+from funnel.project.sources import SOURCES  # the declaration only: a dict of column types, no heavy imports
 
 STEPS = """
 select * from (values

@@ -10,8 +10,8 @@ same rounds.
 
 import sys
 
-from funnel import loading
 from funnel.cli import app
+from funnel.engine import loading
 from funnel.quoting import quote_literal
 
 

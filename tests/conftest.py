@@ -39,7 +39,7 @@ TINY_DEALS = 60  # a tiny export: every model and quirk has rows, and a build ta
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from funnel.generate import generate
+    from funnel.pipedrive.sample import generate
 
     folder = tmp_path_factory.mktemp("tiny") / "raw_data"
     generate(folder, deals=TINY_DEALS, seed=5)
@@ -49,7 +49,7 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def new_project(root: Path, monkeypatch: pytest.MonkeyPatch, export: Path | None = None) -> Path:
     """A project written by `funnel init` (the example the package ships), as the working
     directory, with dev and prod reading `export` (default: the bundled sample)."""
-    from funnel.scaffold import init
+    from funnel.project.scaffold import init
 
     init(root)
     if export is not None:
@@ -133,8 +133,8 @@ def built(project: Path, _tiny_build: Path) -> Path:
 
 def compiled(root: Path, env: str = "dev"):
     """The project under `root` compiled for `env`, as the CLI does it."""
-    from funnel.config import load_config
-    from funnel.manifest import compile
+    from funnel.project.config import load_config
+    from funnel.project.manifest import compile
 
     config = load_config(root)
     return compile(config, config.environment(env))

@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from funnel.build import build
+from funnel.build.runner import build
 from funnel.cli import app
-from funnel.config import load_config
-from funnel.manifest import compile
+from funnel.project.config import load_config
+from funnel.project.manifest import compile
 
 from .conftest import ENVIRONMENTS, REPO, SHARED_RAW, sampled, work_in
 

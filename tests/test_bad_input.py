@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from funnel.cli import app
-from funnel.generate import generate
+from funnel.pipedrive.sample import generate
 
 from .conftest import DATA, build_once, read_report, sampled, with_build_of
 

@@ -11,11 +11,11 @@ import textwrap
 import duckdb
 import pytest
 
-from funnel import database
-from funnel.build import build, build_info
+from funnel.build.runner import build, build_info
 from funnel.cli import app
-from funnel.config import load_config
+from funnel.engine import database
 from funnel.errors import BuildBusy, ModelError, TestFailure
+from funnel.project.config import load_config
 
 from .conftest import compiled, read_report
 
@@ -111,8 +111,10 @@ def test_core_never_imports_typer_or_rich():
     code = textwrap.dedent(
         """
         import sys
-        import funnel.build, funnel.report, funnel.generate, funnel.config, funnel.models, funnel.checks, funnel.templates
-        import funnel.sources, funnel.loading, funnel.database, funnel.postgres, funnel.parity, funnel.files
+        import funnel.build.runner, funnel.outputs.query, funnel.pipedrive.sample, funnel.project.config
+        import funnel.project.models, funnel.project.checks, funnel.project.templates, funnel.project.sources
+        import funnel.engine.loading, funnel.engine.database, funnel.outputs.postgres, funnel.outputs.parity
+        import funnel.outputs.files
         bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'))
         print(bad)
         sys.exit(1 if bad else 0)
@@ -140,7 +142,7 @@ def test_a_broken_test_query_is_named_and_the_others_still_run(project):
 
 
 def test_tests_of_a_small_build_run_as_one_query_with_the_same_results(built):
-    from funnel import checks
+    from funnel.project import checks
     from funnel.quoting import relation
 
     manifest = compiled(built)
@@ -174,7 +176,7 @@ def test_a_sql_test_may_end_in_a_comment(project, runner):
 
 
 def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
-    from funnel.config import Environment
+    from funnel.project.config import Environment
 
     env = Environment("dev", tmp_path / "d.duckdb", "s", tmp_path, threads=1, memory_limit="256MB")
     with database.connect(tmp_path / "t.duckdb", env) as con:
@@ -187,7 +189,7 @@ def test_threads_and_memory_limit_from_the_environment_reach_duckdb(tmp_path):
 
 def test_a_build_without_a_memory_limit_stays_within_funnels_default(tmp_path):
     # DuckDB alone would take 80 % of the machine's memory (3.7 GB for a 5M-deal build here).
-    from funnel.config import Environment
+    from funnel.project.config import Environment
 
     if database.default_memory_limit() is None:
         pytest.skip("this machine has less than 1.9 GB of memory: DuckDB's own default is smaller")

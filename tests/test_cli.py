@@ -262,7 +262,7 @@ def test_select_without_a_previous_build_builds_everything(project, runner):
 
 
 def test_raw_data_option_and_variable(project, runner, tmp_path, monkeypatch):
-    from funnel.generate import generate
+    from funnel.pipedrive.sample import generate
 
     other = tmp_path / "other_export"
     generate(other, deals=40, seed=3)
@@ -431,8 +431,8 @@ def test_show_bars_are_proportional_to_the_count(sample_built, runner):
 def test_a_bar_of_1_is_shorter_than_a_bar_of_17():
     from datetime import date
 
-    from funnel.console import _bars
-    from funnel.report import Table
+    from funnel.cli.console import _bars
+    from funnel.outputs.query import Table
 
     rows = [(date(2024, 1, 1), "a", 1.0, 237), (date(2024, 1, 1), "b", 2.0, 17), (date(2024, 1, 1), "c", 3.0, 1)]
     top, seventeen, one = _bars(Table(("month", "kpi_name", "funnel_step", "deals_count"), rows, ""))
@@ -531,7 +531,7 @@ def test_clean_removes_build_outputs_and_nothing_else(built, runner):
     )
     for name in ("target/dev.duckdb", "target/.dev.duckdb.4242.tmp", "target/.funnel-export-999999-abc"):
         assert f"removed  {name} (" in result.stderr
-    from funnel.console import _bytes
+    from funnel.cli.console import _bytes
 
     freed = sum(size for path, size in before.items() if not path.exists())
     gone = len(entries - set(target.iterdir()))
@@ -562,8 +562,8 @@ raw_data = "raw_data"
 
 
 def test_clean_is_refused_while_a_build_runs(built, runner):
-    from funnel.config import load_config
-    from funnel.database import build_lock
+    from funnel.engine.database import build_lock
+    from funnel.project.config import load_config
 
     env = load_config(built).environment("dev")
     with build_lock(env):
@@ -578,9 +578,9 @@ def test_a_build_waiting_while_clean_runs_takes_the_new_lock(built, runner):
     think it holds the lock beside a build that locked the new one."""
     import threading
 
-    from funnel.config import load_config
-    from funnel.database import build_lock
+    from funnel.engine.database import build_lock
     from funnel.errors import BuildBusy
+    from funnel.project.config import load_config
 
     env = load_config(built).environment("dev")
     entered = threading.Event()

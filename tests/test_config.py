@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from funnel.config import load_config
 from funnel.errors import ConfigError
+from funnel.project.config import load_config
 
 
 def write(root: Path, text: str) -> Path:

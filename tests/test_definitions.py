@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from funnel.build import build
+from funnel.build.runner import build
 from funnel.cli import app
-from funnel.config import load_config
-from funnel.generate import generate
-from funnel.manifest import compile
+from funnel.pipedrive.sample import generate
+from funnel.project.config import load_config
+from funnel.project.manifest import compile
 
 from .conftest import ENVIRONMENTS, REPO, sampled
 

@@ -263,7 +263,7 @@ def test_a_killed_export_leaves_the_previous_tables(project, runner, pg, schema)
     code = textwrap.dedent(
         """
         import os, signal, sys
-        import funnel.postgres as export
+        import funnel.outputs.postgres as export
         def die(*args):
             os.kill(os.getpid(), signal.SIGKILL)
         export._swap = die
@@ -286,7 +286,7 @@ def kill_export_at_the_swap(project: Path) -> subprocess.CompletedProcess[bytes]
     code = textwrap.dedent(
         """
         import os, signal, sys
-        import funnel.postgres as export
+        import funnel.outputs.postgres as export
         def die(*args):
             os.kill(os.getpid(), signal.SIGKILL)
         export._swap = die
@@ -547,10 +547,10 @@ def test_pg_variables_override_the_config(project, runner, pg, schema, monkeypat
 
 @pytest.mark.slow
 def test_large_tables_load_over_parallel_connections_exactly(project, runner, pg, schema, monkeypatch):
-    import funnel.postgres
+    import funnel.outputs.postgres
 
-    monkeypatch.setattr(funnel.postgres, "PARALLEL_FROM_ROWS", 100)
-    monkeypatch.setattr(funnel.postgres, "PARALLEL_COPIES", 3)
+    monkeypatch.setattr(funnel.outputs.postgres, "PARALLEL_FROM_ROWS", 100)
+    monkeypatch.setattr(funnel.outputs.postgres, "PARALLEL_COPIES", 3)
     # Text with commas, quotes and newlines must survive being split into parts.
     (project / "sql" / "reporting" / "rep_tricky_text.sql").write_text(
         "select i as id, 'line one' || chr(10) || 'line \"two\", ' || i::varchar as note from range(1000) as t(i)"
@@ -576,20 +576,20 @@ def test_a_model_added_after_the_build_is_named(project, runner, schema):
 
 @pytest.mark.slow
 def test_a_server_lost_mid_export_leaves_the_previous_tables(project, runner, pg, schema, monkeypatch):
-    import funnel.postgres
+    import funnel.outputs.postgres
 
     build(runner)
     assert export(runner).exit_code == 0
     before = pg_rows(pg, schema)
     with duckdb.connect(str(project / "target" / "dev.duckdb")) as con:
         con.execute(f'update "{schema}".rep_sales_funnel_monthly set deals_count = deals_count + 1000')
-    swap = funnel.postgres._swap
+    swap = funnel.outputs.postgres._swap
 
     def swap_after_the_server_drops_us(conn, *args):
         pg.execute("select pg_terminate_backend(%s)", [conn.info.backend_pid])
         swap(conn, *args)
 
-    monkeypatch.setattr(funnel.postgres, "_swap", swap_after_the_server_drops_us)
+    monkeypatch.setattr(funnel.outputs.postgres, "_swap", swap_after_the_server_drops_us)
     result = export(runner)
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]

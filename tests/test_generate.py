@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from funnel.generate import generate
-from funnel.sources import SOURCES
+from funnel.pipedrive.sample import generate
+from funnel.project.sources import SOURCES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,7 +159,7 @@ def test_the_real_quirks_appear_at_similar_rates(shape):
 
 
 def test_generated_export_builds_cleanly(sample_project):
-    from funnel.build import build
+    from funnel.build.runner import build
 
     from .conftest import compiled
 

@@ -23,8 +23,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from funnel.build.plan import fingerprint
 from funnel.cli import app
-from funnel.plan import fingerprint
 from tests.conftest import compiled
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -321,7 +321,7 @@ def test_a_failed_write_leaves_the_previous_report(report: Path, runner: Any, mo
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("funnel.html.os.fsync", full_disk)
+    monkeypatch.setattr("funnel.outputs.html.os.fsync", full_disk)
     result = runner.invoke(app, ["report", "--month", "2024-04", "--out", "out/report.html"])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {report}: cannot write (No space left on device)")
@@ -330,7 +330,7 @@ def test_a_failed_write_leaves_the_previous_report(report: Path, runner: Any, mo
 
 
 def test_report_lists_each_warning_with_its_count_and_an_example(report: Path, built: Path) -> None:
-    from funnel.build import build_info
+    from funnel.build.runner import build_info
 
     with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
         results = build_info(con)["test_results"]
@@ -433,7 +433,7 @@ def test_columns_toml_is_neither_a_model_nor_a_test(project: Path) -> None:
 
 
 def test_every_shipped_model_is_described_and_reporting_columns_documented(built: Path) -> None:
-    from funnel.html_docs import column_docs, model_description
+    from funnel.outputs.html_docs import column_docs, model_description
 
     manifest = compiled(built)
     assert [n for n, m in manifest.graph.models.items() if not model_description(m)] == []

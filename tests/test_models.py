@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from funnel.errors import ConfigError, ModelError
-from funnel.models import load
+from funnel.project.models import load
 
 REPO_SQL = Path(__file__).resolve().parent.parent / "sql"
 ORIGINAL_MODELS = {
@@ -318,7 +318,7 @@ def test_private_macros_and_a_byte_order_mark(tmp_path):
 
 @pytest.mark.parametrize("description", ["5", "['a']"])
 def test_a_sql_test_description_must_be_text(tmp_path, description):
-    from funnel.checks import collect
+    from funnel.project.checks import collect
 
     sql = make_sql(
         tmp_path,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from funnel.build import build
-from funnel.config import load_config
-from funnel.manifest import compile
+from funnel.build.runner import build
+from funnel.project.config import load_config
+from funnel.project.manifest import compile
 
 from .conftest import SHARED_RAW, needs_shared_raw, read_report, reference_rows
 

@@ -24,9 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from funnel import pipedrive
-from funnel.config import load_config
-from funnel.pipedrive import PullError, RetryPolicy
+from funnel.pipedrive import pull as pipedrive
+from funnel.pipedrive.pull import PullError, RetryPolicy
+from funnel.project.config import load_config
 from tests.conftest import REPO, read_report, sampled
 
 TOKEN = "tok5ecret0f7he7e575"

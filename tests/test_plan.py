@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from funnel.build import build, make_plan
+from funnel.build.plan import fingerprint
+from funnel.build.runner import build, make_plan
 from funnel.cli import app
-from funnel.generate import generate
-from funnel.plan import fingerprint
+from funnel.pipedrive.sample import generate
 
 from .conftest import compiled, read_report
 
@@ -197,7 +197,7 @@ def test_a_source_fingerprint_reads_the_content_not_the_path(tmp_path):
 
 
 def test_a_large_source_is_fingerprinted_from_samples_and_an_edit_between_them_is_seen(tmp_path, monkeypatch):
-    import funnel.plan as plan
+    import funnel.build.plan as plan
 
     monkeypatch.setattr(plan, "WHOLE_FILE_HASH_UP_TO", 1000)
     monkeypatch.setattr(plan, "SAMPLES", 4)
@@ -227,8 +227,8 @@ def test_build_records_what_it_was_made_of(built):
 def test_a_source_changed_while_the_build_waits_for_the_lock_is_built_as_it_is_then(built, monkeypatch):
     """The plan is made again under the lock; it reuses the fingerprints taken just before
     (a file is hashed once per build), except for a file whose size or mtime has changed."""
-    import funnel.database as database
-    import funnel.plan as plan
+    import funnel.build.plan as plan
+    import funnel.engine.database as database
 
     users = built / "raw_data" / "users.csv"
     lines = users.read_text().splitlines(keepends=True)

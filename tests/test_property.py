@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from funnel.cli import app
-from funnel.generate import generate
-from funnel.sources import SOURCES, TS, TS_ISO, TS_MICRO
-from funnel.values import Rule
+from funnel.pipedrive.sample import generate
+from funnel.project.sources import SOURCES, TS, TS_ISO, TS_MICRO
+from funnel.project.values import Rule
 
 from .conftest import read_report
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from funnel.generate import generate
+from funnel.pipedrive.sample import generate
 
 from .conftest import read_report
 
@@ -179,7 +179,7 @@ def test_a_second_build_can_wait_for_the_first(good, exports):
     # The waiting build ran last, so its (small) export is what is committed.
     import duckdb
 
-    from funnel.build import build_info
+    from funnel.build.runner import build_info
 
     with duckdb.connect(str(good / "target" / "dev.duckdb"), read_only=True) as con:
         assert build_info(con)["raw_data"] == str(exports["small"])

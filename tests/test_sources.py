@@ -8,7 +8,7 @@ import pytest
 
 from funnel.cli import app
 from funnel.errors import SourceError
-from funnel.sources import SOURCES, declared
+from funnel.project.sources import SOURCES, declared
 
 from .conftest import REPO, compiled
 

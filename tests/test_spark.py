@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from funnel.cli import app
-from funnel.config import load_config
 from funnel.errors import ConfigError, ModelError, SourceError, TestFailure
-from funnel.manifest import compile
+from funnel.project.config import load_config
+from funnel.project.manifest import compile
 
 from .conftest import DATA, SHARED_RAW, needs_shared_raw, sampled
 
@@ -57,7 +57,7 @@ pytestmark = pytest.mark.xdist_group("spark")
 def _one_spark_session():
     yield
     if has_spark:
-        from funnel import spark
+        from funnel.engine.spark import engine as spark
 
         spark.stop()
 
@@ -76,14 +76,15 @@ def manifest_of(root: Path, env: str, raw_data: Path | None = None):
 
 def build_both(root: Path, raw_data: Path | None = None):
     """Build dev (DuckDB) and spark from the same export; return the spark result."""
-    from funnel import build, spark
+    from funnel.build import runner as build
+    from funnel.engine.spark import engine as spark
 
     build.build(manifest_of(root, "dev", raw_data))
     return spark.build(manifest_of(root, "spark", raw_data), keep_session=True)
 
 
 def assert_same_builds(root: Path, raw_data: Path | None = None) -> None:
-    from funnel.parity import compare_builds
+    from funnel.outputs.parity import compare_builds
 
     manifest = manifest_of(root, "spark", raw_data)
     results = compare_builds(manifest, manifest.config.environment("dev"))
@@ -118,7 +119,7 @@ def test_spark_build_of_the_sample_equals_the_duckdb_build(spark_project, runner
 @pytest.mark.slow
 @needs_spark
 def test_spark_build_of_a_generated_export_equals_the_duckdb_build(spark_project, tmp_path):
-    from funnel.generate import generate
+    from funnel.pipedrive.sample import generate
 
     export = tmp_path / "export"
     generate(export, deals=2000, seed=11)
@@ -171,7 +172,7 @@ def _bad_export(project: Path, case: str) -> Path:
 @pytest.fixture
 def published(spark_project):
     """A Spark build of the sample, published; returns (manifest, CURRENT, database bytes)."""
-    from funnel import spark
+    from funnel.engine.spark import engine as spark
 
     manifest = manifest_of(spark_project, "spark")
     spark.build(manifest, keep_session=True)
@@ -186,7 +187,7 @@ ERROR_CASES = sorted(c for c, spec in CASES.items() if spec["outcome"] == "error
 @needs_spark
 @pytest.mark.parametrize("case", ERROR_CASES, ids=str)
 def test_bad_input_stops_a_spark_build_with_the_duckdb_loaders_words(spark_project, case):
-    from funnel import spark
+    from funnel.engine.spark import engine as spark
 
     export = _bad_export(spark_project, case)
     with pytest.raises((SourceError, TestFailure)) as failure:
@@ -214,7 +215,8 @@ def test_a_strict_value_failure_names_file_line_column_and_value(spark_project, 
 @pytest.mark.slow
 @needs_spark
 def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_project, published):
-    from funnel import report, spark
+    from funnel.engine.spark import engine as spark
+    from funnel.outputs import query as report
 
     current_before, _ = published
     env = load_config(spark_project).environment("spark")
@@ -231,7 +233,7 @@ def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_pr
 @pytest.mark.slow
 @needs_spark
 def test_old_spark_builds_go_and_the_previous_one_stays(spark_project, published):
-    from funnel import spark
+    from funnel.engine.spark import engine as spark
 
     current_before, _ = published
     manifest = manifest_of(spark_project, "spark")
@@ -248,7 +250,7 @@ def test_old_spark_builds_go_and_the_previous_one_stays(spark_project, published
 
 @needs_spark
 def test_compiled_spark_sql_covers_every_model_and_test(spark_project):
-    from funnel.spark import compiled_sql
+    from funnel.engine.spark.engine import compiled_sql
 
     manifest = manifest_of(spark_project, "spark")
     sql = compiled_sql(manifest)
@@ -271,7 +273,7 @@ def test_compiled_spark_sql_covers_every_model_and_test(spark_project):
     ids=["duckdb-function", "epoch-of-a-timestamp", "infinite-date"],
 )
 def test_untranslatable_sql_names_the_model_file_and_the_construct(spark_project, select, construct):
-    from funnel.spark import compiled_sql
+    from funnel.engine.spark.engine import compiled_sql
 
     path = spark_project / "sql" / "reporting" / "rep_duckdb_only.sql"
     path.write_text(select + "\n")
@@ -319,7 +321,7 @@ def test_a_spark_env_resolves_its_warehouse_and_settings(project):
 
 
 def test_a_setting_the_numbers_depend_on_cannot_be_changed(spark_project):
-    from funnel import spark
+    from funnel.engine.spark import engine as spark
 
     with (spark_project / "environments.toml").open("a") as f:
         f.write('"spark.sql.session.timeZone" = "Europe/Berlin"\n')
@@ -351,7 +353,7 @@ def test_help_and_duckdb_commands_do_not_import_spark(built):
 
 
 def test_a_spark_env_without_pyspark_says_how_to_install_it(spark_project, monkeypatch):
-    from funnel import spark
+    from funnel.engine.spark import engine as spark
 
     monkeypatch.setitem(sys.modules, "pyspark", None)
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
@@ -419,7 +421,7 @@ def test_export_to_postgresql_and_parity_work_on_a_spark_build(project, runner):
     with (project / "environments.toml").open("a") as f:
         f.write(SPARK_ENV.replace('"public_pipedrive_analytics"', f'"{schema}"'))
     try:
-        from funnel import spark
+        from funnel.engine.spark import engine as spark
 
         spark.build(manifest_of(project, "spark"), keep_session=True)
         exported = runner.invoke(app, ["export", "--env", "spark", "--dsn", dsn])
@@ -436,7 +438,8 @@ def test_export_to_postgresql_and_parity_work_on_a_spark_build(project, runner):
 @needs_spark
 @pytest.mark.parametrize("case", ["header_only", "quoted_commas_newlines"], ids=str)
 def test_legal_odd_input_builds_on_spark_as_on_duckdb(spark_project, case):
-    from funnel import build, spark
+    from funnel.build import runner as build
+    from funnel.engine.spark import engine as spark
 
     export = _bad_export(spark_project, case)
     build.build(manifest_of(spark_project, "dev", export))

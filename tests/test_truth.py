@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from funnel import database
 from funnel.cli import app
-from funnel.generate import generate
+from funnel.engine import database
+from funnel.pipedrive.sample import generate
 
 from .conftest import REPO, read_report
 

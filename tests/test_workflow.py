@@ -8,7 +8,7 @@ import pytest
 
 from funnel.cli import app
 from funnel.errors import ConfigError
-from funnel.selectors import parse
+from funnel.project.selectors import parse
 
 from .conftest import compiled
 

@@ -1,0 +1,253 @@
+"""What a build will load, run and test, and why: decided before anything runs.
+
+A plan compares the compiled project and the export on disk with what the committed build
+recorded (`_funnel.build_info`): each source's fingerprint, each model's and each data
+test's fingerprint (its rendered SQL). Unchanged sources are reused from the committed
+build; a changed source is reloaded and every model downstream of it runs, whatever
+`--select` says, so a published build only ever holds data from one export. `--select`
+narrows which edited models are picked up; a model that runs takes everything downstream
+of it along, for the same reason. Nothing changed: the plan is empty and nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from funnel import __version__
+from funnel.errors import SourceError
+from funnel.engine.loading import require_regular_file
+
+if TYPE_CHECKING:
+    from funnel.project.manifest import Manifest
+
+Action = Literal["load", "reuse", "run", "test"]
+Kind = Literal["source", "model", "test"]
+
+WHOLE_FILE_HASH_UP_TO = 64 << 20  # bytes; larger files are fingerprinted from samples
+SAMPLES, SAMPLE_SIZE = 256, 64 << 10
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies a source file's content: size, modification time and a SHA-256.
+
+    Files up to 64 MiB are hashed whole. Larger ones hash their size and 256 blocks of
+    64 KiB spread evenly over the file (16 MiB read), so a full build of a 1M-deal export
+    does not pay 0.4 s to hash 0.5 GB; since samples can miss an edit, such a file also
+    counts as changed whenever its modification time changes.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    sampled: bool = False  # the hash covers samples only: a new mtime then counts as new content
+
+    def same_content(self, other: Fingerprint | None) -> bool:
+        if other is None or other.size != self.size or other.sha256 != self.sha256:
+            return False
+        return not (self.sampled or other.sampled) or other.mtime_ns == self.mtime_ns
+
+
+def fingerprint(path: Path, previous: Fingerprint | None = None) -> Fingerprint:
+    """The file's fingerprint; `previous` saves the hashing when path, size and mtime match."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise SourceError(
+            f"{path}: file not found; export it from Pipedrive or point --raw-data at the folder that has it."
+        ) from None
+    require_regular_file(path, stat.st_mode)  # a named pipe or a device would hang the hashing
+    if previous and (previous.path, previous.size, previous.mtime_ns) == (str(path), stat.st_size, stat.st_mtime_ns):
+        return previous
+    digest = hashlib.sha256(str(stat.st_size).encode() + b"\0")
+    try:
+        with path.open("rb") as f:
+            if stat.st_size <= WHOLE_FILE_HASH_UP_TO:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            else:
+                step = (stat.st_size - SAMPLE_SIZE) // (SAMPLES - 1)
+                for i in range(SAMPLES):
+                    f.seek(i * step)
+                    digest.update(f.read(SAMPLE_SIZE))
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a folder, expected a CSV file.") from None
+    return Fingerprint(str(path), stat.st_size, stat.st_mtime_ns, digest.hexdigest(), stat.st_size > WHOLE_FILE_HASH_UP_TO)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the plan: what happens to a source, model or data test, and why."""
+
+    kind: Kind
+    name: str
+    action: Action
+    reason: str
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the committed build recorded about itself (empty when there is none)."""
+
+    sources: dict[str, Fingerprint] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)  # name -> fingerprint
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> fingerprint, failures, error
+    funnel_version: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Previous:
+        return cls(
+            sources={name: Fingerprint(**fp) for name, fp in info.get("fingerprints", {}).items()},
+            models=dict(info.get("models", {})),
+            tests=dict(info.get("test_results", {})),
+            funnel_version=info.get("funnel_version"),
+            info=info,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole decision: every source, model and test with its action and reason."""
+
+    env: str
+    full: bool
+    steps: tuple[Step, ...]
+    fingerprints: dict[str, Fingerprint]
+    previous: Previous
+
+    def names(self, kind: Kind, action: Action) -> list[str]:
+        return [s.name for s in self.steps if s.kind == kind and s.action == action]
+
+    @property
+    def up_to_date(self) -> bool:
+        return not any(s.action in ("load", "run", "test") for s in self.steps)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"env": self.env, "full": self.full, "up_to_date": self.up_to_date, "steps": [vars(s) for s in self.steps]},
+            indent=2,
+        )
+
+
+def model_fingerprint(manifest: Manifest, name: str) -> str:
+    """A hash of what a model computes: its rendered SQL and materialization, or a seed's bytes."""
+    model = manifest.graph.models[name]
+    digest = hashlib.sha256(f"{model.materialized}\0{model.sql}\0{sorted(model.seed_columns.items())}".encode())
+    if model.is_seed:
+        digest.update(model.path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_fingerprint(sql: str, severity: str) -> str:
+    return hashlib.sha256(f"{severity}\0{sql}".encode()).hexdigest()
+
+
+def make(
+    manifest: Manifest,
+    previous: Previous | None,
+    select: list[str] | None = None,
+    full_refresh: bool = False,
+    known: dict[str, Fingerprint] | None = None,
+) -> Plan:
+    """Decide what a build of `manifest` does, given what the committed build recorded.
+
+    `select`: the model names `--select` chose (None: every model). `known`: fingerprints
+    this process already took (a file whose size or mtime has changed since is hashed again).
+    """
+    prior = previous or Previous()
+    folder = manifest.env.export_folder()
+    seen = known or {}
+    fingerprints = {
+        s.table: fingerprint(folder / s.file_name, seen.get(s.table) or prior.sources.get(s.table)) for s in manifest.sources
+    }
+    reason_full = (
+        "--full-refresh"
+        if full_refresh
+        else "no build yet"
+        if previous is None
+        else f"built by funnel {prior.funnel_version}"
+        if prior.funnel_version != __version__
+        else f"the last build ran on {prior.info.get('engine')}"
+        if prior.info.get("engine", "duckdb") != "duckdb"
+        else None
+    )
+    steps: list[Step] = []
+    if reason_full:
+        steps += [Step("source", t, "load", reason_full) for t in fingerprints]
+        steps += [Step("model", n, "run", reason_full) for n in manifest.graph.order]
+        steps += [Step("test", t.name, "test", reason_full) for t in manifest.tests]
+        return Plan(manifest.env.name, True, tuple(steps), fingerprints, prior)
+
+    changed: dict[str, str] = {}  # source table -> why it is reloaded
+    for table, fp in fingerprints.items():
+        old = prior.sources.get(table)
+        if old is None:
+            changed[table] = "new source"
+        elif not fp.same_content(old):
+            changed[table] = f"{Path(fp.path).name} changed" + (" (another export)" if old.path != fp.path else "")
+    for table in fingerprints:
+        steps.append(
+            Step("source", table, "load", changed[table]) if table in changed else Step("source", table, "reuse", "unchanged")
+        )
+
+    chosen = set(manifest.graph.order if select is None else select)
+    why: dict[str, str] = {}
+    for name in manifest.graph.order:
+        model = manifest.graph.models[name]
+        if name not in prior.models:
+            why[name] = "new model"  # whether selected or not: the build must hold every model
+        elif name in chosen and prior.models[name] != model_fingerprint(manifest, name):
+            why[name] = "SQL changed" if not model.is_seed else "seed changed"
+        elif reloaded := [t for t in model.sources if t in changed]:
+            why[name] = f"source {reloaded[0]} reloaded"
+        elif upstream := [r for r in model.refs if r in why]:
+            why[name] = f"downstream of {upstream[0]}"
+    for name in manifest.graph.order:
+        steps.append(Step("model", name, "run", why[name]) if name in why else Step("model", name, "reuse", "unchanged"))
+
+    for test in manifest.tests:
+        old_test = prior.tests.get(test.name)
+        if old_test is None:
+            steps.append(Step("test", test.name, "test", "new test"))
+        elif old_test.get("fingerprint") != test_fingerprint(test.sql, test.severity):
+            steps.append(Step("test", test.name, "test", "test changed"))
+        elif ran := [m for m in test.depends_on if m in why]:
+            steps.append(Step("test", test.name, "test", f"{ran[0]} runs"))
+        elif reloaded := [t for t in test.sources if t in changed]:
+            steps.append(Step("test", test.name, "test", f"source {reloaded[0]} reloaded"))
+        else:
+            steps.append(Step("test", test.name, "reuse", "unchanged"))
+    return Plan(manifest.env.name, False, tuple(steps), fingerprints, prior)
+
+
+def fingerprints_json(fingerprints: dict[str, Fingerprint]) -> dict[str, Any]:
+    return {name: vars(fp) for name, fp in fingerprints.items()}
+
+
+def describe(plan: Plan, detail: bool = False) -> list[str]:
+    """The plan as lines a person reads: a summary, then what loads and runs, and why.
+
+    Tests are listed only with `detail` (`--dry-run`); a full build lists nothing more.
+    """
+    if plan.up_to_date:
+        return [f"env {plan.env} is up to date: same export, same SQL, same tests; nothing to do."]
+    counts = []
+    verbs: tuple[tuple[Kind, Action], ...] = (("source", "load"), ("model", "run"), ("test", "test"))
+    for kind, verb in verbs:
+        total = sum(1 for s in plan.steps if s.kind == kind)
+        acting = len(plan.names(kind, verb))
+        counts.append(f"{verb} {acting} of {total} {kind}s" if acting < total else f"{verb} {total} {kind}s")
+    if plan.full:
+        lines = [f"Plan for env {plan.env}: full build ({plan.steps[0].reason}): {', '.join(counts)}"]
+    else:
+        lines = [f"Plan for env {plan.env}: {', '.join(counts)}; the rest is reused from the last build"]
+    for s in plan.steps:
+        if s.action != "reuse" and (detail or (not plan.full and s.kind != "test")):
+            lines.append(f"  {s.action:<5} {s.kind:<6} {s.name:<40} {s.reason}")
+    return lines

@@ -1,0 +1,473 @@
+"""How the CLI shows things: progress and diagnostics on stderr, data on stdout.
+
+Only the CLI imports this module; the core never touches rich. On a terminal, progress is
+rendered by rich (colour); into a pipe or a log (cron, CI) it is the same text, plain,
+and rich is not even imported: a scheduled build starts faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import io
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from funnel.errors import n_rows
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from funnel.build.plan import Plan
+    from funnel.build.runner import BuildResult, Step
+    from funnel.engine.database import Removed
+    from funnel.outputs.files import Exported
+    from funnel.outputs.parity import TableParity
+    from funnel.outputs.query import Summary, Table
+    from funnel.outputs.status import Status as StatusValue
+    from funnel.project.checks import TestResult
+
+STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
+BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names
+MAX_ERROR = 1000  # characters of one Error: line
+MARKUP = re.compile(r"\[(?:/|green|yellow|bold|bold red)\]")
+PLAN_STEP = re.compile(r"  (\w+) +(source|model|test) +(\S+) +(.*)")  # a detail line of plan.describe
+
+
+@functools.cache
+def _rich_stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def info(markup: str) -> None:
+    """A progress or summary line on stderr; `markup` may use the tags in MARKUP.
+
+    Progress nobody can read any more (`funnel build 2>&1 | head -1`) is dropped: it must
+    never change what the command does.
+    """
+    try:
+        if sys.stderr.isatty():
+            _rich_stderr().print(markup, soft_wrap=True)
+        else:
+            print(MARKUP.sub("", markup), file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # ValueError: stderr was closed
+        _silence(sys.stderr)
+
+
+def _silence(stream: Any) -> None:
+    """Point a stream whose reader has gone at /dev/null, so later writes and flushes succeed."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def error(message: str) -> None:
+    """The one line every expected failure prints (plain, never wrapped).
+
+    Messages quote user data (headers, values, paths); anything unprintable in it, a
+    newline or a control byte, is shown escaped so that the error stays one line, and a
+    runaway message is cut rather than flooding the terminal.
+    """
+    from funnel.errors import shorten
+
+    try:
+        print(f"Error: {shorten(printable(message), MAX_ERROR)}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        _silence(sys.stderr)
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+WIDTH = 80  # progress lines fit an 80-column terminal
+NAME_WIDTH = 32
+
+
+def step_line(step: Step) -> None:
+    rows = _rows_column(step.rows) if step.rows is not None else " " * 16
+    info(f"  [green]OK[/]    {step.kind:<6} {step.name:<{NAME_WIDTH}} {rows} {step.seconds:6.2f}s")
+
+
+def test_line(result: TestResult) -> None:
+    """A test that did not pass: status, name and count, then what it means, indented."""
+    if result.status == "PASS":
+        return
+    style = STATUS_STYLE[result.status]
+    detail = result.error or n_rows(result.failures) + (" (as recorded; nothing it reads changed)" if result.reused else "")
+    info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}")
+    if result.test.description and not result.error:
+        for line in _wrapped(result.test.description, indent=15):
+            info(line)
+
+
+def _wrapped(text: str, indent: int, first: int | None = None) -> list[str]:
+    """`text` in lines of at most WIDTH, indented by `indent` (the first line by `first`)."""
+    import textwrap
+
+    if len(text) + (indent if first is None else first) <= WIDTH:
+        return [" " * (indent if first is None else first) + text]
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=" " * (indent if first is None else first),
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def failing_rows(found: list[Any]) -> None:
+    """The first rows that break each failing test (FailingRows, or their dicts from disk), on stderr."""
+    for item in found:
+        fields: dict[str, Any] = item if isinstance(item, dict) else vars(item)
+        rows = fields["rows"]
+        info(f"  {fields['status']}  {fields['test']}: {n_rows(fields['failures'])}, the first {len(rows)}:")
+        info("    " + " | ".join(fields["columns"]))
+        for row in rows:
+            info("    " + " | ".join(printable(v)[:40] for v in row))
+
+
+def test_summary(results: list[TestResult]) -> str:
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "WARN", "ERROR")}
+    return " ".join(f"[{STATUS_STYLE[s]}]{s}={n}[/]" for s, n in counts.items())
+
+
+def plan_lines(plan: Plan, detail: bool = False) -> None:
+    """The plan, before anything runs: what loads, runs and is tested, and why."""
+    from funnel.build.plan import describe
+
+    lines = describe(plan, detail)
+    # Fitted to 80 columns on a terminal; a log keeps plan.describe's lines whole, one a fact.
+    for line in _plan_text(lines) if _stderr_is_terminal() else lines:
+        info(line)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except ValueError:
+        return False
+
+
+def _plan_text(lines: list[str], indent: int = 0) -> list[str]:
+    """The lines of plan.describe fitted to WIDTH: the name column as wide as the longest
+    name shown (not a fixed 40), long lines wrapped under their start."""
+    steps = [PLAN_STEP.fullmatch(line) for line in lines]
+    width = min(NAME_WIDTH, max([len(m[3]) for m in steps if m] + [0]))
+    out: list[str] = []
+    for line, step in zip(lines, steps, strict=True):
+        if step:
+            line = f"  {step[1]:<5} {step[2]:<6} {step[3]:<{width}}  {step[4]}"
+        out += _wrapped(line, indent=indent + 8, first=indent)
+    return out
+
+
+def build_summary(result: BuildResult) -> None:
+    env = result.manifest.env.name
+    if result.plan.up_to_date:
+        info(f"Up to date: env {env}, tests {test_summary(result.tests)} (as recorded) in {result.seconds:.2f}s")
+        return
+    plan = result.plan
+    sources, models = len(plan.names("source", "load")), len(plan.names("model", "run"))
+    if plan.full:
+        done = f"{sources} sources ({n_rows(result.source_rows)}), {models} models"
+    else:
+        all_sources, all_models = sources + len(plan.names("source", "reuse")), models + len(plan.names("model", "reuse"))
+        done = f"loaded {sources} of {all_sources} sources ({n_rows(result.source_rows)}), ran {models} of {all_models} models"
+    info(f"Done: env {env} in {result.seconds:.2f}s: {done}")
+    info(f"      tests {test_summary(result.tests)}")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar on a terminal, fed `(label, done, total)`; nothing in a pipe."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=_rich_stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(label: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"{description} {label}")
+
+        yield update
+
+
+def export_line(item: Exported) -> None:
+    info(f"  [green]OK[/]    table  {item.table:<{NAME_WIDTH}} {_rows_column(item.rows)} {item.seconds:6.2f}s")
+
+
+def parity_report(results: list[TableParity]) -> None:
+    """One line per table on stdout, then the first differing rows."""
+    for r in results:
+        if not r.exists:
+            print(f"{r.table}: MISSING in PostgreSQL ({r.missing:,} rows in DuckDB); run funnel export first")
+            continue
+        status = "OK" if r.ok else "DIFFERENT"
+        print(f"{r.table}: {status} matching={r.matching:,} missing={r.missing:,} unexpected={r.unexpected:,}")
+        for kind, row in r.examples:
+            print(f"  {kind:<10} " + ", ".join(_plain(v) for v in row))
+
+
+def print_table(table: Table, fmt: str, compact: bool = False) -> None:
+    """`table` on stdout as csv, json, or a rich table (`compact`: without rules, to fit more)."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(table.columns)
+        writer.writerows([[_plain(v) for v in row] for row in table.rows])
+        sys.stdout.write(buffer.getvalue())
+    elif fmt == "json":
+        records = [dict(zip(table.columns, (_json(v) for v in row), strict=True)) for row in table.rows]
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        console.print(rich_table(table, with_bars=console.width >= BARS_FROM_WIDTH, compact=compact))
+        return
+    if table.truncated:
+        info(f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all")
+    if table.definitions:  # the title says it in a terminal; csv and json stay plain data
+        info(f"built with definitions: {table.definitions}")
+
+
+def print_summary(summary: Summary) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for renderable in rich_summary(summary, with_bars=console.width >= BARS_FROM_WIDTH):
+        console.print(renderable)
+
+
+def rich_summary(summary: Summary, with_bars: bool = True) -> list[RichTable]:
+    """The month's funnel unchanged, then conversion and days per stage step, then lost reasons."""
+    from rich.table import Table as RichTable
+
+    stages = RichTable(title=summary.stages.title, title_justify="left")
+    stages.add_column("step", justify="right")
+    stages.add_column("kpi_name", no_wrap=True)
+    for name in ("entered", "moved on", "conversion", "median days"):
+        stages.add_column(name, justify="right")
+    for step, kpi_name, entered, to_step, converted, rate, median_days in summary.stages.rows:
+        moved_on = f"{converted:,} to {to_step}" if to_step is not None else "—"
+        stages.add_row(str(step), kpi_name, _cell(entered), moved_on, _percent(rate), _days(median_days))
+    lost = RichTable(title=summary.lost_reasons.title, title_justify="left")
+    lost.add_column("lost_reason")
+    lost.add_column("deals_count", justify="right")
+    lost.add_column("share", justify="right")
+    for reason, count, share in summary.lost_reasons.rows:
+        lost.add_row(reason, _cell(count), _percent(share))
+    if not summary.lost_reasons.rows:
+        lost.add_row("no deals lost this month", "—", "—")
+    return [rich_table(summary.funnel, with_bars), stages, lost]
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _days(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def rich_table(table: Table, with_bars: bool = True, compact: bool = False) -> RichTable:
+    """The rows as a rich table: a rule between months and, for the funnel, a bar per step.
+
+    A cell holding a tuple (a model's dependencies) lists its items separated by commas.
+    """
+    from rich import box
+    from rich.table import Table as RichTable
+
+    caption = f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all" if table.truncated else None
+    view = RichTable(
+        title=table.title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=None if compact else box.HEAVY_HEAD,
+        pad_edge=not compact,
+    )
+    for i, name in enumerate(table.columns):
+        numeric = bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
+        # The first column names the row (a model, a month): whole, so it can be typed back.
+        view.add_column(name, justify="right" if numeric else "left", no_wrap=i == 0, overflow="fold")
+    bars = _bars(table) if with_bars else []
+    if bars:
+        view.add_column("", style="cyan", no_wrap=True)
+    months = [row[0] for row in table.rows] if table.columns[:1] == ("month",) else [None] * len(table.rows)
+    # Ids are names, not quantities: 106553, not 106,553.
+    is_id = [name.endswith("_id") for name in table.columns]
+    for i, row in enumerate(table.rows):
+        cells = [_plain(v) if is_id[j] and v is not None else _cell(v) for j, v in enumerate(row)] + ([bars[i]] if bars else [])
+        # A rule between months keeps each month's funnel readable at a glance.
+        view.add_row(*cells, end_section=i + 1 < len(months) and months[i + 1] != months[i])
+    return view
+
+
+EIGHTHS = " ▏▎▍▌▋▊▉"  # a bar's last cell: 0 to 7 eighths of a block
+
+
+def _bars(table: Table, width: int = 16) -> list[str]:
+    """Each row's deals_count as a bar, relative to the largest step of its month.
+
+    Bars are drawn in eighths of a character, so 1 deal is visibly shorter than 17; any
+    count above 0 gets at least one eighth.
+    """
+    if "month" not in table.columns or "deals_count" not in table.columns:
+        return []
+    month, count = table.columns.index("month"), table.columns.index("deals_count")
+    largest: dict[Any, int] = {}
+    for row in table.rows:
+        largest[row[month]] = max(largest.get(row[month], 0), row[count] or 0)
+    return [_bar(row[count] or 0, largest[row[month]], width) for row in table.rows]
+
+
+def _bar(value: int, largest: int, width: int) -> str:
+    if value <= 0 or largest <= 0:
+        return ""
+    eighths = max(1, round(8 * width * value / largest))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (EIGHTHS[rest] if rest else "")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, tuple):
+        return ", ".join(_plain(v) for v in value) or "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return _plain(value)
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def print_status(status: StatusValue) -> None:
+    """`funnel status` as a person reads it: one fact per line, on stdout."""
+    from pathlib import Path
+
+    def here(path: str) -> str:
+        """A path inside the project, relative to it; any other as it is."""
+        try:
+            return str(Path(path).relative_to(status.project))
+        except ValueError:
+            return path
+
+    lines = [
+        f"funnel {status.funnel_version} · env {status.env} (of {', '.join(status.environments)})",
+        f"project      {status.project}",
+        f"config       {here(status.config_path)}",
+    ]
+    if status.raw_data is None:
+        lines.append("export       none named; set raw_data or pass --raw-data")
+    else:
+        lines.append(f"export       {here(status.raw_data)}" + (" (the last build's)" if status.raw_data_from_build else ""))
+    size = _bytes(status.database_bytes) if status.database_bytes is not None else "does not exist"
+    lines.append(f"database     {here(status.database)} ({size})")
+    build = status.build
+    if build is None:
+        lines.append(f"last build   {status.build_problem}")
+    else:
+        kind = "full" if build.full else "incremental"
+        selection = f"--select {build.select}" if build.select else "all models"
+        seconds = f"{build.seconds:.2f}s" if build.seconds is not None else "? s"
+        built_at = (build.built_at or "?").replace("T", " ").replace("+00:00", " UTC")
+        lines.append(f"last build   {built_at} · funnel {build.funnel_version} · {kind} · {selection} · {seconds}")
+        lines.append(f"built from   {here(build.raw_data) if build.raw_data else '?'}")
+        for source in build.sources:
+            rows = n_rows(source.rows) if source.rows is not None else "? rows"
+            digest = (source.sha256 or "?")[:12]
+            lines.append(f"  {Path(source.path).name:<22} {rows:>16}  sha256 {digest}")
+        months = f"{build.first_month} to {build.last_month}" if build.first_month else "no rows"
+        lines.append(f"report       {months}")
+        lines.append("tests        " + " ".join(f"{name}={count}" for name, count in build.tests.items()))
+    if status.up_to_date is None:
+        lines.append(f"up to date   unknown: {status.plan_problem}")
+    elif status.up_to_date:
+        lines.append("up to date   yes: same export, same SQL, same tests")
+    else:
+        lines.append("up to date   no; funnel build would do this:")
+        lines += _plan_text(status.plan, indent=2)
+    postgres = status.postgres
+    if status.postgres_target:
+        postgres += f" ({status.postgres_target})"
+    if status.postgres_problem:
+        postgres += f": {status.postgres_problem}"
+    lines.append(f"postgres     {postgres}")
+    fitted = [part for line in lines for part in (_wrapped(line, indent=13, first=0) if not line.startswith(" ") else [line])]
+    sys.stdout.write("\n".join(fitted) + "\n")
+
+
+def clean_report(removed: list[Removed], root: Path) -> None:
+    """What `funnel clean` removed, one path a line, and the bytes freed."""
+    for item in removed:
+        try:
+            shown = str(item.path.relative_to(root))
+        except ValueError:
+            shown = str(item.path)
+        if item.kept:
+            info(f"  kept     {shown}: {item.kept}")
+        else:
+            info(f"  removed  {shown} ({_bytes(item.bytes)})")
+    freed = sum(item.bytes for item in removed if not item.kept)
+    count = sum(1 for item in removed if not item.kept)
+    info(f"Removed {count} file(s) and folder(s), {_bytes(freed)} freed" if count else "Nothing to clean")
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count:,} bytes"
+
+
+def _rows_column(count: int) -> str:
+    """A row count in a column of them: `     1 row `, `    12 rows`."""
+    return f"{count:>11,} " + ("row " if count == 1 else "rows")

@@ -1,0 +1,148 @@
+"""Commands that move data in or out: export, parity, pull."""
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from funnel.cli.app import (
+    EnvOption,
+    SelectOption,
+    _interrupted_means,
+    _manifest,
+    _project_env,
+    app,
+    handle_errors,
+)
+
+
+class ExportFormat(StrEnum):
+    postgres = "postgres"
+    csv = "csv"
+    parquet = "parquet"
+
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option(help="libpq connection string or URL; overrides environments.toml and PG* variables. No password."),
+]
+
+
+@app.command()
+@handle_errors
+def export(
+    env: EnvOption = "dev",
+    dsn: DsnOption = None,
+    select: SelectOption = None,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="postgres, csv or parquet.")] = ExportFormat.postgres,
+    out: Annotated[Path | None, typer.Option(help="Folder for csv/parquet files.")] = None,
+) -> None:
+    """Copy models to PostgreSQL, or write them as files.
+
+    The reporting models by default (or --select), atomically: readers see the old
+    tables or the new ones, never a mix.
+    """
+    from funnel.cli import console
+    from funnel.outputs import files, postgres
+
+    manifest = _manifest(env, select=select)
+    environment = manifest.env
+    started = time.perf_counter()
+    if format == ExportFormat.postgres:
+        if out is not None:
+            raise typer.BadParameter("--out is for --format csv or parquet.", param_hint="--out")
+        _interrupted_means("Interrupted; the export stopped and the PostgreSQL tables are unchanged")
+
+        def published() -> None:
+            _interrupted_means("Interrupted after the export committed; the PostgreSQL tables are the new ones")
+
+        done = postgres.export_postgres(manifest, dsn, select, console.export_line, published)
+        where = f"PostgreSQL schema {environment.schema}"
+    else:
+        if out is None:
+            raise typer.BadParameter(f"--format {format.value} needs --out DIR.", param_hint="--out")
+        _interrupted_means(f"Interrupted; each file in {out} is either complete or untouched")
+        done = files.export_files(manifest, out, format.value, select, console.export_line)
+        where = str(out)
+    console.info(
+        f"Exported {len(done)} table(s), {sum(d.rows for d in done):,} rows to {where} in {time.perf_counter() - started:.2f}s"
+    )
+
+
+@app.command()
+@handle_errors
+def parity(
+    env: EnvOption = "dev",
+    dsn: DsnOption = None,
+    select: SelectOption = None,
+    against: Annotated[str | None, typer.Option(help="Another env: compare the two builds (every model) instead.")] = None,
+) -> None:
+    """Compare PostgreSQL with the build, row for row (or two builds, with --against).
+
+    Exit 1 on any difference.
+    """
+    from funnel.cli import console
+    from funnel.outputs.parity import DOUBLE_DIGITS, compare_builds
+    from funnel.outputs.parity import parity as compare
+
+    if against is not None and dsn is not None:
+        raise typer.BadParameter("--dsn is for the comparison with PostgreSQL; drop it with --against.", param_hint="--dsn")
+    manifest = _manifest(env, select=select)
+    if against is not None:
+        results = compare_builds(manifest, manifest.config.environment(against), select)
+    else:
+        results = compare(manifest, dsn, select)
+    console.parity_report(results)
+    for r in results:
+        if r.rounded:
+            print(f"  {r.rounded:,} row(s) of {r.table} equal to {DOUBLE_DIGITS} significant digits in DOUBLE columns only")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _since(value: str | None) -> str | None:
+    from funnel.errors import FunnelError
+    from funnel.pipedrive.pull import parse_since
+
+    try:
+        return None if value is None else parse_since(value)
+    except FunnelError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command("pull")
+@handle_errors
+def pull_command(
+    env: EnvOption = "dev",
+    out: Annotated[Path | None, typer.Option(help="Folder for the six CSVs (default: the env's raw_data).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only changes since this UTC time (2024-06-01T08:00:00Z), or 'last' (the last pull).", callback=_since),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="Most API requests this pull may make (default 10,000).", min=1)] = None,
+) -> None:
+    """Fetch the six source files from the Pipedrive API.
+
+    Token from PIPEDRIVE_API_TOKEN, address from [pipedrive] api_url or PIPEDRIVE_API_URL.
+    The files replace the folder's export only when everything was fetched.
+    """
+    config, environment = _project_env(env)
+    _pull_into(config, out or environment.export_folder(), since, budget)
+
+
+def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
+    from funnel.cli import console
+    from funnel.errors import n_rows
+    from funnel.pipedrive.pull import pull as run_pull
+
+    _interrupted_means(f"Interrupted; the export in {out} is unchanged")
+    with console.progress_bar("pulling") as on_progress:
+        result = run_pull(project, out, since, budget, on_progress)
+    what = f"changes since {result.since:%Y-%m-%d %H:%M} UTC" if result.since else "everything"
+    console.info(
+        f"Pulled {what} into {result.out}: "
+        + ", ".join(f"{name} {n_rows(rows)}" for name, rows in result.rows.items())
+        + f" ({result.requests:,} requests, {result.seconds:.1f}s)"
+    )

@@ -1,0 +1,104 @@
+"""Commands that read the last build: show, models."""
+
+from typing import Annotated
+
+import typer
+
+from funnel.cli.app import (
+    EnvOption,
+    Format,
+    _known_env,
+    _manifest,
+    _month,
+    _quoted,
+    app,
+    handle_errors,
+)
+
+
+def _model_name(value: str) -> str:
+    from funnel.project.config import IDENTIFIER
+
+    if not IDENTIFIER.fullmatch(value):
+        raise typer.BadParameter(f"{_quoted(value)} is not a model name (letters, digits, _).")
+    return value
+
+
+SHOW_LIMIT = 50  # rows of the table view; csv and json give every row unless --limit says otherwise
+
+
+@app.command()
+@handle_errors
+def show(
+    env: EnvOption = "dev",
+    month: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.", callback=_month)] = None,
+    since: Annotated[str | None, typer.Option("--from", help="From this month on, YYYY-MM.", callback=_month)] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Up to this month, YYYY-MM (inclusive).", callback=_month)] = None,
+    model: Annotated[str, typer.Option(help="Model to show.", callback=_model_name)] = "rep_sales_funnel_monthly",
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+    limit: Annotated[
+        int | None, typer.Option(help=f"At most N rows; 0 for all (default: {SHOW_LIMIT} in a table, all in csv/json).", min=0)
+    ] = None,
+    compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="After the month's funnel: conversion, days in stage, top lost reasons.")
+    ] = False,
+) -> None:
+    """Print a model of the last build.
+
+    The monthly funnel by default, in funnel order; other models in their own order.
+    --summary adds, for the month (default: the latest), each stage step's conversion and
+    median days and the top lost reasons.
+    """
+    from funnel.cli import console
+    from funnel.outputs import query as report
+
+    if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL):
+        raise typer.BadParameter("--summary is a table of the funnel; use it without --format, --model and --compare.")
+    if summary and (since or until):
+        raise typer.BadParameter("--summary is of one month; give it --month, not --from/--to.")
+    if month and (since or until):
+        raise typer.BadParameter("give either --month or --from/--to.", param_hint="'--month'")
+    if since and until and since > until:
+        raise typer.BadParameter(f"--from {since} is after --to {until}.", param_hint="'--from'")
+    manifest = _manifest(env)
+    if model not in manifest.graph.models:
+        from funnel.errors import did_you_mean
+
+        raise typer.BadParameter(
+            f"no model {_quoted(model)} in the project." + did_you_mean(model, list(manifest.graph.models)),
+            param_hint="'--model'",
+        )
+    if summary:
+        console.print_summary(report.summary(manifest.env, month))
+        return
+    months = report.Months(since, until) if since or until else report.Months.one(month)
+    if compare:
+        other = manifest.config.environment(_known_env(manifest.config, compare, "--compare"))
+        table = report.compare(manifest.env, other, model, months)
+    else:
+        rows = SHOW_LIMIT if limit is None and format == Format.table else (limit or None)
+        table = report.show(manifest.env, model, months, rows)
+    console.print_table(table, format.value)
+
+
+@app.command()
+@handle_errors
+def models(
+    env: EnvOption = "dev",
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+) -> None:
+    """List models, layers and dependencies."""
+    from funnel.cli import console
+    from funnel.outputs.query import Table
+
+    manifest = _manifest(env)
+    dag = manifest.graph
+    source_of = {s.table: s.source_name for s in manifest.sources}
+    # depends_on: the models a model refs, and the sources it reads as <source>.<table>
+    rows = [
+        (m.name, m.layer, m.materialized, (*m.refs, *(f"{source_of[s]}.{s}" for s in m.sources)))
+        for m in (dag.models[n] for n in dag.order)
+    ]
+    table = Table(("model", "layer", "materialized", "depends_on"), rows, "models in run order")
+    console.print_table(table, format.value, compact=True)

@@ -1,0 +1,270 @@
+"""Reading a committed build: a model's rows, one month of it, or two environments side by side."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from funnel.engine import database
+from funnel.errors import ConfigError, FunnelError, did_you_mean
+from funnel.project import definitions
+from funnel.project.config import IDENTIFIER, Environment
+from funnel.quoting import quote_ident, quote_literal, relation
+
+DEFAULT_MODEL = "rep_sales_funnel_monthly"
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # use with fullmatch
+KEY = ("month", "kpi_name", "funnel_step")
+MEASURE = "deals_count"
+
+
+MONTH_COLUMNS = ("month", "cohort_month")  # what --month, --from and --to filter on, the first present
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows to show: column names, rows of Python values, and a title.
+
+    `total` is how many rows matched when `rows` holds only the first of them (a limit).
+    """
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    title: str
+    total: int | None = None
+    definitions: str = ""  # the build's non-default definitions ('stage_entry=every'), '' for none
+
+    @property
+    def truncated(self) -> bool:
+        return self.total is not None and self.total > len(self.rows)
+
+
+@dataclass(frozen=True)
+class Months:
+    """Which months to show: one (`--month`), a range (`--from`, `--to`, inclusive), or all.
+
+    Values are YYYY-MM, checked with MONTH; either end of a range may be open.
+    """
+
+    first: str | None = None
+    last: str | None = None
+
+    @classmethod
+    def one(cls, month: str | None) -> Months:
+        return cls(month, month)
+
+    @property
+    def label(self) -> str:
+        if self.first == self.last:
+            return self.first or ""
+        return f"{self.first or '…'} to {self.last or '…'}"
+
+
+def check_month(month: str) -> str:
+    """'2024-02' -> '2024-02-01'; raise ConfigError for anything else."""
+    if not MONTH.fullmatch(month):
+        raise ConfigError(f"--month '{month}' is not a month; use YYYY-MM, e.g. 2024-02.")
+    return f"{month}-01"
+
+
+def show(
+    env: Environment,
+    model: str = DEFAULT_MODEL,
+    month: str | Months | None = None,
+    limit: int | None = None,
+) -> Table:
+    """The rows of `model` in `env`'s last build, the first `limit` of them (None: all).
+
+    `month` keeps one month (YYYY-MM) or a range of them (`Months`). The funnel is shown in
+    funnel order; any other model in its own order (its `order by`, which the build keeps
+    in the table), never re-sorted.
+    """
+    months = month if isinstance(month, Months) else Months.one(month)
+    with database.read(env) as con:
+        columns = _columns(con, env, model)
+        where, params = _month_filter(columns, months)
+        source = f"from {relation(env.schema, model)}{where}"
+        order = " order by month, funnel_step" if model == DEFAULT_MODEL and set(KEY) <= set(columns) else ""
+        if limit is None:
+            rows = con.execute(f"select * {source}{order}", params).fetchall()
+            total = len(rows)
+        else:
+            rows = con.execute(f"select * {source}{order} limit {int(limit)}", params).fetchall()
+            total = len(rows) if len(rows) < limit else _count(con, source, params)
+        if (months.first or months.last) and not rows:
+            covered = _month_range(con, env, model, columns)
+            raise FunnelError(f"no rows for {months.label} in {model} (env '{env.name}'); {covered}.")
+        built_with = definitions.recorded(con)
+    title = f"{model} · {env.name}" + (f" · {months.label}" if months.first or months.last else "")
+    title += f" · {built_with}" if built_with else ""
+    return Table(tuple(columns), rows, title, total, built_with)
+
+
+def _count(con: Any, source: str, params: list[Any]) -> int:
+    row = con.execute(f"select count(*) {source}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, month: str | Months | None = None) -> Table:
+    """`model` in two environments, joined on its key, with the difference of the counts."""
+    months = month if isinstance(month, Months) else Months.one(month)
+    if other.name == env.name:
+        raise ConfigError(
+            f"--compare {other.name} is the env being shown; compare with another one, e.g. --env dev --compare prod."
+        )
+    with database.read(other):
+        pass  # fail here, naming `other`, when it has no build
+    with database.read(env) as con:
+        columns = _columns(con, env, model)
+        if not set(KEY) | {MEASURE} <= set(columns):
+            raise ConfigError(f"--compare needs a model with {', '.join(KEY)} and {MEASURE}, like {DEFAULT_MODEL}.")
+        con.execute(f"attach {quote_literal(str(other.database))} as other_env (read_only)")
+        built_with = definitions.recorded(con, catalog=None), definitions.recorded(con, catalog="other_env")
+        try:
+            _columns(con, other, model, catalog="other_env")
+            where, params = _month_filter(columns, months, column="coalesce(a.month, b.month)")
+            rows = con.execute(
+                f"""
+                select
+                    coalesce(a.month, b.month) as month,
+                    coalesce(a.kpi_name, b.kpi_name) as kpi_name,
+                    coalesce(a.funnel_step, b.funnel_step) as funnel_step,
+                    a.deals_count as left_count,
+                    b.deals_count as right_count,
+                    coalesce(a.deals_count, 0) - coalesce(b.deals_count, 0) as difference,
+                from {relation(env.schema, model)} as a
+                full outer join other_env.{relation(other.schema, model)} as b
+                    on a.month = b.month and a.funnel_step = b.funnel_step
+                {where}
+                order by 1, 3
+                """,
+                params,
+            ).fetchall()
+        finally:
+            con.execute("detach other_env")
+    if (months.first or months.last) and not rows:
+        raise FunnelError(f"no rows for {months.label} in {model} in env '{env.name}' or '{other.name}'.")
+    columns_out = (*KEY, env.name, other.name, "difference")
+    label = f" · {months.label}" if months.first or months.last else ""
+    if any(built_with):
+        names = [f"{e.name} ({b or 'default definitions'})" for e, b in zip((env, other), built_with, strict=True)]
+        title, note = f"{model} · {names[0]} vs {names[1]}{label}", f"{names[0]} vs {names[1]}"
+    else:
+        title, note = f"{model} · {env.name} vs {other.name}{label}", ""
+    return Table(columns_out, rows, title, definitions=note)
+
+
+def _columns(con: Any, env: Environment, model: str, catalog: str | None = None) -> list[str]:
+    if not IDENTIFIER.fullmatch(model):
+        raise ConfigError(f"--model '{model}' is not a model name (letters, digits, _).")
+    found = database.table_columns(con, env.schema, catalog)
+    if model not in found:
+        raise FunnelError(
+            f"no model '{model}' in the build of env '{env.name}'."
+            + (did_you_mean(model, sorted(found)) if found else "")
+            + f" Build it with funnel build --env {env.name}."
+        )
+    return [column for column, _ in found[model]]
+
+
+def _month_filter(columns: list[str], months: Months, column: str | None = None) -> tuple[str, list[Any]]:
+    """The where clause keeping `months`, on `column` (default: the model's month column)."""
+    if months.first is None and months.last is None:
+        return "", []
+    name = next((c for c in MONTH_COLUMNS if c in columns), None)
+    if name is None:
+        raise ConfigError(f"--month, --from and --to need a model with a {' or '.join(MONTH_COLUMNS)} column.")
+    target = column or quote_ident(name)
+    clauses, params = [], []
+    if months.first:
+        clauses.append(f"{target} >= ?::date")
+        params.append(check_month(months.first))
+    if months.last:
+        # Up to the end of the last month, should a model hold days rather than months.
+        clauses.append(f"{target} < ?::date + interval 1 month")
+        params.append(check_month(months.last))
+    return " where " + " and ".join(clauses), params
+
+
+def _month_range(con: Any, env: Environment, model: str, columns: list[str]) -> str:
+    name = quote_ident(next(c for c in MONTH_COLUMNS if c in columns))
+    low, high = con.execute(
+        f"select strftime(min({name}), '%Y-%m'), strftime(max({name}), '%Y-%m') from {relation(env.schema, model)}"
+    ).fetchone()
+    return f"the build covers {low} to {high}" if low else "the report is empty"
+
+
+CONVERSION, VELOCITY, LOST_REASONS = "rep_stage_conversion", "rep_stage_velocity", "rep_lost_reasons_monthly"
+TOP_LOST_REASONS = 5
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One month of the funnel with what a sales manager asks next.
+
+    `funnel` is the month of the report as `show` gives it; `stages` has a row per stage
+    step: (funnel_step, kpi_name, entered, to_step, converted, conversion_rate,
+    median_days), conversion of the deals that first entered the step that month and
+    median days in the step over the whole build; `lost_reasons` the month's most frequent
+    lost reasons: (lost_reason, deals_count, share of the month's lost deals).
+    """
+
+    month: str
+    funnel: Table
+    stages: Table
+    lost_reasons: Table
+
+
+def summary(env: Environment, month: str | None = None) -> Summary:
+    """The summary of `month` (YYYY-MM; default: the report's latest month) in `env`."""
+    with database.read(env) as con:
+        for model in (DEFAULT_MODEL, CONVERSION, VELOCITY, LOST_REASONS):
+            _columns(con, env, model)
+        if month is None:
+            latest = con.execute(f"select strftime(max(month), '%Y-%m') from {relation(env.schema, DEFAULT_MODEL)}").fetchone()
+            if not latest or latest[0] is None:
+                raise FunnelError(f"{DEFAULT_MODEL} in env '{env.name}' has no rows to summarise.")
+            month = str(latest[0])
+    first_day = check_month(month)
+    funnel = show(env, DEFAULT_MODEL, month)
+    with database.read(env) as con:
+        stages = con.execute(
+            f"""
+            select
+                steps.funnel_step,
+                steps.kpi_name,
+                conversion.entered,
+                conversion.to_step,
+                conversion.converted,
+                conversion.conversion_rate,
+                velocity.median_days,
+            from {relation(env.schema, "funnel_steps")} as steps
+            left join {relation(env.schema, CONVERSION)} as conversion
+                on steps.funnel_step = conversion.from_step and conversion.cohort_month = ?::date
+            left join {relation(env.schema, VELOCITY)} as velocity on steps.funnel_step = velocity.funnel_step
+            where steps.stage_id is not null
+            order by steps.funnel_step
+            """,
+            [first_day],
+        ).fetchall()
+        lost = con.execute(
+            f"""
+            select
+                coalesce(lost_reason, 'reason ' || lost_reason_id || ' (no label)') as lost_reason,
+                sum(deals_count)::bigint as deals_count,
+                sum(deals_count) / sum(sum(deals_count)) over () as share,
+            from {relation(env.schema, LOST_REASONS)}
+            where month = ?::date
+            group by all
+            order by deals_count desc, lost_reason
+            limit {TOP_LOST_REASONS}
+            """,
+            [first_day],
+        ).fetchall()
+    stage_columns = ("funnel_step", "kpi_name", "entered", "to_step", "converted", "conversion_rate", "median_days")
+    return Summary(
+        month,
+        funnel,
+        Table(stage_columns, stages, f"conversion and days in step · {env.name} · {month}"),
+        Table(("lost_reason", "deals_count", "share"), lost, f"top lost reasons · {env.name} · {month}"),
+    )

@@ -1,0 +1,648 @@
+"""`funnel pull`: the six source files, fetched from the Pipedrive REST API.
+
+Pipedrive's export screen has no stage-change history, so deal_changes.csv and its
+companions come from the API (endpoints and field mapping: docs/pipedrive-api.md). The
+files are written in the layout funnel/project/sources.py declares, into a temporary folder beside
+the export, and renamed into place only when every resource was fetched: an interrupted
+pull leaves the previous export as it was.
+
+The API token comes only from $PIPEDRIVE_API_TOKEN. It is sent in the `x-api-token`
+header (never in a URL), and scrubbed from every message that could quote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import email.utils
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from funnel.errors import FunnelError, first_line
+from funnel.project.sources import SOURCES_BY_TABLE, TS, TS_ISO, TS_MICRO
+
+if TYPE_CHECKING:
+    import httpx
+
+    from funnel.project.config import Config
+
+TOKEN_ENV = "PIPEDRIVE_API_TOKEN"
+URL_ENV = "PIPEDRIVE_API_URL"
+STATE_FILE = ".funnel-pull.json"
+DEFAULT_BUDGET = 10_000
+PAGE_LIMIT = 500  # the largest page both API versions document
+# The deal fields whose changes the models read (sql/staging/tests.toml accepts these
+# four); the flow of other fields (title, value, ...) is left out of deal_changes.csv.
+TRACKED_FIELDS = ("add_time", "user_id", "stage_id", "lost_reason")
+# `--since last` starts this long before the last pull: clocks differ, merging is idempotent.
+SINCE_OVERLAP = timedelta(hours=1)
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+API_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)(Z|[+-]\d{2}:?\d{2})?")
+SINCE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?)?(Z|[+-]\d{2}:?\d{2})?")
+
+Progress = Callable[[str, int, int], None]
+
+
+class PullError(FunnelError):
+    """The Pipedrive API could not be read completely; the previous export is unchanged."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the client tries before giving up (tests shrink the delays)."""
+
+    tries: int = 5
+    base_delay: float = 1.0  # seconds; doubled after each failed try
+    max_wait: float = 120.0  # a longer Retry-After means the daily budget is spent: stop
+    timeout: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
+class PullResult:
+    out: Path
+    rows: dict[str, int]
+    requests: int
+    since: datetime | None
+    seconds: float
+    skipped_deals: int = 0
+
+
+@dataclass
+class Client:
+    """GET with retries, pagination and a request budget over one httpx connection pool."""
+
+    base_url: str
+    token: str
+    budget: int
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    requests: int = 0
+    _http: Any = None
+
+    def __enter__(self) -> Client:
+        import httpx
+
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"x-api-token": self.token, "accept": "application/json"},
+            timeout=self.policy.timeout,
+            follow_redirects=False,  # a redirect elsewhere must not receive the token
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def pages(self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """Each page of a list endpoint, following v1 `start` or v2 `cursor` pagination to the end."""
+        params = {**(params or {}), "limit": PAGE_LIMIT}
+        while True:
+            body = self.get(path, params, missing_ok)
+            if body is None:
+                return
+            data = body.get("data")
+            if data is None:
+                data = []
+            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+                raise PullError(f"GET {path}: 'data' is not a list of objects; is {self.base_url} a Pipedrive API?")
+            yield data
+            more = body.get("additional_data") or {}
+            pagination = more.get("pagination") or {}
+            if more.get("next_cursor"):
+                params = {**params, "cursor": more["next_cursor"]}
+            elif pagination.get("more_items_in_collection"):
+                next_start = pagination.get("next_start")
+                if not isinstance(next_start, int) or isinstance(next_start, bool) or next_start <= params.get("start", -1):
+                    raise PullError(f"GET {path}: pagination does not advance (next_start={next_start!r}).")
+                params = {**params, "start": next_start}
+            else:
+                return
+
+    def get(self, path: str, params: dict[str, Any], missing_ok: bool = False) -> dict[str, Any] | None:
+        """One JSON object, retried on 429, 5xx, timeouts and truncated or invalid bodies."""
+        import httpx
+
+        last = ""
+        for attempt in range(self.policy.tries):
+            if self.requests >= self.budget:
+                raise PullError(
+                    f"the pull used its whole request budget of {self.budget:,} requests before finishing; "
+                    "raise [pipedrive] request_budget or --budget, or pull less with --since last."
+                )
+            self.requests += 1
+            wait = self.policy.base_delay * 2**attempt
+            try:
+                response = self._http.get(path, params=params)
+            except httpx.ConnectError as e:
+                raise PullError(
+                    f"cannot connect to {self.base_url} ({first_line(e)}); check the api_url and the network."
+                ) from None
+            except (httpx.TimeoutException, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as e:
+                last = f"{type(e).__name__}: {first_line(e)}"
+                self.policy.sleep(wait)
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                last = f"HTTP {status}"
+                self.policy.sleep(self._retry_after(response, wait, path))
+                continue
+            if status == 404 and missing_ok:
+                return None
+            if status >= 300:
+                raise PullError(self._refusal(path, response))
+            try:
+                body = response.json()
+            except (ValueError, UnicodeDecodeError):
+                last = "a truncated or invalid JSON body"
+                self.policy.sleep(wait)
+                continue
+            if not isinstance(body, dict) or body.get("success") is not True:
+                message = body.get("error") if isinstance(body, dict) else None
+                raise PullError(f"GET {path}: Pipedrive answered without success ({_short(str(message))}).")
+            self._pace(response)
+            return body
+        raise PullError(f"GET {path} failed {self.policy.tries} times (last: {last}); Pipedrive may be down, try again later.")
+
+    def _retry_after(self, response: httpx.Response, default: float, path: str) -> float:
+        """Seconds to wait after a 429 or 5xx: Retry-After, then x-ratelimit-reset, then backoff."""
+        header = response.headers.get("retry-after") or (
+            response.headers.get("x-ratelimit-reset") if response.status_code == 429 else None
+        )
+        if header is None:
+            return default
+        seconds = _seconds(header)
+        if seconds is None:
+            return default
+        if seconds > self.policy.max_wait:
+            raise PullError(
+                f"GET {path}: Pipedrive's rate limit asks to wait {seconds:,.0f} s (HTTP {response.status_code}); "
+                "the company's daily API budget may be used up: try again later or after midnight (UTC)."
+            )
+        return max(seconds, 0.0)
+
+    def _pace(self, response: httpx.Response) -> None:
+        """Wait out the rate-limit window when the headers say it is used up, instead of hitting 429."""
+        remaining = response.headers.get("x-ratelimit-remaining")
+        reset = _seconds(response.headers.get("x-ratelimit-reset") or "")
+        if remaining is not None and remaining.strip() == "0" and reset is not None:
+            self.policy.sleep(min(max(reset, 0.0), self.policy.max_wait))
+
+    def _refusal(self, path: str, response: httpx.Response) -> str:
+        status = response.status_code
+        if status == 401:
+            return f"Pipedrive refused the API token (HTTP 401 on GET {path}); check {TOKEN_ENV} (Personal preferences > API)."
+        if status == 403:
+            return (
+                f"the API token's user may not read GET {path} (HTTP 403); use the token of a user with global admin permissions."
+            )
+        if status == 404:
+            return (
+                f"GET {self.base_url}{path} was not found (HTTP 404); check the api_url, e.g. https://yourcompany.pipedrive.com."
+            )
+        if 300 <= status < 400:
+            return f"GET {path} was redirected (HTTP {status}); set the api_url to the address it names, with https."
+        try:
+            message = response.json().get("error")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            message = response.text
+        return f"GET {path}: HTTP {status} ({_short(str(message))})."
+
+
+def pull(
+    project: Config,
+    out: Path,
+    since: str | None = None,
+    budget: int | None = None,
+    on_progress: Progress | None = None,
+    policy: RetryPolicy | None = None,
+) -> PullResult:
+    """Fetch the six source files into `out`; `since` ('last' or a timestamp) merges changes only.
+
+    Raises PullError (or ConfigError) with the token scrubbed; `out` is then unchanged.
+    """
+    started = time.perf_counter()
+    token = _token()
+    api_url, where = _api_url(project)
+    budget = budget or project.pipedrive.request_budget or DEFAULT_BUDGET
+    out = out.resolve()
+    pulled_at = datetime.now(UTC).replace(microsecond=0)
+    try:
+        since_at = _since(since, out, api_url)
+        with _scratch(out) as scratch:
+            with Client(api_url, token, budget, policy or RetryPolicy()) as client:
+                tables, skipped = _fetch(client, since_at, on_progress)
+            if since_at is not None:
+                tables = _merge(out, tables)
+            state = {"pulled_at": _rfc3339(pulled_at), "api_url": api_url, "since": since_at and _rfc3339(since_at)}
+            _publish(scratch, out, tables, state)
+    except FunnelError as e:
+        raise type(e)(_scrub(str(e), token)) from None
+    except Exception as e:
+        import httpx
+
+        if isinstance(e, httpx.HTTPError | httpx.InvalidURL):
+            raise PullError(f"{where}: {_scrub(first_line(e), token)}") from None
+        raise
+    rows = {name: len(table.rows) for name, table in tables.items()}
+    return PullResult(out, rows, client.requests, since_at, time.perf_counter() - started, skipped)
+
+
+@dataclass
+class Table:
+    rows: list[tuple[str, ...]]
+    refreshed: set[str] = field(default_factory=set)  # --since: keys whose old rows these replace
+    key: int = 0  # column of that key
+
+
+def _fetch(client: Client, since: datetime | None, on_progress: Progress | None) -> tuple[dict[str, Table], int]:
+    def report(label: str, done: int, total: int) -> None:
+        if on_progress:
+            on_progress(label, done, total)
+
+    def rows_of(
+        label: str,
+        path: str,
+        convert: Callable[[dict[str, Any]], tuple[str, ...] | None],
+        params: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        rows: list[tuple[str, ...]] = []
+        for page in client.pages(path, params):
+            rows.extend(r for r in (convert(item) for item in page) if r is not None)
+            report(label, len(rows), 0)
+        return rows
+
+    changed = {"updated_since": _rfc3339(since)} if since else {}
+    tables = {
+        "stages": Table(rows_of("stages", "/api/v1/stages", _stage)),
+        "users": Table(rows_of("users", "/api/v1/users", _user)),
+        "activity_types": Table(rows_of("activity types", "/api/v1/activityTypes", _activity_type)),
+        "fields": Table(rows_of("deal fields", "/api/v1/dealFields", _field)),
+        "activity": Table(rows_of("activities", "/api/v2/activities", _activity, changed)),
+    }
+    tables["activity"].refreshed = {r[0] for r in tables["activity"].rows}
+    deal_ids = sorted({_int(d, "id", "/api/v2/deals") for page in client.pages("/api/v2/deals", changed) for d in page})
+    needed = client.requests + len(deal_ids)
+    if needed > client.budget:
+        raise PullError(
+            f"pulling the change logs of {len(deal_ids):,} deals needs at least {needed:,} requests, more than the "
+            f"request budget of {client.budget:,}; raise [pipedrive] request_budget or --budget, or pull only "
+            "changes with --since last."
+        )
+    changes: list[tuple[str, ...]] = []
+    skipped = 0
+    for done, deal_id in enumerate(deal_ids, start=1):
+        path = f"/api/v1/deals/{deal_id}/flow"
+        found = False
+        for page in client.pages(path, {"items": "dealChange"}, missing_ok=True):
+            found = True
+            changes.extend(r for r in (_deal_change(deal_id, item, path) for item in page) if r is not None)
+        skipped += not found  # deleted after it was listed: it has no log any more
+        report("deal change logs", done, len(deal_ids))
+    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deal_ids})
+    return tables, skipped
+
+
+# --- one API object -> one CSV row, in the layout of funnel/project/sources.py ----------------
+
+
+def _stage(item: dict[str, Any]) -> tuple[str, ...]:
+    return (str(_int(item, "id", "stage")), _text(item, "name", "stage"))
+
+
+def _user(item: dict[str, Any]) -> tuple[str, ...]:
+    where = "user"
+    return (
+        str(_int(item, "id", where)),
+        _text(item, "name", where),
+        _text(item, "email", where),
+        _time(item, "modified", where, TS_MICRO),
+    )
+
+
+def _activity_type(item: dict[str, Any]) -> tuple[str, ...]:
+    where = "activity type"
+    return (
+        str(_int(item, "id", where)),
+        _text(item, "name", where),
+        "Yes" if _bool(item, "active_flag", where) else "No",
+        _text(item, "key_string", where),
+    )
+
+
+def _field(item: dict[str, Any]) -> tuple[str, ...] | None:
+    where = "deal field"
+    key = _text(item, "key", where)
+    if key not in TRACKED_FIELDS:
+        return None
+    options = item.get("options") or []
+    if not isinstance(options, list) or not all(isinstance(o, dict) for o in options):
+        raise PullError(f"deal field {key}: 'options' is not a list of objects ({_short(repr(options))}).")
+    labels = [
+        {"id": str(_int(o, "id", f"deal field {key} option")), "label": _text(o, "label", f"deal field {key}")} for o in options
+    ]
+    return (
+        str(_int(item, "id", where)),
+        key,
+        _text(item, "name", where),
+        json.dumps(labels, ensure_ascii=False) if labels else "",
+    )
+
+
+def _activity(item: dict[str, Any]) -> tuple[str, ...]:
+    where = f"activity {item.get('id')!r}"
+    due_date = item.get("due_date")
+    due_to = ""
+    if due_date:
+        due_time = item.get("due_time") or "00:00"
+        due_to = _time({"due": f"{due_date} {due_time}"}, "due", where, TS_ISO)
+    return (
+        str(_int(item, "id", where)),
+        _text(item, "type", where),
+        _optional_int(item, "owner_id", where),
+        _optional_int(item, "deal_id", where),
+        "True" if _bool(item, "done", where) else "False",
+        due_to,
+    )
+
+
+def _deal_change(deal_id: int, item: dict[str, Any], path: str) -> tuple[str, ...] | None:
+    data = item.get("data")
+    if item.get("object") != "dealChange" or not isinstance(data, dict):
+        return None
+    key = data.get("field_key")
+    if key not in TRACKED_FIELDS:
+        return None
+    where = f"{path} change {data.get('id')!r}"
+    new_value = data.get("new_value")
+    if isinstance(new_value, bool) or not isinstance(new_value, str | int | float | type(None)):
+        raise PullError(f"{where}: new_value {_short(repr(new_value))} is not a plain value.")
+    value = "" if new_value is None else str(new_value)
+    if key == "add_time" and API_TIME.fullmatch(value):
+        value = _time({"v": value}, "v", where, TS_ISO)  # the export writes creation times with a T
+    return (str(deal_id), _time(data, "log_time", where, TS), key, value)
+
+
+def _int(item: dict[str, Any], key: str, where: str) -> int:
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PullError(f"{where}: {key} {_short(repr(value))} is not a whole number; the API answer is not as documented.")
+    return value
+
+
+def _optional_int(item: dict[str, Any], key: str, where: str) -> str:
+    return "" if item.get(key) is None else str(_int(item, key, where))
+
+
+def _text(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or "\x00" in value:
+        raise PullError(f"{where}: {key} {_short(repr(value))} is not text.")
+    return value
+
+
+def _bool(item: dict[str, Any], key: str, where: str) -> bool:
+    value = item.get(key)
+    if not isinstance(value, bool):
+        raise PullError(f"{where}: {key} {_short(repr(value))} is not true or false.")
+    return value
+
+
+def _time(item: dict[str, Any], key: str, where: str, layout: str) -> str:
+    """An API timestamp (v1 'YYYY-MM-DD HH:MM:SS' UTC or v2 RFC 3339) in the file's declared layout, UTC."""
+    value = item.get(key)
+    match = API_TIME.fullmatch(value) if isinstance(value, str) else None
+    try:
+        if match is None:
+            raise ValueError
+        clock = match.group(2) + (":00" if match.group(2).count(":") == 1 else "")
+        moment = datetime.fromisoformat(f"{match.group(1)}T{clock}{_zone(match.group(3))}")
+    except ValueError:
+        raise PullError(f"{where}: {key} {_short(repr(value))} is not a timestamp like 2024-01-31 13:45:00.") from None
+    return moment.astimezone(UTC).replace(tzinfo=None).strftime(layout)
+
+
+def _zone(zone: str | None) -> str:
+    if zone in (None, "Z"):
+        return "+00:00"
+    return zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+
+
+# --- --since: what to fetch, and merging it into the previous export ------------------
+
+
+def parse_since(text: str) -> str:
+    """'last' or a timestamp (UTC unless it names a zone); raises PullError otherwise."""
+    if text == "last" or SINCE.fullmatch(text.strip()):
+        return text.strip()
+    raise PullError(f"'{text}' is not 'last' or a timestamp like 2024-06-01 or 2024-06-01T08:00:00Z.")
+
+
+def _since(since: str | None, out: Path, api_url: str) -> datetime | None:
+    if since is None:
+        return None
+    missing = [s.file_name for s in SOURCES_BY_TABLE.values() if not (out / s.file_name).is_file()]
+    if missing:
+        raise PullError(
+            f"{out}: no previous export to merge into ({', '.join(missing)} missing); run funnel pull without --since first."
+        )
+    state_path = out / STATE_FILE
+    state: dict[str, Any] = {}
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise PullError(f"{state_path}: not valid JSON; run funnel pull without --since to start afresh.") from None
+    if state.get("api_url") not in (None, api_url):
+        raise PullError(
+            f"{out} was pulled from {state.get('api_url')}, not {api_url}; pull into another folder or without --since."
+        )
+    if since == "last":
+        if "pulled_at" not in state:
+            raise PullError(f"{state_path}: no previous pull recorded; run funnel pull without --since first.")
+        return _parse_since_time(str(state["pulled_at"]), state_path.name) - SINCE_OVERLAP
+    return _parse_since_time(parse_since(since), "--since")
+
+
+def _parse_since_time(text: str, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PullError(f"{where}: '{text}' is not a timestamp like 2024-06-01T08:00:00Z.") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _merge(out: Path, fresh: dict[str, Table]) -> dict[str, Table]:
+    """The previous export with the fresh rows in: refreshed deals and activities replace their old rows."""
+    merged = dict(fresh)
+    for name in ("activity", "deal_changes"):
+        table = fresh[name]
+        kept = [row for row in _read(out, name) if row[table.key] not in table.refreshed]
+        merged[name] = Table(kept + table.rows)
+    return merged
+
+
+def _read(out: Path, name: str) -> list[tuple[str, ...]]:
+    source = SOURCES_BY_TABLE[name]
+    path = out / source.file_name
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        if next(reader, None) != list(source.columns):
+            raise PullError(f"{path} line 1: not the declared header; run funnel pull without --since to start afresh.")
+        rows = [tuple(row) for row in reader]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(source.columns):
+            raise PullError(f"{path} line {number}: {len(row)} fields, expected {len(source.columns)}; pull without --since.")
+    return rows
+
+
+# --- writing: a scratch folder beside the export, renamed into place at the end --------
+
+
+@contextlib.contextmanager
+def _scratch(out: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `out`, removed unless published; dead pulls' folders go first."""
+    if out.exists() and not out.is_dir():
+        raise PullError(f"{out}: is a file, expected the export folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.pull-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            raise PullError(f"another funnel pull into {out} is running (pid {pid}); wait for it to finish.")
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = out.parent / f".{out.name}.pull-{os.getpid()}"
+    scratch.mkdir()
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str, Any]) -> None:
+    names = []
+    for name, table in tables.items():
+        source = SOURCES_BY_TABLE[name]
+        with (scratch / source.file_name).open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(source.columns)
+            rows = sorted(table.rows, key=_row_order)
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        names.append(source.file_name)
+    state["rows"] = {name: len(table.rows) for name, table in tables.items()}
+    (scratch / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    out.mkdir(exist_ok=True)
+    # Seven renames take microseconds; Ctrl-C or SIGTERM waits until they are all done.
+    with _signals_deferred():
+        for name in [*names, STATE_FILE]:
+            os.replace(scratch / name, out / name)
+        _fsync_dir(out)
+
+
+def _row_order(row: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
+    """Numeric ids in numeric order, then the remaining columns as text: the same file every time."""
+    return tuple((0, int(v), "") if v.isdigit() else (1, 0, v) for v in row)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- settings, secrets, small helpers --------------------------------------------------
+
+
+def _token() -> str:
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise PullError(f"{TOKEN_ENV} is not set; export it with the API token from Pipedrive (Personal preferences > API).")
+    if not re.fullmatch(r"[\x21-\x7e]+", token):
+        raise PullError(f"{TOKEN_ENV} holds spaces or characters an API token never has; copy it again from Pipedrive.")
+    return token
+
+
+def _api_url(project: Config) -> tuple[str, str]:
+    """The company's API address from $PIPEDRIVE_API_URL or [pipedrive] api_url, and where it came from."""
+    if os.environ.get(URL_ENV):
+        url, where = os.environ[URL_ENV].strip(), URL_ENV
+    elif project.pipedrive.api_url:
+        url, where = project.pipedrive.api_url.strip(), f"{project.config_path}: [pipedrive] api_url"
+    else:
+        raise PullError(
+            f"no Pipedrive address; set api_url in the [pipedrive] table of {project.config_path} "
+            f"(e.g. https://yourcompany.pipedrive.com) or {URL_ENV}."
+        )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise PullError(f"{where}: '{url}' is not a URL like https://yourcompany.pipedrive.com.") from None
+    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment or "@" in parts.netloc:
+        raise PullError(f"{where}: '{_scrub(url, '')}' must be a plain address like https://yourcompany.pipedrive.com.")
+    if parts.path.strip("/"):
+        raise PullError(f"{where}: '{url}' must not have a path; funnel adds /api/v1 and /api/v2 itself.")
+    if parts.scheme == "http" and host not in LOOPBACK:
+        raise PullError(f"{where}: '{url}' must use https; the API token would travel unencrypted.")
+    return f"{parts.scheme}://{parts.netloc}", where
+
+
+def _scrub(text: str, token: str) -> str:
+    text = re.sub(r"(api_token=)[^&\s'\"]*", r"\1***", text)
+    return text.replace(token, "***") if token else text
+
+
+def _seconds(header: str) -> float | None:
+    """A Retry-After value: seconds, or an HTTP date."""
+    try:
+        return float(header)
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

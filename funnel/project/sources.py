@@ -1,0 +1,191 @@
+"""The files of the export and how each is read: declared once, in sql/sources.toml.
+
+Every column and type is declared here and nowhere else; the loader (funnel/engine/loading.py),
+the Spark reader and the sample generator all read these declarations. The six Pipedrive
+files are the default declaration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from funnel.errors import SourceError
+from funnel.project.config import IDENTIFIER
+from funnel.project.values import Rule
+
+if TYPE_CHECKING:
+    pass
+
+SOURCE_NAME = "pipedrive"
+
+TS = "%Y-%m-%d %H:%M:%S"
+TS_ISO = "%Y-%m-%dT%H:%M:%S"
+TS_MICRO = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A text column that must also fit `type` in the rows where `when_column` is one of
+    `when_values`, e.g. deal_changes.new_value holds a stage id when changed_field_key is
+    stage_id. The column stays text; only its spelling is checked."""
+
+    column: str
+    when_column: str
+    when_values: tuple[str, ...]
+    type: str
+    format: str | None = None
+
+    @property
+    def rule(self) -> Rule:
+        rule = Rule.of(self.type, self.format)
+        if rule is None:
+            raise SourceError(f"conditional rule on {self.column}: type {self.type} has no value rule")
+        return rule
+
+
+@dataclass(frozen=True)
+class Source:
+    """One CSV file of the export and the raw table it becomes."""
+
+    table: str
+    columns: dict[str, str]
+    timestamp_format: str | None = None
+    conditional: tuple[Conditional, ...] = ()
+    source_name: str = SOURCE_NAME  # {{ source('<source_name>', '<table>') }}, and its raw schema
+
+    def __post_init__(self) -> None:
+        for c in self.conditional:
+            if self.columns.get(c.column) != "VARCHAR" or c.when_column not in self.columns:
+                raise SourceError(
+                    f"source {self.table}: a conditional rule needs a VARCHAR column and a declared "
+                    f"when-column; got {c.column!r} when {c.when_column!r}."
+                )
+            c.rule  # noqa: B018 -- fails now for a type without a rule, not at load time
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.table}.csv"
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "deal_changes",
+        {
+            "deal_id": "BIGINT",
+            "change_time": "TIMESTAMP",
+            "changed_field_key": "VARCHAR",
+            "new_value": "VARCHAR",
+        },
+        timestamp_format=TS,
+        conditional=(
+            Conditional("new_value", "changed_field_key", ("stage_id", "user_id"), "BIGINT"),
+            Conditional("new_value", "changed_field_key", ("add_time",), "TIMESTAMP", TS_ISO),
+        ),
+    ),
+    Source(
+        "activity",
+        {
+            "activity_id": "BIGINT",
+            "type": "VARCHAR",
+            "assigned_to_user": "BIGINT",
+            "deal_id": "BIGINT",
+            "done": "ENUM('True', 'False')",
+            "due_to": "TIMESTAMP",
+        },
+        timestamp_format=TS_ISO,
+    ),
+    Source(
+        "activity_types",
+        {"id": "BIGINT", "name": "VARCHAR", "active": "ENUM('Yes', 'No')", "type": "VARCHAR"},
+    ),
+    Source(
+        "fields",
+        {"ID": "BIGINT", "FIELD_KEY": "VARCHAR", "NAME": "VARCHAR", "FIELD_VALUE_OPTIONS": "JSON"},
+    ),
+    Source("stages", {"stage_id": "BIGINT", "stage_name": "VARCHAR"}),
+    Source(
+        "users",
+        {"id": "BIGINT", "name": "VARCHAR", "email": "VARCHAR", "modified": "TIMESTAMP"},
+        timestamp_format=TS_MICRO,
+    ),
+)
+SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
+DECLARATIONS = "sources.toml"  # in sql/: the project's own declaration of its export
+SOURCE_KEYS = {"columns", "timestamp_format", "rules"}
+RULE_KEYS = {"column", "when", "in", "type", "format"}
+PLAIN_TYPES = ("VARCHAR", "JSON")
+
+
+def declared(sql_dir: Path) -> tuple[Source, ...]:
+    """The sources `sql/sources.toml` declares, or the six Pipedrive files when it is absent.
+
+        [pipedrive.deal_changes]                  # {{ source('pipedrive', 'deal_changes') }}
+        timestamp_format = "%Y-%m-%d %H:%M:%S"     # how TIMESTAMP columns are spelled
+        columns = { deal_id = "BIGINT", change_time = "TIMESTAMP", new_value = "VARCHAR" }
+        rules = [{ column = "new_value", when = "changed_field_key", in = ["stage_id"], type = "BIGINT" }]
+
+    The file is deal_changes.csv in the export folder; its header must be exactly the
+    columns, in that order. Unknown keys and types are errors naming the file and key.
+    """
+    import tomllib
+
+    from funnel.errors import did_you_mean
+
+    path = sql_dir / DECLARATIONS
+    if not path.is_file():
+        return SOURCES
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: invalid TOML: {e}.") from None
+    found: list[Source] = []
+    for name, tables in data.items():
+        if not IDENTIFIER.fullmatch(name) or not isinstance(tables, dict):
+            raise SourceError(f"{path}: [{name}] must be a source name holding tables like [{name}.deals].")
+        for table, spec in tables.items():
+            where = f"{path}: [{name}.{table}]"
+            if not IDENTIFIER.fullmatch(table) or not isinstance(spec, dict):
+                raise SourceError(f"{where} must be a table named like a plain identifier.")
+            for key in spec:
+                if key not in SOURCE_KEYS:
+                    raise SourceError(f"{where} unknown key '{key}'." + did_you_mean(key, sorted(SOURCE_KEYS)))
+            columns = spec.get("columns")
+            if not isinstance(columns, dict) or not columns:
+                raise SourceError(f'{where} needs columns = {{ column = "TYPE", ... }} in the order of the file\'s header.')
+            for column, sql_type in columns.items():
+                if not isinstance(sql_type, str) or not _known_type(sql_type):
+                    raise SourceError(
+                        f"{where} column {column}: type {sql_type!r} is not one funnel reads strictly; use BIGINT, "
+                        "INTEGER, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP, VARCHAR, JSON or ENUM('a', 'b')."
+                    )
+            fmt = spec.get("timestamp_format")
+            rules = tuple(_rule(where, r, columns) for r in spec.get("rules", []))
+            try:
+                found.append(Source(table, dict(columns), fmt, rules, name))
+            except SourceError as e:
+                raise SourceError(f"{where}: {e}") from None
+    tables = [s.table for s in found]
+    twice = sorted({t for t in tables if tables.count(t) > 1})
+    if twice:
+        raise SourceError(f"{path}: table {twice[0]} is declared by two sources; each file is read once.")
+    if not found:
+        raise SourceError(f"{path}: declares no source table; declare [pipedrive.deal_changes] and the others.")
+    return tuple(found)
+
+
+def _known_type(sql_type: str) -> bool:
+    text = sql_type.strip()
+    return text.upper() in PLAIN_TYPES or text.upper().startswith("ENUM(") or Rule.of(text) is not None
+
+
+def _rule(where: str, entry: Any, columns: dict[str, str]) -> Conditional:
+    from funnel.errors import did_you_mean
+
+    if not isinstance(entry, dict) or not {"column", "when", "in", "type"} <= set(entry):
+        raise SourceError(f'{where} rules: each is {{ column = "...", when = "...", in = ["..."], type = "BIGINT" }}.')
+    for key in entry:
+        if key not in RULE_KEYS:
+            raise SourceError(f"{where} rules: unknown key '{key}'." + did_you_mean(key, sorted(RULE_KEYS)))
+    return Conditional(entry["column"], entry["when"], tuple(entry["in"]), entry["type"], entry.get("format"))
