@@ -596,3 +596,52 @@ def test_a_server_lost_mid_export_leaves_the_previous_tables(project, runner, pg
     assert line.startswith("Error: PostgreSQL connection lost during the export")
     assert line.endswith("the previous tables are unchanged.")
     assert pg_rows(pg, schema) == before
+
+
+def _label_one_reason_empty_and_one_missing(project: Path) -> None:
+    """Lost reason 1 labelled "" (an option Pipedrive lets you save), reason 5 without an
+    option (its label is NULL): rep_lost_reasons_monthly then holds both '' and NULL."""
+    fields = project / "raw_data" / "fields.csv"
+    text = fields.read_text()
+    for old, new in (('""Customer Not Ready""', '""""'), (',{""id"": ""5"", ""label"": ""Duplicate Entry""}', "")):
+        assert old in text
+        text = text.replace(old, new)
+    fields.write_text(text)
+
+
+@pytest.mark.parametrize("parts", sampled([1, 3], {"one-copy"}, ["one-copy", "parallel-copies"]))
+def test_empty_text_and_null_survive_the_export_and_parity_tells_them_apart(project, runner, pg, schema, monkeypatch, parts):
+    import funnel.postgres
+
+    if parts > 1:  # the parts are written by DuckDB with partition_by and copied over several connections
+        monkeypatch.setattr(funnel.postgres, "PARALLEL_FROM_ROWS", 1)
+        monkeypatch.setattr(funnel.postgres, "PARALLEL_COPIES", parts)
+    _label_one_reason_empty_and_one_missing(project)
+    build(runner)
+    with duckdb.connect(str(project / "target" / "dev.duckdb"), read_only=True) as con:
+        ours = con.execute(
+            f'select lost_reason_id, lost_reason from "{schema}".rep_lost_reasons_monthly where lost_reason_id in (1, 5)'
+        ).fetchall()
+    assert {r for r in ours if r[0] == 1} == {(1, "")} and {r for r in ours if r[0] == 5} == {(5, None)}
+    assert export(runner, "--select", "rep_lost_reasons_monthly").exit_code == 0
+    table = f'"{schema}".rep_lost_reasons_monthly'
+    in_pg = pg.execute(f"select lost_reason_id, lost_reason from {table} where lost_reason_id in (1, 5)").fetchall()
+    assert sorted(in_pg, key=str) == sorted(ours, key=str)  # '' stays '', NULL stays NULL
+
+    ok = runner.invoke(app, ["parity", "--select", "rep_lost_reasons_monthly"])
+    assert ok.exit_code == 0, ok.output
+    assert "rep_lost_reasons_monthly: OK" in ok.stdout
+
+    # PostgreSQL '' where the build has NULL, then NULL where the build has '': both differ.
+    pg.execute(f"update {table} set lost_reason = '' where lost_reason_id = 5")
+    bad = runner.invoke(app, ["parity", "--select", "rep_lost_reasons_monthly"])
+    assert bad.exit_code == 1 and "rep_lost_reasons_monthly: DIFFERENT" in bad.stdout
+    changed = sum(1 for r in ours if r[0] == 5)
+    assert f"missing={changed} unexpected={changed}" in bad.stdout
+    examples = [line.split() for line in bad.stdout.splitlines()[1:]]
+    assert {(kind, row[2]) for kind, *row in examples} == {("missing", "NULL,"), ("unexpected", "'',")}
+    pg.execute(f"update {table} set lost_reason = null where lost_reason_id = 5")
+    pg.execute(f"update {table} set lost_reason = null where lost_reason_id = 1")
+    bad = runner.invoke(app, ["parity", "--select", "rep_lost_reasons_monthly"])
+    changed = sum(1 for r in ours if r[0] == 1)
+    assert bad.exit_code == 1 and f"missing={changed} unexpected={changed}" in bad.stdout

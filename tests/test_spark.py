@@ -395,6 +395,25 @@ def test_parity_of_two_builds_finds_a_changed_row(built, runner):
     assert "rep_deal_cohorts: OK" in result.stdout
 
 
+def test_parity_of_two_builds_tells_empty_text_from_null(built, runner):
+    import duckdb
+
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 0
+    reason_rows = "where lost_reason_id = (select min(lost_reason_id) from {0}.rep_lost_reasons_monthly)"
+    for env, schema, value in (("dev", "public_pipedrive_analytics", "null"), ("prod", "prod_pipedrive_analytics", "''")):
+        with duckdb.connect(str(built / "target" / f"{env}.duckdb")) as con:
+            con.execute(f"update {schema}.rep_lost_reasons_monthly set lost_reason = {value} {reason_rows.format(schema)}")
+    args = ["parity", "--env", "prod", "--against", "dev", "--select", "rep_lost_reasons_monthly"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "rep_lost_reasons_monthly: DIFFERENT" in result.stdout
+    assert "unexpected=0" not in result.stdout and "NULL" in result.stdout and "''" in result.stdout
+    with duckdb.connect(str(built / "target" / "dev.duckdb")) as con:
+        schema = "public_pipedrive_analytics"
+        con.execute(f"update {schema}.rep_lost_reasons_monthly set lost_reason = '' where lost_reason is null")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
 def _postgres_dsn() -> str | None:
     try:
         import psycopg

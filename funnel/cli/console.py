@@ -232,7 +232,14 @@ def parity_report(results: list[TableParity]) -> None:
         status = "OK" if r.ok else "DIFFERENT"
         print(f"{r.table}: {status} matching={r.matching:,} missing={r.missing:,} unexpected={r.unexpected:,}")
         for kind, row in r.examples:
-            print(f"  {kind:<10} " + ", ".join(_plain(v) for v in row))
+            print(f"  {kind:<10} " + ", ".join(_compared(v) for v in row))
+
+
+def _compared(value: Any) -> str:
+    """A value of a row parity found different: NULL and '' are what may differ, so both show."""
+    if value is None:
+        return "NULL"
+    return "''" if value == "" else _plain(value)
 
 
 def print_table(table: Table, fmt: str, compact: bool = False) -> None:

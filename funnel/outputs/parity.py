@@ -2,7 +2,8 @@
 or, with `--against`, two builds compared (a Spark build with a DuckDB one, say).
 
 PostgreSQL rows are read back with COPY and cast to the DuckDB column types, so the
-comparison is exact and done by DuckDB (`except all` both ways), at any size.
+comparison is exact and done by DuckDB (`except all` both ways), at any size: NULL and ''
+are different values on both sides.
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ def parity(
 
 def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], path: Path, examples: int) -> TableParity:
     spec = ", ".join(f"{quote_literal(c)}: {quote_literal(t)}" for c, t in columns)
-    pg_rows = f"read_csv({quote_literal(str(path))}, header = false, auto_detect = false, columns = {{{spec}}})"
+    # PostgreSQL's CSV writes NULL as nothing and '' as "": read "" as '' (DuckDB's default reads
+    # both as NULL, so a correct '' looked DIFFERENT and a wrong '' for NULL looked OK).
+    pg_rows = (
+        f"read_csv({quote_literal(str(path))}, header = false, auto_detect = false, allow_quoted_nulls = false, "
+        f"columns = {{{spec}}})"
+    )
     ours = relation(schema, name)
     total = duck.execute(f"select count(*) from {ours}").fetchone()[0]
     counts, shown = {}, []
