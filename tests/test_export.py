@@ -611,11 +611,11 @@ def _label_one_reason_empty_and_one_missing(project: Path) -> None:
 
 @pytest.mark.parametrize("parts", sampled([1, 3], {"one-copy"}, ["one-copy", "parallel-copies"]))
 def test_empty_text_and_null_survive_the_export_and_parity_tells_them_apart(project, runner, pg, schema, monkeypatch, parts):
-    import funnel.postgres
+    import funnel.outputs.postgres as export_module
 
     if parts > 1:  # the parts are written by DuckDB with partition_by and copied over several connections
-        monkeypatch.setattr(funnel.postgres, "PARALLEL_FROM_ROWS", 1)
-        monkeypatch.setattr(funnel.postgres, "PARALLEL_COPIES", parts)
+        monkeypatch.setattr(export_module, "PARALLEL_FROM_ROWS", 1)
+        monkeypatch.setattr(export_module, "PARALLEL_COPIES", parts)
     _label_one_reason_empty_and_one_missing(project)
     build(runner)
     with duckdb.connect(str(project / "target" / "dev.duckdb"), read_only=True) as con:
