@@ -4,17 +4,20 @@ export's, and nothing changed means nothing written."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from funnel.build.plan import fingerprint
+from funnel.build.plan import Previous, fingerprint, make
 from funnel.build.runner import build, make_plan
 from funnel.cli import app
+from funnel.engine import database
 from funnel.pipedrive.sample import generate
 
 from .conftest import compiled, read_report
@@ -196,24 +199,93 @@ def test_a_source_fingerprint_reads_the_content_not_the_path(tmp_path):
     assert not fingerprint(a).same_content(fingerprint(b))
 
 
-def test_a_large_source_is_fingerprinted_from_samples_and_an_edit_between_them_is_seen(tmp_path, monkeypatch):
-    import funnel.build.plan as plan
+def same_length_edit(path: Path) -> None:
+    """Move one stage entry of deal_changes.csv to the next month, keeping the file's size,
+    and give the file back its modification time, as `touch -r`, `rsync -t`, `cp -p`, an
+    unzip or a restore from backup would."""
+    stat = path.stat()
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        deal_id, changed_at, key, value = line.rstrip("\n").split(",")
+        if key == "stage_id" and changed_at.startswith("2024-0") and changed_at[5:7] < "09" and changed_at[8:10] <= "28":
+            month = f"{int(changed_at[5:7]) + 1:02d}"
+            lines[i] = f"{deal_id},{changed_at[:5]}{month}{changed_at[7:]},{key},{value}\n"
+            break
+    else:
+        raise AssertionError("no stage entry to move")
+    path.write_text("".join(lines))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
 
-    monkeypatch.setattr(plan, "WHOLE_FILE_HASH_UP_TO", 1000)
-    monkeypatch.setattr(plan, "SAMPLES", 4)
-    monkeypatch.setattr(plan, "SAMPLE_SIZE", 10)
+
+def test_an_edit_that_keeps_size_and_mtime_is_rebuilt(built, runner, tmp_path):
+    # Issue 26.3: the recorded fingerprint stood in for the file when size and mtime
+    # matched, so this build said "up to date" and kept the old numbers.
+    database = built / "target" / "dev.duckdb"
+    before = read_report(database)
+    same_length_edit(built / "raw_data" / "deal_changes.csv")
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    assert "load  source deal_changes                             deal_changes.csv changed" in result.stderr
+    after = read_report(database)
+    assert after != before
+    assert after == full_build_of(built, built / "raw_data", tmp_path, runner)
+
+
+def test_a_source_fingerprint_is_the_sha256_of_the_whole_file(tmp_path):
     path = tmp_path / "big.csv"
-    path.write_bytes(b"x" * 5000)
-    first = fingerprint(path)
-    assert first.sampled
-    path.write_bytes(b"x" * 2500 + b"y" + b"x" * 2499)  # same size, one byte between the samples
-    os.utime(path, ns=(first.mtime_ns + 10**9, first.mtime_ns + 10**9))
-    second = fingerprint(path)
-    assert second.sha256 == first.sha256  # the samples cannot see it ...
-    assert not first.same_content(second)  # ... the new modification time does
-    copy = tmp_path / "copy.csv"
-    shutil.copy2(path, copy)  # same bytes, same mtime: the same content
-    assert second.same_content(fingerprint(copy))
+    path.write_bytes(os.urandom(3 << 20) + b"tail")  # several reads
+    fp = fingerprint(path)
+    assert fp.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and fp.size == path.stat().st_size
+    path.write_bytes(path.read_bytes()[:-4] + b"tayl")  # one byte, far from the start
+    os.utime(path, ns=(fp.mtime_ns, fp.mtime_ns))
+    assert not fingerprint(path).same_content(fp)
+    assert fingerprint(path, previous=fp) is fp  # only a fingerprint this process just took is trusted
+
+
+def declare(project: Path, old: str, new: str) -> None:
+    toml = project / "sql" / "sources.toml"
+    assert old in toml.read_text()
+    toml.write_text(toml.read_text().replace(old, new) + "\n# a comment changes no declaration\n")
+
+
+def test_a_changed_column_type_in_sources_toml_reloads_that_source(built, runner):
+    # Issue 26.4: edits to sql/sources.toml were ignored: "up to date", the old table kept.
+    declare(built, 'stage_id = "BIGINT", stage_name', 'stage_id = "INTEGER", stage_name')
+    plan = make_plan(compiled(built))
+    assert plan.names("source", "load") == ["stages"]
+    assert {s.name: s.reason for s in plan.steps if s.kind == "source"}["stages"] == (
+        "its declaration in sql/sources.toml changed"
+    )
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
+        (column_type,) = con.execute(
+            "select data_type from information_schema.columns where table_schema = 'pipedrive' "
+            "and table_name = 'stages' and column_name = 'stage_id'"
+        ).fetchone()
+    assert column_type == "INTEGER"
+
+
+def test_a_changed_timestamp_format_in_sources_toml_reads_the_file_again(built, runner):
+    database = built / "target" / "dev.duckdb"
+    before = database.read_bytes()
+    # The file's timestamps have a space: with a T, every row is refused, as a fresh build would.
+    declare(built, 'timestamp_format = "%Y-%m-%d %H:%M:%S"\n', 'timestamp_format = "%Y-%m-%dT%H:%M:%S"\n')
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and "deal_changes.csv line 2, column change_time" in line
+    assert database.read_bytes() == before
+
+
+def test_a_source_recorded_by_another_funnel_is_loaded_again(built):
+    manifest = compiled(built)
+    previous = Previous.from_info(database.committed_info(manifest.env) or {})
+    older = {t: replace(fp, funnel_version="0.0.9") for t, fp in previous.sources.items()}
+    plan = make(manifest, replace(previous, sources=older))
+    assert plan.names("source", "load") == [s.table for s in manifest.sources]
+    assert {s.reason for s in plan.steps if s.kind == "source"} == {"loaded by funnel 0.0.9"}
 
 
 def test_build_records_what_it_was_made_of(built):

@@ -12,6 +12,7 @@ from funnel.cli import app
 
 from .conftest import ENVIRONMENTS, compiled, read_report
 from .test_cli import error_line
+from .test_plan import same_length_edit
 
 PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSSLMODE", "PGPASSWORD", "PGSERVICE")
 
@@ -53,7 +54,7 @@ def test_status_after_a_build_describes_it(built, runner):
         for source in build["sources"]:
             path = built / "raw_data" / f"{source['table']}.csv"
             assert source["path"] == str(path)
-            assert source["sha256"] == hashlib.sha256(str(path.stat().st_size).encode() + b"\0" + path.read_bytes()).hexdigest()
+            assert source["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # as sha256sum prints it
             assert source["rows"] == con.execute(f"select count(*) from pipedrive.{source['table']}").fetchone()[0]
     months = sorted({r[0] for r in read_report(database)})
     assert (build["first_month"], build["last_month"]) == (months[0].strftime("%Y-%m"), months[-1].strftime("%Y-%m"))
@@ -61,7 +62,19 @@ def test_status_after_a_build_describes_it(built, runner):
     assert data["up_to_date"] is True and data["plan_problem"] is None
     text = runner.invoke(app, ["status"]).stdout
     assert "up to date   yes" in text and f"{build['first_month']} to {build['last_month']}" in text
-    assert f"PASS={build['tests']['PASS']}" in text and build["sources"][0]["sha256"][:12] in text
+    assert f"PASS={build['tests']['PASS']}" in text
+    for source in build["sources"]:  # each file's whole hash, on its own line
+        assert f"{source['table']}.csv" in text and f"sha256 {source['sha256']}\n" in text
+
+
+def test_status_sees_an_edit_that_keeps_size_and_mtime(built, runner):
+    # Issue 26.3: status said "up to date yes" after a same-length edit and `touch -r`.
+    same_length_edit(built / "raw_data" / "deal_changes.csv")
+    data = status_json(runner)
+    assert data["up_to_date"] is False
+    assert any("load  source deal_changes" in line and "deal_changes.csv changed" in line for line in data["plan"])
+    text = runner.invoke(app, ["status"]).stdout
+    assert "up to date   no; funnel build would do this:" in text and "up to date   yes" not in text
 
 
 def test_status_says_what_a_build_would_change(built, runner):

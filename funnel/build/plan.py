@@ -1,7 +1,8 @@
 """What a build will load, run and test, and why: decided before anything runs.
 
 A plan compares the compiled project and the export on disk with what the committed build
-recorded (`_funnel.build_info`): each source's fingerprint, each model's and each data
+recorded (`_funnel.build_info`): each source's fingerprint (the SHA-256 of its file, its
+declaration in sql/sources.toml, the funnel that loads it), each model's and each data
 test's fingerprint (its rendered SQL). Unchanged sources are reused from the committed
 build; a changed source is reloaded and every model downstream of it runs, whatever
 `--select` says, so a published build only ever holds data from one export. `--select`
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,38 +24,61 @@ from funnel.engine.loading import require_regular_file
 
 if TYPE_CHECKING:
     from funnel.project.manifest import Manifest
+    from funnel.project.sources import Source
 
 Action = Literal["load", "reuse", "run", "test"]
 Kind = Literal["source", "model", "test"]
 
-WHOLE_FILE_HASH_UP_TO = 64 << 20  # bytes; larger files are fingerprinted from samples
-SAMPLES, SAMPLE_SIZE = 256, 64 << 10
+HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What identifies a source file's content: size, modification time and a SHA-256.
+    """Everything that decides a loaded table: the file's content, the source's declaration
+    in sql/sources.toml (columns, types, formats, rules) and the funnel that loads it.
 
-    Files up to 64 MiB are hashed whole. Larger ones hash their size and 256 blocks of
-    64 KiB spread evenly over the file (16 MiB read), so a full build of a 1M-deal export
-    does not pay 0.4 s to hash 0.5 GB; since samples can miss an edit, such a file also
-    counts as changed whenever its modification time changes.
+    `sha256` is the SHA-256 of the file's bytes, as `sha256sum` prints it: the whole file is
+    hashed whenever a build decides whether to reuse a table, since an edit can keep both
+    the size and the modification time (`touch -r`, `rsync -t`, `cp -p`, a restore).
+    Path, size and mtime say which file it was; only the content counts.
     """
 
     path: str
     size: int
     mtime_ns: int
     sha256: str
-    sampled: bool = False  # the hash covers samples only: a new mtime then counts as new content
+    declaration: str = ""  # declaration_fingerprint() of the source; "" in a record older than it
+    funnel_version: str = ""  # that loaded it (its value rules are part of the code)
 
     def same_content(self, other: Fingerprint | None) -> bool:
-        if other is None or other.size != self.size or other.sha256 != self.sha256:
-            return False
-        return not (self.sampled or other.sampled) or other.mtime_ns == self.mtime_ns
+        return other is not None and other.size == self.size and other.sha256 == self.sha256
+
+    @classmethod
+    def from_record(cls, record: Any) -> Fingerprint | None:
+        """A fingerprint as a build recorded it; None when the record is not one (a build
+        from before a field existed, or damaged): the source is then loaded again."""
+        if not isinstance(record, dict):
+            return None
+        try:
+            return cls(
+                path=str(record["path"]),
+                size=int(record["size"]),
+                mtime_ns=int(record["mtime_ns"]),
+                sha256=str(record["sha256"]),
+                declaration=str(record.get("declaration", "")),
+                funnel_version=str(record.get("funnel_version", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 def fingerprint(path: Path, previous: Fingerprint | None = None) -> Fingerprint:
-    """The file's fingerprint; `previous` saves the hashing when path, size and mtime match."""
+    """The file's fingerprint (the declaration left empty: see `source_fingerprint`).
+
+    `previous`: a fingerprint this same process took moments ago (a build plans twice, before
+    and after taking the lock); it is reused when path, size and mtime still match, so a file
+    is hashed once per build. Never pass a recorded one: the content decides, not the mtime.
+    """
     try:
         stat = path.stat()
     except FileNotFoundError:
@@ -64,20 +88,51 @@ def fingerprint(path: Path, previous: Fingerprint | None = None) -> Fingerprint:
     require_regular_file(path, stat.st_mode)  # a named pipe or a device would hang the hashing
     if previous and (previous.path, previous.size, previous.mtime_ns) == (str(path), stat.st_size, stat.st_mtime_ns):
         return previous
-    digest = hashlib.sha256(str(stat.st_size).encode() + b"\0")
+    digest = hashlib.sha256()
     try:
         with path.open("rb") as f:
-            if stat.st_size <= WHOLE_FILE_HASH_UP_TO:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            else:
-                step = (stat.st_size - SAMPLE_SIZE) // (SAMPLES - 1)
-                for i in range(SAMPLES):
-                    f.seek(i * step)
-                    digest.update(f.read(SAMPLE_SIZE))
+            buffer = bytearray(HASH_CHUNK)
+            view = memoryview(buffer)
+            while size := f.readinto(buffer):
+                digest.update(view[:size])
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, expected a CSV file.") from None
-    return Fingerprint(str(path), stat.st_size, stat.st_mtime_ns, digest.hexdigest(), stat.st_size > WHOLE_FILE_HASH_UP_TO)
+    return Fingerprint(str(path), stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+
+
+def declaration_fingerprint(source: Source) -> str:
+    """A hash of how a source's file is read, as sql/sources.toml declares it: its schema,
+    table, columns in header order with their types, timestamp format and value rules."""
+    declared = [
+        source.source_name,
+        source.table,
+        list(source.columns.items()),
+        source.timestamp_format,
+        [[c.column, c.when_column, list(c.when_values), c.type, c.format] for c in source.conditional],
+    ]
+    return hashlib.sha256(json.dumps(declared).encode()).hexdigest()
+
+
+def source_fingerprint(folder: Path, source: Source, previous: Fingerprint | None = None) -> Fingerprint:
+    """The fingerprint of `source`'s file in `folder` with its declaration (`previous`: as in `fingerprint`)."""
+    fp = fingerprint(folder / source.file_name, previous)
+    return replace(fp, declaration=declaration_fingerprint(source), funnel_version=__version__)
+
+
+def why_reload(new: Fingerprint, old: Fingerprint | None) -> str | None:
+    """Why a source must be loaded again, given what the last build recorded; None: reuse it."""
+    if old is None:
+        return "new source"
+    reasons = []
+    if not new.same_content(old):
+        reasons.append(f"{Path(new.path).name} changed" + (" (another export)" if old.path != new.path else ""))
+    if not old.declaration:
+        reasons.append("recorded by an older funnel")
+    elif old.declaration != new.declaration:
+        reasons.append("its declaration in sql/sources.toml changed")
+    if old.funnel_version != new.funnel_version:  # the loader's own rules are part of funnel
+        reasons.append(f"loaded by funnel {old.funnel_version or 'of an older kind'}")
+    return "; ".join(reasons) or None
 
 
 @dataclass(frozen=True)
@@ -103,7 +158,11 @@ class Previous:
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> Previous:
         return cls(
-            sources={name: Fingerprint(**fp) for name, fp in info.get("fingerprints", {}).items()},
+            sources={
+                name: fp
+                for name, record in _dict(info.get("fingerprints")).items()
+                if (fp := Fingerprint.from_record(record)) is not None
+            },
             models=dict(info.get("models", {})),
             tests=dict(info.get("test_results", {})),
             funnel_version=info.get("funnel_version"),
@@ -159,13 +218,12 @@ def make(
 
     `select`: the model names `--select` chose (None: every model). `known`: fingerprints
     this process already took (a file whose size or mtime has changed since is hashed again).
+    Every other file is hashed whole: what the last build recorded never stands in for it.
     """
     prior = previous or Previous()
     folder = manifest.env.export_folder()
     seen = known or {}
-    fingerprints = {
-        s.table: fingerprint(folder / s.file_name, seen.get(s.table) or prior.sources.get(s.table)) for s in manifest.sources
-    }
+    fingerprints = {s.table: source_fingerprint(folder, s, seen.get(s.table)) for s in manifest.sources}
     reason_full = (
         "--full-refresh"
         if full_refresh
@@ -186,11 +244,8 @@ def make(
 
     changed: dict[str, str] = {}  # source table -> why it is reloaded
     for table, fp in fingerprints.items():
-        old = prior.sources.get(table)
-        if old is None:
-            changed[table] = "new source"
-        elif not fp.same_content(old):
-            changed[table] = f"{Path(fp.path).name} changed" + (" (another export)" if old.path != fp.path else "")
+        if reason := why_reload(fp, prior.sources.get(table)):
+            changed[table] = reason
     for table in fingerprints:
         steps.append(
             Step("source", table, "load", changed[table]) if table in changed else Step("source", table, "reuse", "unchanged")
@@ -224,6 +279,10 @@ def make(
         else:
             steps.append(Step("test", test.name, "reuse", "unchanged"))
     return Plan(manifest.env.name, False, tuple(steps), fingerprints, prior)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def fingerprints_json(fingerprints: dict[str, Fingerprint]) -> dict[str, Any]:

@@ -465,11 +465,11 @@ def _provenance_section(info: dict[str, Any], missing: list[str]) -> Section:
         facts.append(("not in this build", ", ".join(missing)))
     rows_by_source = info.get("source_rows", {})
     sources = [
-        (name, fp.get("path"), rows_by_source.get(name), fp.get("size"), fp.get("sha256"), fp.get("sampled"))
+        (name, fp.get("path"), rows_by_source.get(name), fp.get("size"), fp.get("sha256"))
         for name, fp in info.get("fingerprints", {}).items()
     ]
     markup = "<dl class='facts'>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts) + "</dl>"
-    columns = ("source", "file", "rows", "bytes", "sha256", "sampled")
+    columns = ("source", "file", "rows", "bytes", "sha256")
     return Section(
         "provenance",
         "Provenance",

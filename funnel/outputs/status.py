@@ -27,7 +27,8 @@ REPORT = "rep_sales_funnel_monthly"
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of the export the last build was made from, as the build fingerprinted it."""
+    """One file of the export the last build was made from, as the build fingerprinted it
+    (`sha256` of the file's bytes, as sha256sum prints it)."""
 
     table: str
     path: str
@@ -154,7 +155,7 @@ def _last_build(env: Environment) -> tuple[LastBuild | None, str | None]:
             table=str(table),
             path=str(_dict(fp).get("path")),
             size=_int(_dict(fp).get("size")),
-            sha256=_str(_dict(fp).get("sha256")),
+            sha256=_sha256(_dict(fp)),
             rows=_int(rows.get(table)),
         )
         for table, fp in fingerprints.items()
@@ -222,6 +223,12 @@ def _target(info: str) -> str:
     dbname = params.get("dbname") or os.environ.get("PGDATABASE") or "(default)"
     user = params.get("user") or os.environ.get("PGUSER") or "(current user)"
     return f"{host}:{port}/{dbname} as {user}"
+
+
+def _sha256(fingerprint: dict[str, Any]) -> str | None:
+    """The file's SHA-256 as the build recorded it; None for a record older than the
+    declaration field, whose hash covered the size too (not what sha256sum prints)."""
+    return _str(fingerprint.get("sha256")) if "declaration" in fingerprint else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
