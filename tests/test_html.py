@@ -444,3 +444,75 @@ def test_every_shipped_model_is_described_and_reporting_columns_documented(built
                 c for (c,) in _query(built, "select column_name from information_schema.columns where table_name = ?", [name])
             ]
             assert sorted(documented.get(name, {})) == sorted(columns), name
+
+
+CHART_MARKUP = '<a href="https://example.com/x">link</a> <b>bold</b><br>next <span style="font-size:40px">big</span> &amp; R&D'
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_labels_from_the_export_are_chart_text_not_plotly_markup(project: Path, runner: Any, browser: Browser) -> None:
+    """plotly renders a subset of HTML in every text (links, bold, line breaks, styles) and
+    decodes entities: an owner name or a lost reason label must show as it is, nothing more."""
+    owner, reason = CHART_MARKUP + " (owner)", CHART_MARKUP + " (reason)"
+    users = project / "raw_data" / "users.csv"
+    lines = users.read_text().splitlines()
+    first = lines[1].split(",")
+    lines[1] = ",".join([first[0], '"' + owner.replace('"', '""') + '"', *first[2:]])
+    users.write_text("\n".join(lines) + "\n")
+    fields = project / "raw_data" / "fields.csv"
+    label = json.dumps(reason).replace('"', '""')
+    assert '""Customer Not Ready""' in fields.read_text()
+    fields.write_text(fields.read_text().replace('""Customer Not Ready""', label))
+    _run(runner, "build")
+    month = _query(
+        project,
+        f"select strftime(max(month), '%Y-%m') from {SCHEMA}.rep_owner_funnel_monthly where owner_id = ?",
+        [int(first[0])],
+    )
+    _run(runner, "report", "--month", month[0][0], "--out", "report.html")
+    browser.open(project / "report.html", CHARTS_DRAWN)
+    assert browser.problems() == []  # no request, no error
+    owners_axis = browser.evaluate(
+        "Array.from(document.querySelectorAll('#chart-rep_owner_funnel_monthly-0 .ytick text')).map(t => t.textContent)"
+    )
+    assert f"{owner} ({first[0]})" in owners_axis
+    legend = browser.evaluate(
+        "Array.from(document.querySelectorAll('#chart-rep_lost_reasons_monthly-0 .legendtext')).map(t => t.textContent)"
+    )
+    assert reason in legend
+    hover = (
+        "(() => { const gd = document.getElementById('chart-rep_owner_funnel_monthly-0');"
+        f" const k = gd._fullData[0].y.findIndex(y => y.endsWith(' ({first[0]})'));"
+        " Plotly.Fx.hover(gd, [{curveNumber: 0, pointNumber: k}]);"
+        " return gd.querySelector('.hoverlayer').textContent; })()"
+    )
+    assert f"{owner} ({first[0]})" in browser.evaluate(hover)
+    # Nothing became markup: no link, no line break (a second tspan.line), no style of the label's.
+    drawn = "Array.from(document.querySelectorAll('div[id^=chart-] svg'))"
+    assert browser.evaluate(f"{drawn}.flatMap(s => Array.from(s.querySelectorAll('a'))).length") == 0
+    assert browser.evaluate(f"{drawn}.flatMap(s => Array.from(s.querySelectorAll('tspan.line'))).length") == 0
+    assert browser.evaluate(f"{drawn}.flatMap(s => Array.from(s.querySelectorAll('[style*=\"40px\"]'))).length") == 0
+
+
+def test_chart_text_escapes_every_trace_string_but_our_templates() -> None:
+    from funnel.outputs.html_report import chart_text
+
+    figure = {
+        "data": [
+            {
+                "type": "bar",
+                "name": "<b>Bo</b> & Co",
+                "y": ["<a href='https://x'>x</a>", 3],
+                "marker": {"color": ["#3a6ea5"]},
+                "hovertemplate": "%{y}<br>%{x:,} deals<extra></extra>",
+            }
+        ],
+        "layout": {"title": {"text": "deals<br>per month"}},
+    }
+    (trace,) = chart_text(figure)["data"]
+    assert trace["name"] == "&lt;b&gt;Bo&lt;/b&gt; &amp; Co"
+    assert trace["y"] == ["&lt;a href='https://x'&gt;x&lt;/a&gt;", 3]
+    assert trace["hovertemplate"] == "%{y}<br>%{x:,} deals<extra></extra>"
+    assert trace["marker"] == {"color": ["#3a6ea5"]}
+    assert chart_text(figure)["layout"] == figure["layout"]

@@ -494,6 +494,35 @@ def render(sections: list[Section], title: str, facts: list[tuple[str, str]], dr
     return page(title, "\n".join(parts))
 
 
+def chart_text(figure: dict[str, Any]) -> dict[str, Any]:
+    """`figure` with every string of its traces (names, labels, categories, texts) as plotly text.
+
+    plotly.js draws every text it is given as a small HTML subset: `<a href>` is a live
+    link, `<b>`, `<br>` and `style` are rendered, and entities are decoded (svg_text_utils,
+    plotly.js 4: the text is split at tags first, then each piece between tags has
+    `&lt;` `&gt;` `&amp;` and numeric entities decoded, once). An owner named `<b>Bo</b>`
+    would show as a bold "Bo". So `&`, `<` and `>` are written as entities, and plotly
+    shows the name as it is, in the legend, the axes, the bars and the hover labels alike.
+    Traces hold the export's text; only their `*template` keys (hovertemplate,
+    texttemplate) are ours and stay markup: the values they insert are escaped here.
+    Layout text (axis titles) is this module's own and is not escaped: export text put
+    there must go through `plotly_text` first.
+    """
+    traces = [{k: v if k.endswith("template") else plotly_text(v) for k, v in t.items()} for t in figure["data"]]
+    return {**figure, "data": traces}
+
+
+def plotly_text(value: Any) -> Any:
+    """A string (or the strings in a list or dict) with `&`, `<` and `>` as entities: plotly text."""
+    if isinstance(value, str):
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if isinstance(value, list | tuple):
+        return [plotly_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plotly_text(v) for k, v in value.items()}
+    return value
+
+
 def _plotly_to_html() -> Callable[..., str]:
     """plotly's figure-to-div function, or a one-line error saying how to install it."""
     try:
@@ -506,7 +535,7 @@ def _plotly_to_html() -> Callable[..., str]:
     def draw(figure: dict[str, Any], include_plotlyjs: bool, div_id: str) -> str:
         return str(
             pio.to_html(
-                {**figure, "layout": {"template": TEMPLATE, **figure["layout"]}},
+                {**chart_text(figure), "layout": {"template": TEMPLATE, **figure["layout"]}},
                 include_plotlyjs=include_plotlyjs,
                 full_html=False,
                 div_id=div_id,
