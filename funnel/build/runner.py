@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from funnel.project.selectors import Selector
 
 StepKind = Literal["source", "seed", "view", "table"]
-INFO_SCHEMA = "_funnel"
+INFO_SCHEMA = database.INFO_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,11 @@ def make_plan(
     exclude: Selector | str | None = None,
     known: dict[str, plan.Fingerprint] | None = None,
 ) -> plan.Plan:
-    """What a build would do now (for `--dry-run`, and as the build's first step)."""
+    """What a build would do now (for `--dry-run`, and as the build's first step).
+
+    Raises ConfigError when the env's `database` names a file a build must not replace.
+    """
+    database.require_replaceable(manifest.env)
     chosen = manifest.graph.select(select, exclude) if select is not None or exclude is not None else None
     # A full refresh owes nothing to the last build: its record is not even opened.
     return plan.make(manifest, None if full_refresh else _previous(manifest), chosen, full_refresh, known)

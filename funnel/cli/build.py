@@ -48,7 +48,9 @@ def build(
     environment = manifest.env
     if pull:
         from funnel.cli.export import _pull_into
+        from funnel.engine.database import require_replaceable
 
+        require_replaceable(environment)  # before the pull: a build that cannot publish pulls nothing
         _pull_into(manifest.config, environment.export_folder())
     if dry_run and environment.engine != "spark":
         console.plan_lines(builder.make_plan(manifest, select, full_refresh, exclude), detail=True)

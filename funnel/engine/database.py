@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.errors import BuildBusy, BuildMissing, FunnelError, first_line
-from funnel.project.config import Environment
+from funnel.errors import BuildBusy, BuildMissing, ConfigError, FunnelError, first_line
+from funnel.project.config import Environment, require_outside_export
 
 if TYPE_CHECKING:
     import duckdb
 
 READ_RETRY_SECONDS = 3.0
+INFO_SCHEMA = "_funnel"  # where a build records itself (build_info): what makes a database funnel's
 
 
 def temp_path(database: Path) -> Path:
@@ -142,7 +143,7 @@ def clean(env: Environment) -> list[Removed]:
     with build_lock(env, 0):
         done += [Removed(path, size) for path, size in temps.items() if not path.exists()]
         if env.database.is_file() or env.database.is_symlink():
-            if env.database.is_symlink() or _is_duckdb(env.database):
+            if env.database.is_symlink() or is_duckdb(env.database):
                 done.append(_remove(env.database))
             else:
                 done.append(Removed(env.database, 0, "not a DuckDB file; left as it is"))
@@ -159,7 +160,8 @@ def clean(env: Environment) -> list[Removed]:
     return done
 
 
-def _is_duckdb(path: Path) -> bool:
+def is_duckdb(path: Path) -> bool:
+    """Whether the file starts like a DuckDB database (its magic bytes), whatever its state."""
     try:
         with path.open("rb") as f:
             return f.read(12)[8:12] == DUCKDB_MAGIC
@@ -276,20 +278,77 @@ def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
             con = duckdb.connect(str(env.database), read_only=True)
             break
-        except duckdb.IOException as e:
-            if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+        except duckdb.Error as e:
+            locked = isinstance(e, duckdb.IOException) and "lock" in str(e).lower()
+            if not locked:
+                raise _unreadable(env, e) from None
+            if time.monotonic() >= deadline:
                 raise BuildBusy(
                     f"{env.database}: cannot be opened ({first_line(e)}); close other programs using it and retry."
                 ) from None
             time.sleep(0.1)
-        except duckdb.Error as e:
-            raise FunnelError(
-                f"{env.database}: not a readable funnel build ({first_line(e)}); rebuild it with funnel build --env {env.name}."
-            ) from None
     try:
         yield con
     finally:
         con.close()
+
+
+def _unreadable(env: Environment, error: Exception) -> FunnelError:
+    """What to say about a database file DuckDB cannot open (not for want of a lock)."""
+    path = env.database
+    if "Permission denied" in str(error):
+        return FunnelError(f"{path}: cannot be opened ({first_line(error)}); check its permissions.")
+    if is_duckdb(path):  # funnel clean removes it
+        return FunnelError(
+            f"{path}: the database is damaged ({first_line(error)}); remove it with funnel clean --env {env.name}, "
+            f"then run funnel build --env {env.name}."
+        )
+    return FunnelError(
+        f"{path}: not a DuckDB database ({first_line(error)}); if it is a damaged build, delete it and run "
+        f"funnel build --env {env.name}; if it is another file, point [{env.name}] database in {env.config_path.name} elsewhere."
+    )
+
+
+def require_replaceable(env: Environment) -> None:
+    """Refuse a build of `env` whose `database` names a file a build must not replace.
+
+    A build replaces the file by renaming a new one over it, whatever it held: a path that
+    names the user's CSV or notes by mistake, a DuckDB database funnel did not write, or a
+    place inside the export folder (where the lock and temporary files would land among
+    the export's files) is a ConfigError naming the key, and nothing is written. A damaged
+    build of funnel's is reported by `read`, with the way out (funnel clean).
+    """
+    import duckdb
+
+    env.export_folder()  # an env that names no export builds nothing: say that first
+    require_outside_export(env)
+    path = env.database
+    where = f"{env.config_path}: [{env.name}] database {path}"
+    instead = f"point database at a file of its own, e.g. target/{env.name}.duckdb"
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not path.is_file():
+        raise ConfigError(f"{where} is not a regular file, and a build would replace it; {instead}.")
+    if committed_info(env) is not None:
+        return  # the last build of this env
+    if not is_duckdb(path):
+        raise ConfigError(
+            f"{where} is not a DuckDB file, and a build would replace it; if the file is yours, {instead}; "
+            "if it is a damaged build, delete it."
+        )
+    with read(env) as con:  # a damaged or locked file is reported as such
+        try:
+            ours = con.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = 'build_info'",
+                [INFO_SCHEMA],
+            ).fetchone()
+        except duckdb.Error as e:
+            raise _unreadable(env, e) from None
+    if not ours or not ours[0]:
+        raise ConfigError(
+            f"{where} is a DuckDB database funnel did not build (it has no {INFO_SCHEMA}.build_info), and a build "
+            f"would replace it; {instead}."
+        )
 
 
 _info_cache: dict[tuple[object, ...], dict[str, Any] | None] = {}

@@ -146,7 +146,9 @@ def _last_build(env: Environment) -> tuple[LastBuild | None, str | None]:
                 ).fetchone()
             except duckdb.Error:
                 months = None
-    except (FunnelError, duckdb.Error, ValueError) as e:
+    except FunnelError as e:  # damaged, locked: it says what to do
+        return None, str(e).rstrip(".")
+    except (duckdb.Error, ValueError) as e:
         return None, f"the build cannot be read ({first_line(e)})"
     fingerprints = _dict(info.get("fingerprints"))
     rows = _dict(info.get("source_rows"))

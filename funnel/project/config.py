@@ -130,7 +130,27 @@ class Config:
         override = raw_data if raw_data is not None else os.environ.get("FUNNEL_RAW_DATA")
         if override:
             env = Environment(**{**vars(env), "raw_data": Path(override).resolve()})
+        require_outside_export(env)
         return env
+
+
+def require_outside_export(env: Environment) -> None:
+    """Refuse an env whose database (or Spark warehouse) lies inside its export folder: a build
+    would write the database, its lock and temporary files among the export's files, and
+    replace one of them if the path names it."""
+    folder = env.raw_data
+    if folder is None:
+        return
+    if env.database.is_relative_to(folder):
+        raise ConfigError(
+            f"{env.config_path}: [{env.name}] database {env.database} is inside the export folder {folder}; "
+            f"point database at a file outside it, e.g. target/{env.name}.duckdb."
+        )
+    if env.warehouse and not URI.fullmatch(env.warehouse) and Path(env.warehouse).is_relative_to(folder):
+        raise ConfigError(
+            f"{env.config_path}: [{env.name}] warehouse {env.warehouse} is inside the export folder {folder}; "
+            "point warehouse at a folder outside it."
+        )
 
 
 ENV_KEYS: dict[str, type | tuple[type, ...]] = {

@@ -79,6 +79,7 @@ def build(
     """
     started = time.perf_counter()
     env = manifest.env
+    database.require_replaceable(env)
     sql = compiled_sql(manifest)  # before Spark starts: untranslatable SQL fails fast
     decided = plan.make(manifest, None, full_refresh=True)
     result = BuildResult(manifest, decided)
