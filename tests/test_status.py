@@ -112,7 +112,8 @@ def test_status_of_an_unreadable_database(project, runner):
     (project / "target" / "dev.duckdb").write_bytes(b"not a database" * 100)
     data = status_json(runner)
     assert data["database_exists"] and data["build"] is None
-    assert "the build cannot be read" in data["build_problem"]
+    assert "dev.duckdb: not a DuckDB database" in data["build_problem"]
+    assert "if it is a damaged build, delete it" in data["build_problem"]
 
 
 def test_status_fails_only_for_an_unusable_config(project, runner):
