@@ -55,7 +55,7 @@ def build(
     if dry_run and environment.engine != "spark":
         console.plan_lines(builder.make_plan(manifest, select, full_refresh, exclude), detail=True)
         return
-    console.info(f"Building env [bold]{environment.name}[/] from {environment.export_folder()}")
+    console.info(f"Building env [bold]{environment.name}[/] from ", str(environment.export_folder()))
     _interrupted_means(UNCHANGED)
 
     def published() -> None:

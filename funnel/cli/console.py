@@ -50,19 +50,31 @@ def _rich_stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def info(markup: str) -> None:
-    """A progress or summary line on stderr; `markup` may use the tags in MARKUP.
+def info(markup: str, text: str = "") -> None:
+    """A progress or summary line on stderr: `markup` (which may use the tags in MARKUP),
+    then `text` (a value from the export, a server or a path) shown as it is.
 
+    Nothing in the line reaches the terminal as a control character (printable); `text`
+    is never read as rich markup either, so `[link=...]` in an owner name stays brackets.
     Progress nobody can read any more (`funnel build 2>&1 | head -1`) is dropped: it must
     never change what the command does.
     """
+    markup, text = _lines(markup), _lines(text)
     try:
         if sys.stderr.isatty():
-            _rich_stderr().print(markup, soft_wrap=True)
+            from rich.text import Text
+
+            line = Text.from_markup(markup, emoji=False) + Text(text)
+            _rich_stderr().print(line, soft_wrap=True)
         else:
-            print(MARKUP.sub("", markup), file=sys.stderr, flush=True)
+            print(MARKUP.sub("", markup) + text, file=sys.stderr, flush=True)
     except (BrokenPipeError, ValueError):  # ValueError: stderr was closed
         _silence(sys.stderr)
+
+
+def _lines(text: str) -> str:
+    """`text` with every control character shown escaped (printable), line breaks kept."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def _silence(stream: Any) -> None:
@@ -93,7 +105,18 @@ def error(message: str) -> None:
 
 
 def printable(text: str) -> str:
+    """`text` for a terminal: every character that is not printable (a control character
+    such as ESC, BEL, a C1 CSI, a newline; a format character such as U+202E) written as
+    its Python escape (`\\x1b`), so no escape sequence from the data reaches the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _text(value: str) -> Any:
+    """A cell or title for a rich table: printable, and plain text (rich markup and
+    :emoji: codes in the data stay as typed)."""
+    from rich.text import Text
+
+    return Text(printable(value))
 
 
 WIDTH = 80  # progress lines fit an 80-column terminal
@@ -111,7 +134,7 @@ def test_line(result: TestResult) -> None:
         return
     style = STATUS_STYLE[result.status]
     detail = result.error or n_rows(result.failures) + (" (as recorded; nothing it reads changed)" if result.reused else "")
-    info(f"  [{style}]{result.status:<5}[/] test   {result.test.name}: {detail}")
+    info(f"  [{style}]{result.status:<5}[/] test   ", f"{result.test.name}: {detail}")
     if result.test.description and not result.error:
         for line in _wrapped(result.test.description, indent=15):
             info(line)
@@ -138,10 +161,10 @@ def failing_rows(found: list[Any]) -> None:
     for item in found:
         fields: dict[str, Any] = item if isinstance(item, dict) else vars(item)
         rows = fields["rows"]
-        info(f"  {fields['status']}  {fields['test']}: {n_rows(fields['failures'])}, the first {len(rows)}:")
-        info("    " + " | ".join(fields["columns"]))
+        info(f"  {fields['status']}  ", f"{fields['test']}: {n_rows(fields['failures'])}, the first {len(rows)}:")
+        info("    ", " | ".join(fields["columns"]))
         for row in rows:
-            info("    " + " | ".join(printable(v)[:40] for v in row))
+            info("    ", " | ".join(printable(v)[:40] for v in row))
 
 
 def test_summary(results: list[TestResult]) -> str:
@@ -162,6 +185,13 @@ def plan_lines(plan: Plan, detail: bool = False) -> None:
 def _stderr_is_terminal() -> bool:
     try:
         return sys.stderr.isatty()
+    except ValueError:
+        return False
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
     except ValueError:
         return False
 
@@ -232,7 +262,7 @@ def parity_report(results: list[TableParity]) -> None:
         status = "OK" if r.ok else "DIFFERENT"
         print(f"{r.table}: {status} matching={r.matching:,} missing={r.missing:,} unexpected={r.unexpected:,}")
         for kind, row in r.examples:
-            print(f"  {kind:<10} " + ", ".join(_compared(v) for v in row))
+            print(f"  {kind:<10} " + ", ".join(printable(_compared(v)) for v in row))
 
 
 def _compared(value: Any) -> str:
@@ -247,8 +277,11 @@ def print_table(table: Table, fmt: str, compact: bool = False) -> None:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(table.columns)
-        writer.writerows([[_plain(v) for v in row] for row in table.rows])
+        # Into a pipe or a file, csv is the data exactly; on a terminal it is shown, and a
+        # control character in it would be obeyed (as `ls` does, it is shown escaped there).
+        shown = printable if _stdout_is_terminal() else str
+        writer.writerow([shown(c) for c in table.columns])
+        writer.writerows([[shown(_plain(v)) for v in row] for row in table.rows])
         sys.stdout.write(buffer.getvalue())
     elif fmt == "json":
         records = [dict(zip(table.columns, (_json(v) for v in row), strict=True)) for row in table.rows]
@@ -262,7 +295,7 @@ def print_table(table: Table, fmt: str, compact: bool = False) -> None:
     if table.truncated:
         info(f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all")
     if table.definitions:  # the title says it in a terminal; csv and json stay plain data
-        info(f"built with definitions: {table.definitions}")
+        info("built with definitions: ", table.definitions)
 
 
 def print_summary(summary: Summary) -> None:
@@ -277,20 +310,20 @@ def rich_summary(summary: Summary, with_bars: bool = True) -> list[RichTable]:
     """The month's funnel unchanged, then conversion and days per stage step, then lost reasons."""
     from rich.table import Table as RichTable
 
-    stages = RichTable(title=summary.stages.title, title_justify="left")
+    stages = RichTable(title=_text(summary.stages.title), title_justify="left")
     stages.add_column("step", justify="right")
     stages.add_column("kpi_name", no_wrap=True)
     for name in ("entered", "moved on", "conversion", "median days"):
         stages.add_column(name, justify="right")
     for step, kpi_name, entered, to_step, converted, rate, median_days in summary.stages.rows:
         moved_on = f"{converted:,} to {to_step}" if to_step is not None else "—"
-        stages.add_row(str(step), kpi_name, _cell(entered), moved_on, _percent(rate), _days(median_days))
-    lost = RichTable(title=summary.lost_reasons.title, title_justify="left")
+        stages.add_row(str(step), _text(kpi_name), _cell(entered), moved_on, _percent(rate), _days(median_days))
+    lost = RichTable(title=_text(summary.lost_reasons.title), title_justify="left")
     lost.add_column("lost_reason")
     lost.add_column("deals_count", justify="right")
     lost.add_column("share", justify="right")
     for reason, count, share in summary.lost_reasons.rows:
-        lost.add_row(reason, _cell(count), _percent(share))
+        lost.add_row(_text(_plain(reason)), _cell(count), _percent(share))
     if not summary.lost_reasons.rows:
         lost.add_row("no deals lost this month", "—", "—")
     return [rich_table(summary.funnel, with_bars), stages, lost]
@@ -314,7 +347,7 @@ def rich_table(table: Table, with_bars: bool = True, compact: bool = False) -> R
 
     caption = f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all" if table.truncated else None
     view = RichTable(
-        title=table.title,
+        title=_text(table.title) if table.title else None,
         title_justify="left",
         caption=caption,
         caption_justify="left",
@@ -324,7 +357,7 @@ def rich_table(table: Table, with_bars: bool = True, compact: bool = False) -> R
     for i, name in enumerate(table.columns):
         numeric = bool(table.rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in table.rows)
         # The first column names the row (a model, a month): whole, so it can be typed back.
-        view.add_column(name, justify="right" if numeric else "left", no_wrap=i == 0, overflow="fold")
+        view.add_column(_text(name), justify="right" if numeric else "left", no_wrap=i == 0, overflow="fold")
     bars = _bars(table) if with_bars else []
     if bars:
         view.add_column("", style="cyan", no_wrap=True)
@@ -332,7 +365,8 @@ def rich_table(table: Table, with_bars: bool = True, compact: bool = False) -> R
     # Ids are names, not quantities: 106553, not 106,553.
     is_id = [name.endswith("_id") for name in table.columns]
     for i, row in enumerate(table.rows):
-        cells = [_plain(v) if is_id[j] and v is not None else _cell(v) for j, v in enumerate(row)] + ([bars[i]] if bars else [])
+        cells = [_text(_plain(v) if is_id[j] and v is not None else _cell(v)) for j, v in enumerate(row)]
+        cells += [bars[i]] if bars else []
         # A rule between months keeps each month's funnel readable at a glance.
         view.add_row(*cells, end_section=i + 1 < len(months) and months[i + 1] != months[i])
     return view
@@ -448,6 +482,7 @@ def print_status(status: StatusValue) -> None:
     if status.postgres_problem:
         postgres += f": {status.postgres_problem}"
     lines.append(f"postgres     {postgres}")
+    lines = [printable(line) for line in lines]  # paths, names and server messages: no control character reaches the terminal
     fitted = [part for line in lines for part in (_wrapped(line, indent=13, first=0) if not line.startswith(" ") else [line])]
     sys.stdout.write("\n".join(fitted) + "\n")
 
