@@ -363,10 +363,17 @@ def test_a_wrong_definition_is_one_error_line_naming_where(tiny, runner, where, 
     else:
         (tiny / "environments.toml").write_text(ENVIRONMENTS.replace("[prod]", f"[dev.vars]\n{var}\n\n[prod]"))
     result = runner.invoke(app, args)
-    assert result.exit_code == 1
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
-    message = message.replace("{toml}", f"Error: {tiny / 'environments.toml'}")
-    assert result.stderr.startswith(message), result.stderr
+    assert "Traceback" not in result.output
+    if where == "cli":  # typed on the command line: a usage error (README's rule between 1 and 2)
+        assert result.exit_code == 2
+        assert result.stderr.startswith("Usage: ") and " build [OPTIONS]" in result.stderr
+        message = message.replace("Error: --var ", "Error: Invalid value for '--var': ")
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    else:
+        assert result.exit_code == 1
+        assert result.stderr.count("\n") == 1
+        message = message.replace("{toml}", f"Error: {tiny / 'environments.toml'}")
+        assert result.stderr.startswith(message), result.stderr
     assert not (tiny / "target" / "dev.duckdb").exists()
 
 

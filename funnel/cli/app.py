@@ -246,11 +246,13 @@ def _manifest(env: str, raw_data: Path | None = None, given_vars: list[str] | No
     """
     from funnel.errors import ConfigError, FunnelError
     from funnel.project.config import parse_var
+    from funnel.project.definitions import check_given
     from funnel.project.manifest import compile
 
     config, environment = _project_env(env, raw_data)
     try:
         variables = dict(parse_var(v) for v in given_vars or [])
+        check_given(variables)  # a near-miss name or a value not allowed: a usage error, exit 2
     except ConfigError as e:
         raise typer.BadParameter(str(e).removeprefix("--var "), param_hint="'--var'") from None
     manifest = compile(config, environment, variables)

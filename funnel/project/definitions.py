@@ -89,6 +89,15 @@ def check(config_path: Path, env_name: str, project: Mapping[str, Any], env: Map
         )
 
 
+def check_given(given: Mapping[str, Any]) -> None:
+    """Raise ConfigError for a --var whose name nearly names a definition or whose value the
+    definition does not allow: typed on the command line, so the CLI makes it a usage error."""
+    for name, value in given.items():
+        _check_name("--var", name)
+        if name in DEFINITIONS:
+            _check_value("--var", name, value)
+
+
 def _check_name(where: str, name: str) -> None:
     if name in DEFINITIONS:
         return
