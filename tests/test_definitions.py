@@ -37,9 +37,17 @@ STEPS = ("1.0", "2.0", "2.1", "3.0", "3.1", "4.0", "5.0", "6.0", "7.0", "8.0", "
 #   204 s1 01-02 before its creation 01-03; s1 again 02-03; created again 03-10; s2 03-11,
 #       s1 03-12
 #   205 no add_time; s3 01-20, then s1 02-02
+# Owners (user_id rows): 201 user 1 from 01-05, user 2 from 02-01; 202 user 2 from 01-15 (the
+# instant of its s1); 204 user 1 from 01-03 (after its first s1), user 3 from 03-10; 203 and
+# 205 none.
 DEAL_CHANGES = """\
 deal_id,change_time,changed_field_key,new_value
 201,2024-01-05 00:00:00,add_time,2024-01-05T00:00:00
+201,2024-01-05 00:00:00,user_id,1
+201,2024-02-01 00:00:00,user_id,2
+202,2024-01-15 00:00:00,user_id,2
+204,2024-01-03 00:00:00,user_id,1
+204,2024-03-10 00:00:00,user_id,3
 201,2024-01-10 00:00:00,stage_id,1
 201,2024-01-20 00:00:00,stage_id,2
 201,2024-02-05 00:00:00,stage_id,1
@@ -218,6 +226,187 @@ def test_timezone_and_calls_move_the_other_reports_too(tiny):
     assert cohorts[(JAN, Decimal("3.1"))] == 1
     conversion = {(r[0], r[1]) for r in report(tiny, "rep_stage_conversion")}
     assert (FEB, Decimal("3.0")) in conversion  # 202's s3 in Berlin's February
+
+
+# --- the owners' funnel under each definition (issue 26, item 7) ----------------------------
+
+ANN, BOB, CY, NOBODY = 1, 2, 3, None
+# Stage steps of rep_owner_funnel_monthly: (month, step, owner) -> deals. Each deal counted
+# by the report is credited to its owner at the entry counted (per deal, step and month the
+# earliest): the latest user_id row at or before it, else the deal's earliest one.
+OWNERS_FIRST = {
+    # step 1: 201 01-10 (Ann), 202 01-15 (Bob, set at that instant), 204 01-02 (before its
+    # first owner row: that row, Ann); 203 and 205 have no owner. Step 2: 201 01-20 (Ann),
+    # 204 03-11 (Cy since 03-10). Step 3: 202 01-31 (Bob), 205. Step 4: 203.
+    (JAN, "1.0", ANN): 2, (JAN, "1.0", BOB): 1, (FEB, "1.0", NOBODY): 2,
+    (JAN, "2.0", ANN): 1, (MAR, "2.0", CY): 1,
+    (JAN, "3.0", BOB): 1, (JAN, "3.0", NOBODY): 1,
+    (FEB, "4.0", NOBODY): 1,
+}  # fmt: skip
+OWNERS_EXPECTED: dict[str, tuple[dict[str, Any], dict]] = {
+    "stage_entry=first": ({}, OWNERS_FIRST),
+    # every: February step 1 also 201 (02-05: Bob since 02-01), 204 (02-03: Ann), 203 and
+    # 205; March step 1 202 (03-02: Bob) and 204 (03-12: Cy); step 2 201 (03-03: Bob) and
+    # 204 (Cy) in March; step 3 202 again in March (Bob).
+    "stage_entry=every": (
+        {"stage_entry": "every"},
+        {
+            **OWNERS_FIRST,
+            (FEB, "1.0", NOBODY): 2, (FEB, "1.0", BOB): 1, (FEB, "1.0", ANN): 1,
+            (MAR, "1.0", BOB): 1, (MAR, "1.0", CY): 1,
+            (MAR, "2.0", BOB): 1,
+            (MAR, "3.0", BOB): 1,
+        },
+    ),
+    # first_per_lifecycle: 202's second lifecycle enters s1 and s3 in March (Bob), 204's
+    # enters s1 in March (Cy); its s2 03-11 was already its first s2.
+    "stage_entry=first_per_lifecycle": (
+        {"stage_entry": "first_per_lifecycle"},
+        {**OWNERS_FIRST, (MAR, "1.0", BOB): 1, (MAR, "1.0", CY): 1, (MAR, "3.0", BOB): 1},
+    ),
+    # backfill: 205's s3 01-20 is its step 1, 2 and 3 in January (no owner); 202's s3
+    # 01-31 its step 2 (Bob); 203's s4 02-12 its steps 2 and 3 (no owner).
+    "backfill_skipped_stages=true": (
+        {"backfill_skipped_stages": True},
+        {
+            (JAN, "1.0", ANN): 2, (JAN, "1.0", BOB): 1, (JAN, "1.0", NOBODY): 1, (FEB, "1.0", NOBODY): 1,
+            (JAN, "2.0", ANN): 1, (JAN, "2.0", BOB): 1, (JAN, "2.0", NOBODY): 1, (FEB, "2.0", NOBODY): 1,
+            (MAR, "2.0", CY): 1,
+            (JAN, "3.0", BOB): 1, (JAN, "3.0", NOBODY): 1, (FEB, "3.0", NOBODY): 1,
+            (FEB, "4.0", NOBODY): 1,
+        },
+    ),
+}  # fmt: skip
+
+
+def owner_credits(root: Path) -> dict[tuple, dict[tuple, int]]:
+    """rep_owner_funnel_monthly as {(month, step, owner): deals}, stage steps and call steps apart."""
+    stages: dict[tuple, int] = {}
+    calls: dict[tuple, int] = {}
+    for month, owner, _, _, step, count in report(root, "rep_owner_funnel_monthly"):
+        (stages if step == int(step) else calls)[(month, str(step), owner)] = count
+    return {"stages": stages, "calls": calls}
+
+
+def owner_totals(root: Path) -> dict[tuple, int]:
+    totals: dict[tuple, int] = defaultdict(int)
+    for (month, step, _), count in owner_credits(root)["stages"].items():
+        totals[(month, step)] += count
+    return dict(totals)
+
+
+def report_stage_counts(root: Path) -> dict[tuple, int]:
+    return {(m, str(s)): c for m, _, s, c in report(root) if s == int(s) and c}
+
+
+@pytest.mark.parametrize("case", list(OWNERS_EXPECTED))
+def test_owner_funnel_by_hand_under_each_definition(tiny, case):
+    variables, expected = OWNERS_EXPECTED[case]
+    build_with(tiny, variables)
+    assert owner_credits(tiny)["stages"] == expected
+    assert owner_totals(tiny) == report_stage_counts(tiny)  # and so they add up to the report
+
+
+@pytest.mark.parametrize(
+    ("call_months", "expected"),
+    [
+        ("every", {(JAN, "2.1", ANN): 1, (FEB, "2.1", ANN): 1, (FEB, "3.1", BOB): 1}),
+        ("first", {(JAN, "2.1", ANN): 1, (FEB, "3.1", BOB): 1}),
+    ],
+)
+def test_owner_funnel_call_steps_follow_call_months(tiny, call_months, expected):
+    # 201's done meetings (Ann) in January and February: with call_months = "first", only
+    # January's counts, as in the report.
+    build_with(tiny, {"call_months": call_months})
+    assert owner_credits(tiny)["calls"] == expected
+
+
+@pytest.mark.parametrize("case", list(OWNERS_EXPECTED))
+def test_conversion_cohorts_are_what_the_report_counts_under_each_definition(tiny, case):
+    # rep_stage_conversion's entered is the report's count of from_step that month, whatever
+    # the definitions choose (show --summary puts them side by side).
+    variables, _ = OWNERS_EXPECTED[case]
+    build_with(tiny, variables)
+    entered = {(r[0], str(r[1])): r[3] for r in report(tiny, "rep_stage_conversion")}
+    counted = {k: v for k, v in report_stage_counts(tiny).items() if k[1] != "9.0"}
+    assert entered == counted
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        # Default: January's step-1 deals 201, 202, 204: 201 and 204 entered s2 later. February's
+        # 203 and 205 never did.
+        ({}, {(JAN, "1.0"): (3, 2), (FEB, "1.0"): (2, 0)}),
+        # every: February also counts 201 (s1 02-05, s2 03-03) and 204 (s1 02-03, s2 03-11).
+        ({"stage_entry": "every"}, {(JAN, "1.0"): (3, 2), (FEB, "1.0"): (4, 2), (MAR, "1.0"): (2, 0)}),
+        # backfill: 205's s3 01-20 is its step 1 and, at the same instant, its step 2; 202's s3
+        # 01-31 passes step 2 after its s1; 203's s4 02-12 after its s1 02-10.
+        ({"backfill_skipped_stages": True}, {(JAN, "1.0"): (4, 4), (FEB, "1.0"): (1, 1)}),
+    ],
+    ids=["first", "every", "backfill"],
+)
+def test_conversion_by_hand_under_the_definitions(tiny, variables, expected):
+    build_with(tiny, variables)
+    got = {(r[0], str(r[1])): (r[3], r[4]) for r in report(tiny, "rep_stage_conversion") if r[1] == 1}
+    assert got == expected
+
+
+def test_cohorts_count_skipped_stages_as_reached_with_backfill(tiny):
+    # The January cohort (201, 202, 204): 202 skipped s2 for s3. Reached step 2: 201 and 204,
+    # and with backfill_skipped_stages 202 too, as the report counts it.
+    for variables, reached in (({}, 2), ({"backfill_skipped_stages": True}, 3)):
+        build_with(tiny, variables)
+        cohorts = {(r[0], str(r[1])): r[4] for r in report(tiny, "rep_deal_cohorts")}
+        assert cohorts[(JAN, "2.0")] == reached and cohorts[(JAN, "1.0")] == 3
+
+
+STAGE_ENTRIES = ["first", "every", "first_per_lifecycle"]
+
+
+@pytest.fixture(scope="module")
+def owners_export(tmp_path_factory) -> Path:
+    """A generated export whose deals re-enter stages and start second lifecycles."""
+    raw = tmp_path_factory.mktemp("owners") / "raw_data"
+    generate(raw, deals=300, seed=2)
+    return raw
+
+
+@pytest.mark.parametrize("stage_entry", STAGE_ENTRIES)
+def test_owners_add_up_to_the_report_under_each_stage_entry(tmp_path, monkeypatch, owners_export, stage_entry):
+    # Issue 26.7: the owners' funnel credited first entries whatever stage_entry said, and
+    # owner_funnel_adds_up was switched off for the other definitions.
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "sql", root / "sql")
+    (root / "environments.toml").write_text(ENVIRONMENTS)
+    monkeypatch.chdir(root)
+    config = load_config(root)
+    result = build(compile(config, config.environment("dev", owners_export), {"stage_entry": stage_entry}))
+    assert [r.status for r in result.tests if r.test.name == "owner_funnel_adds_up"] == ["PASS"]
+    report_counts = report_stage_counts(root)
+    assert owner_totals(root) == report_counts
+    if stage_entry != "first":  # the export re-enters stages: this definition counts other entries
+        build_with(root, {}, owners_export)
+        assert report_stage_counts(root) != report_counts
+
+
+@pytest.mark.parametrize("stage_entry", STAGE_ENTRIES)
+def test_owner_funnel_adds_up_stops_a_build_whose_owners_do_not_add_up(tiny, runner, stage_entry):
+    # The data test itself, under each definition: an owners' model that loses one owner's
+    # step-1 deals stops the build.
+    model = tiny / "sql" / "reporting" / "rep_owner_funnel_monthly.sql"
+    text = model.read_text()
+    assert text.count("select * from final\n") == 1
+    model.write_text(
+        text.replace(
+            "select * from final\n",
+            "select * from final\nwhere not (funnel_step = 1.0 and owner_id = 1)\n",
+        )
+    )
+    result = runner.invoke(app, ["build", "--var", f"stage_entry={stage_entry}"])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and "owner_funnel_adds_up" in line
 
 
 # --- combinations on generated exports, against plain Python ---------------------------

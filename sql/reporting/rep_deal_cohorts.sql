@@ -1,14 +1,15 @@
 -- One row per cohort month and funnel step, zeros included: of the deals created in
 -- cohort_month (the month of a deal's earliest add_time row), how many ever entered the
--- step's stage or ever had a done call of the step's type. Deals without an add_time row
--- belong to no cohort.
+-- step's stage (with backfill_skipped_stages: or a later stage step's, as the report counts
+-- them, sql/macros/step_entries.sql) or ever had a done call of the step's type. Deals
+-- without an add_time row belong to no cohort.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
 with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
 
-stage_history as (
-    select * from {{ ref('int_deal_stage_history') }}
+step_entries as (
+    {{ step_entries() }}
 ),
 
 completed_activities as (
@@ -36,17 +37,18 @@ cohort_sizes as (
     group by cohort_month
 ),
 
--- A step counts either stage entries or calls (tests on funnel_steps). Stage history has
--- one row per deal and stage; a deal may have several done calls of a type: count it once.
+-- A step counts either stage entries or calls (tests on funnel_steps). Whichever entries
+-- stage_entry counts, a deal that ever entered a step has some; with stage_entry = "first"
+-- step_entries has one row per deal and step, otherwise one per month: count the deal once.
+-- A deal may have several done calls of a type: count it once.
 stage_reached as (
     select
         cohort_deals.cohort_month,
-        funnel_steps.funnel_step,
-        count(*) as reached,
-    from stage_history
-    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
-    inner join cohort_deals on stage_history.deal_id = cohort_deals.deal_id
-    group by cohort_deals.cohort_month, funnel_steps.funnel_step
+        step_entries.funnel_step,
+        {{ 'count(*)' if var('stage_entry', 'first') == 'first' else 'count(distinct step_entries.deal_id)' }} as reached,
+    from step_entries
+    inner join cohort_deals on step_entries.deal_id = cohort_deals.deal_id
+    group by cohort_deals.cohort_month, step_entries.funnel_step
 ),
 
 call_reached as (

@@ -1,9 +1,12 @@
--- The monthly funnel per owner. Stage steps: each deal's first entry into a stage (as in
--- rep_sales_funnel_monthly) is credited to the deal's owner at that moment: the owner set
--- by its latest user_id row at or before the entry, or, if there is none yet, by its
--- earliest user_id row; NULL when the deal has no user_id row. So, per month and stage
--- step, the owners' counts add up to the report's. Call steps: distinct deals per month
--- and the user the done call is assigned to.
+-- The monthly funnel per owner. Stage steps: each entry the main report counts (the
+-- definitions stage_entry and backfill_skipped_stages choose them, sql/macros/step_entries.sql:
+-- per deal, step and month the earliest counted entry) is credited to the deal's owner at
+-- that moment: the owner set by its latest user_id row at or before the entry, or, if there
+-- is none yet, by its earliest user_id row; NULL when the deal has no user_id row. So, per
+-- month and stage step, the owners' counts add up to the report's under every definition.
+-- Call steps: distinct deals per month and the user the call is assigned to; with
+-- call_months = "first", once per deal and call step, in the month of its earliest call, for
+-- that call's user (of calls at the same instant, the smaller user id's).
 -- Ties: user_id rows of a deal with the same change_time are ordered by the user id, the
 -- larger one counting as the later change.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
@@ -11,8 +14,8 @@ with deal_changes as (
     select * from {{ ref('stg_deal_changes') }}
 ),
 
-stage_history as (
-    select * from {{ ref('int_deal_stage_history') }}
+step_entries as (
+    {{ step_entries() }}
 ),
 
 completed_activities as (
@@ -38,7 +41,7 @@ owner_changes as (
 ),
 
 -- Each owner row holds from its change_time until the deal's next owner row, and the
--- earliest one also before it, so every first entry falls in exactly one interval. Of two
+-- earliest one also before it, so every counted entry falls in exactly one interval. Of two
 -- rows at the same instant the earlier one (smaller id) holds for no time.
 owner_intervals as (
     select
@@ -50,28 +53,20 @@ owner_intervals as (
     window deal_order as (partition by deal_id order by changed_at, owner_id)
 ),
 
-first_entries as (
-    select
-        stage_history.deal_id,
-        stage_history.first_entered_at,
-        funnel_steps.funnel_step,
-    from stage_history
-    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
-),
-
 stage_credits as (
     select
-        {{ month('first_entries.first_entered_at') }} as month,
+        step_entries.month,
         owner_intervals.owner_id,
-        first_entries.funnel_step,
+        step_entries.funnel_step,
         count(*) as deals_count,
-    from first_entries
+    from step_entries
     left join owner_intervals
-        on first_entries.deal_id = owner_intervals.deal_id
-        and first_entries.first_entered_at >= owner_intervals.valid_from
-        and first_entries.first_entered_at < owner_intervals.valid_until
+        on step_entries.deal_id = owner_intervals.deal_id
+        and step_entries.entered_at >= owner_intervals.valid_from
+        and step_entries.entered_at < owner_intervals.valid_until
     group by all
 ),
+{%- if var('call_months', 'every') == 'every' %}
 
 call_credits as (
     select
@@ -83,6 +78,33 @@ call_credits as (
     inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
     group by all
 ),
+{%- else %}
+
+first_calls as (
+    select
+        completed_activities.deal_id,
+        completed_activities.user_id,
+        completed_activities.due_at,
+        funnel_steps.funnel_step,
+        row_number() over (
+            partition by completed_activities.deal_id, funnel_steps.funnel_step
+            order by completed_activities.due_at nulls last, completed_activities.user_id nulls last
+        ) as call_rank,
+    from completed_activities
+    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+),
+
+call_credits as (
+    select
+        {{ month('due_at') }} as month,
+        user_id as owner_id,
+        funnel_step,
+        count(*) as deals_count,
+    from first_calls
+    where call_rank = 1
+    group by all
+),
+{%- endif %}
 
 credited as (
     select * from stage_credits

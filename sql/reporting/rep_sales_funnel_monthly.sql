@@ -4,23 +4,11 @@
 -- The definitions (funnel/definitions.py, README "Definitions") change what counts:
 -- stage_entry, backfill_skipped_stages, timezone, calls (int_completed_activities),
 -- call_months and zero_fill. In every mode deals_count counts distinct deals.
-{%- set stage_entry = var('stage_entry', 'first') %}
-{%- set backfill = var('backfill_skipped_stages', false) %}
-with stage_history as (
-    select * from {{ ref('int_deal_stage_history') }}
+-- Which stage entries count (stage_entry, backfill_skipped_stages): sql/macros/step_entries.sql,
+-- shared with rep_owner_funnel_monthly so that the owners add up to this report.
+with step_entries as (
+    {{ step_entries() }}
 ),
-{%- if stage_entry != 'first' %}
-
-all_stage_entries as (
-    select * from {{ ref('int_stage_entries') }}
-),
-{%- endif %}
-{%- if stage_entry == 'first_per_lifecycle' %}
-
-deal_changes as (
-    select * from {{ ref('stg_deal_changes') }}
-),
-{%- endif %}
 
 completed_activities as (
     select * from {{ ref('int_completed_activities') }}
@@ -29,121 +17,16 @@ completed_activities as (
 funnel_steps as (
     select * from {{ ref('funnel_steps') }}
 ),
-{%- if stage_entry == 'first' and not backfill %}
 
--- int_deal_stage_history has one row per deal and stage, and each stage feeds one step
--- (tests on funnel_steps), so counting rows counts distinct deals here.
+-- step_entries has one row per deal, step and month: counting rows counts distinct deals.
 stage_counts as (
     select
-        {{ month('stage_history.first_entered_at') }} as month,
-        funnel_steps.funnel_step,
+        month,
+        funnel_step,
         count(*) as deals_count,
-    from stage_history
-    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
-    group by all
-),
-{%- elif stage_entry == 'first' %}
-
--- backfill_skipped_stages: a deal passed through stage step S no later than its earliest
--- entry into S or any later stage step, so that entry counts for S too.
-step_entries as (
-    select
-        stage_history.deal_id,
-        funnel_steps.funnel_step,
-        stage_history.first_entered_at,
-    from stage_history
-    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
-),
-
-stage_steps as (
-    select funnel_step from funnel_steps where stage_id is not null
-),
-
-backfilled as (
-    select
-        step_entries.deal_id,
-        stage_steps.funnel_step,
-        min(step_entries.first_entered_at) as entered_at,
     from step_entries
-    inner join stage_steps on stage_steps.funnel_step <= step_entries.funnel_step
-    group by step_entries.deal_id, stage_steps.funnel_step
-),
-
-stage_counts as (
-    select
-        {{ month('entered_at') }} as month,
-        funnel_step,
-        count(*) as deals_count,
-    from backfilled
     group by all
 ),
-{%- else %}
-
--- Every entry into a stage, with the step it feeds. Stage ids are whole numbers (the CSV
--- loader checks them), as in int_deal_stage_history.
-stage_entries as (
-    select
-        all_stage_entries.deal_id,
-        all_stage_entries.changed_at,
-        funnel_steps.funnel_step,
-    from all_stage_entries
-    inner join funnel_steps on all_stage_entries.stage_id = funnel_steps.stage_id
-),
-{%- if stage_entry == 'every' %}
-
-counted_entries as (
-    select deal_id, changed_at, funnel_step from stage_entries
-),
-{%- else %}
-
--- first_per_lifecycle: a deal's k-th add_time row starts its k-th lifecycle; an entry
--- belongs to the latest lifecycle started at or before it (add_time rows at the same
--- instant come first), entries before the first add_time to the first lifecycle.
-events as (
-    select deal_id, changed_at, funnel_step, false as is_start from stage_entries
-    union all
-    select deal_id, changed_at, null as funnel_step, true as is_start
-    from deal_changes
-    where changed_field_key = 'add_time'
-),
-
-numbered_entries as (
-    select
-        deal_id,
-        changed_at,
-        funnel_step,
-        is_start,
-        greatest(
-            count(*) filter (where is_start) over (
-                partition by deal_id
-                order by changed_at, is_start desc
-                rows between unbounded preceding and current row
-            ),
-            1
-        ) as lifecycle,
-    from events
-),
-
-counted_entries as (
-    select
-        deal_id,
-        min(changed_at) as changed_at,
-        funnel_step,
-    from numbered_entries
-    where not is_start
-    group by deal_id, funnel_step, lifecycle
-),
-{%- endif %}
-
-stage_counts as (
-    select
-        {{ month('changed_at') }} as month,
-        funnel_step,
-        count(distinct deal_id) as deals_count,
-    from counted_entries
-    group by all
-),
-{%- endif %}
 
 -- A deal may have several qualifying calls of a type in a month: count it once.
 {%- if var('call_months', 'every') == 'every' %}

@@ -1,9 +1,17 @@
 -- One row per pair of consecutive stage steps (1 -> 2, ..., 8 -> 9) and cohort month:
--- of the deals whose first entry into from_step falls in cohort_month, how many entered
--- to_step at or after that first entry. Months where no deal entered from_step have no row.
+-- of the deals whose entry into from_step counts in cohort_month (as in
+-- rep_sales_funnel_monthly: by default a deal's first entry; the definitions stage_entry and
+-- backfill_skipped_stages choose, sql/macros/step_entries.sql), how many entered to_step at or
+-- after that entry (with backfill_skipped_stages: to_step or a later stage step). So entered
+-- equals the report's count of from_step that month. Months where no deal entered from_step
+-- have no row.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
 with funnel_steps as (
     select * from {{ ref('funnel_steps') }}
+),
+
+step_entries as (
+    {{ step_entries() }}
 ),
 
 -- Call steps sit between stage steps in the seed; the pairs skip them (2 -> 3, not 2 -> 2.1).
@@ -18,20 +26,38 @@ step_pairs as (
 ),
 
 -- A deal enters to_step "after" from_step if any of its entries into to_step's stage is at
--- or after its first entry into from_step: its last entry into that stage tells.
--- int_deal_stage_history is read by name on both sides: through one CTE read twice, DuckDB
--- copied its 4.5M rows first.
+-- or after its counted entry into from_step: its last entry into that stage tells.
+{%- if var('backfill_skipped_stages', false) %}
+-- backfill_skipped_stages: an entry into a later stage step passes through to_step too.
+reached_steps as (
+    select
+        stage_history.deal_id,
+        stage_steps.from_step as funnel_step,
+        max(stage_history.last_entered_at) as last_entered_at,
+    from {{ ref('int_deal_stage_history') }} as stage_history
+    inner join funnel_steps on stage_history.stage_id = funnel_steps.stage_id
+    inner join step_pairs as stage_steps on stage_steps.from_step <= funnel_steps.funnel_step
+    group by stage_history.deal_id, stage_steps.from_step
+),
+{%- endif %}
+
 deal_pairs as (
     select
         step_pairs.from_step,
         step_pairs.to_step,
-        {{ month('entered_from.first_entered_at') }} as cohort_month,
-        coalesce(entered_to.last_entered_at >= entered_from.first_entered_at, false) as is_converted,
+        entered_from.month as cohort_month,
+        coalesce(entered_to.last_entered_at >= entered_from.entered_at, false) as is_converted,
     from step_pairs
-    inner join {{ ref('int_deal_stage_history') }} as entered_from on step_pairs.from_stage_id = entered_from.stage_id
+    inner join step_entries as entered_from on step_pairs.from_step = entered_from.funnel_step
+    {%- if var('backfill_skipped_stages', false) %}
+    left join reached_steps as entered_to
+        on entered_from.deal_id = entered_to.deal_id
+        and step_pairs.to_step = entered_to.funnel_step
+    {%- else %}
     left join {{ ref('int_deal_stage_history') }} as entered_to
         on entered_from.deal_id = entered_to.deal_id
         and step_pairs.to_stage_id = entered_to.stage_id
+    {%- endif %}
     where step_pairs.to_step is not null
 ),
 

@@ -1,7 +1,6 @@
--- For stage steps, every first entry is credited to exactly one owner (or to NULL): per
--- month and step the owners' counts add up to the report's. The owners' funnel credits first
--- entries only: with another stage_entry or backfill_skipped_stages (README "Definitions")
--- the report counts other entries and nothing is compared.
+-- For stage steps, every entry the report counts is credited to exactly one owner (or to
+-- NULL): per month and step the owners' counts add up to the report's, under every
+-- definition (README "Definitions"; both count sql/macros/step_entries.sql).
 with report as (
     select * from {{ ref('rep_sales_funnel_monthly') }}
 ),
@@ -38,6 +37,3 @@ full outer join owner_totals
     and report.funnel_step = owner_totals.funnel_step
 where coalesce(report.funnel_step, owner_totals.funnel_step) in (select funnel_step from stage_steps)
     and coalesce(report.deals_count, 0) is distinct from coalesce(owner_totals.deals_count, 0)
-    {%- if var('stage_entry', 'first') != 'first' or var('backfill_skipped_stages', false) %}
-    and false
-    {%- endif %}
