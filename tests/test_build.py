@@ -11,7 +11,9 @@ import textwrap
 import duckdb
 import pytest
 
-from funnel.build.runner import build, build_info
+from funnel import workdir
+from funnel.build import record
+from funnel.build.runner import build
 from funnel.cli import app
 from funnel.engine import database
 from funnel.errors import BuildBusy, ModelError, TestFailure
@@ -67,15 +69,15 @@ def test_a_warn_test_does_not_stop_the_build(project):
 def test_build_info_is_recorded(built):
     env = load_config(built).environment("dev")
     with database.read(env) as con:
-        info = build_info(con)
-    assert info["env"] == "dev" and info["tests"]["ERROR"] == 0
+        info = record.read(con)
+    assert info is not None and info.env == "dev" and info.tests["ERROR"] == 0
     export = built / "raw_data"
-    assert info["source_rows"] == {f.stem: len(f.read_text().splitlines()) - 1 for f in export.glob("*.csv")}
+    assert info.source_rows == {f.stem: len(f.read_text().splitlines()) - 1 for f in export.glob("*.csv")}
 
 
 def test_a_second_build_of_the_same_env_is_refused_clearly(built):
     manifest = compiled(built)
-    with database.build_lock(manifest.env), pytest.raises(BuildBusy, match=r"another build of env 'dev' is running \(pid \d+\)"):
+    with workdir.build_lock(manifest.env), pytest.raises(BuildBusy, match=r"another build of env 'dev' is running \(pid \d+\)"):
         build(manifest, full_refresh=True)
 
 
@@ -91,14 +93,14 @@ def test_readers_see_the_last_good_build_while_a_build_holds_its_temp_file(built
     db = built / "target" / "dev.duckdb"
     before = read_report(db)
     env = load_config(built).environment("dev")
-    temp = database.temp_path(env.database)
+    temp = workdir.temp_path(env.database)
     # A writer holding a temporary file open does not lock the committed file.
     with duckdb.connect(str(temp)) as writer:
         writer.execute("create table t as select 1")
         result = runner.invoke(app, ["show", "-f", "csv"])
         assert result.exit_code == 0
         assert len(result.stdout.splitlines()) == len(before) + 1
-    database.remove_temp(temp)
+    workdir.remove_temp(temp)
 
 
 def test_a_model_error_names_the_model_file(project):

@@ -544,6 +544,35 @@ def test_clean_removes_build_outputs_and_nothing_else(built, runner):
     assert runner.invoke(app, ["build"]).exit_code == 0  # and the next build is a full one
 
 
+def test_clean_after_a_failed_build_and_funnel_docs_leaves_no_file_of_funnels(project, runner):
+    # It left <db>.failures.json (copies of the failing rows, which test --failures then
+    # described as a build that no longer exists) and target/docs/index.html.
+    before = _tree(project)
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert runner.invoke(app, ["docs"]).exit_code == 0
+    (project / "sql" / "tests" / "always_fails.sql").write_text("select 1 as x")
+    failed = runner.invoke(app, ["build"])
+    assert failed.exit_code == 1 and "always_fails" in failed.stderr
+    assert (project / "target" / "dev.duckdb.failures.json").is_file()
+    (project / "sql" / "tests" / "always_fails.sql").unlink()
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    for name in ("target/dev.duckdb.failures.json", "target/docs/index.html"):
+        assert f"removed  {name} (" in result.stderr
+    assert _tree(project) == before
+    assert not (project / "target" / "docs").exists()
+
+
+def test_clean_keeps_a_docs_page_funnel_did_not_write(project, runner):
+    page = project / "target" / "docs" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<h1>our team's own page</h1>")
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert page.read_text() == "<h1>our team's own page</h1>"
+    assert "not a page of funnel docs" in result.stderr
+
+
 def test_clean_never_removes_a_database_path_that_is_not_a_duckdb_file(project, runner):
     (project / "environments.toml").write_text(ENVIRONMENTS_AT_RAW)
     before = _tree(project / "raw_data")
@@ -562,8 +591,8 @@ raw_data = "raw_data"
 
 
 def test_clean_is_refused_while_a_build_runs(built, runner):
-    from funnel.engine.database import build_lock
     from funnel.project.config import load_config
+    from funnel.workdir import build_lock
 
     env = load_config(built).environment("dev")
     with build_lock(env):
@@ -578,9 +607,9 @@ def test_a_build_waiting_while_clean_runs_takes_the_new_lock(built, runner):
     think it holds the lock beside a build that locked the new one."""
     import threading
 
-    from funnel.engine.database import build_lock
     from funnel.errors import BuildBusy
     from funnel.project.config import load_config
+    from funnel.workdir import build_lock
 
     env = load_config(built).environment("dev")
     entered = threading.Event()

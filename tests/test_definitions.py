@@ -593,6 +593,30 @@ def test_a_changed_definition_reruns_the_report(tiny, a, b):
     assert report(tiny) != first
 
 
+def test_a_changed_var_reruns_every_model_that_reads_it_whatever_select_says(tiny, runner):
+    # --select with a changed var ran only the selected model, and the build recorded the var
+    # for every model: show was titled stage_entry=every over the default counts.
+    build_with(tiny, {})
+    cli = runner.invoke(app, ["build", "--var", "stage_entry=every", "--select", "rep_stage_velocity"])
+    assert cli.exit_code == 0, cli.output
+    assert [(m, s, c) for m, _, s, c in report(tiny)] == as_rows(EXPECTED["stage_entry=every"][1])
+    assert "built with definitions: stage_entry=every" in runner.invoke(app, ["show", "-f", "csv"]).stderr
+    # Back to the defaults, with a selection that does not name the report either.
+    cli = runner.invoke(app, ["build", "--select", "rep_stage_velocity"])
+    assert cli.exit_code == 0, cli.output
+    assert [(m, s, c) for m, _, s, c in report(tiny)] == as_rows(DEFAULT)
+    assert "definitions" not in runner.invoke(app, ["show", "-f", "csv"]).stderr
+
+
+def test_tests_rendered_with_new_vars_read_models_rerun_with_them(tiny, runner):
+    # The data tests were rendered without zero_fill against a report still zero-filled:
+    # deals_count_is_positive failed the build.
+    build_with(tiny, {"zero_fill": True})
+    cli = runner.invoke(app, ["build", "--select", "rep_stage_velocity"])
+    assert cli.exit_code == 0, cli.output
+    assert [(m, s, c) for m, _, s, c in report(tiny)] == as_rows(DEFAULT)
+
+
 # --- which definitions a report was built with -------------------------------------------
 
 

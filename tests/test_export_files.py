@@ -63,8 +63,8 @@ def test_scratch_folders_live_beside_the_build_and_only_dead_ones_are_removed(pr
     import subprocess
     import sys
 
-    from funnel.outputs.files import SCRATCH_PREFIX, scratch_folder
     from funnel.project.config import load_config
+    from funnel.workdir import SCRATCH_PREFIX, scratch_folder
 
     env = load_config(project).environment("dev")
     env.database.parent.mkdir(parents=True)

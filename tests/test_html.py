@@ -330,10 +330,12 @@ def test_a_failed_write_leaves_the_previous_report(report: Path, runner: Any, mo
 
 
 def test_report_lists_each_warning_with_its_count_and_an_example(report: Path, built: Path) -> None:
-    from funnel.build.runner import build_info
+    from funnel.build import record
 
     with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
-        results = build_info(con)["test_results"]
+        found = record.read(con)
+    assert found is not None
+    results = found.test_results
     warned = {name: r["failures"] for name, r in results.items() if r["failures"]}
     assert warned  # the sample carries known quirks
     text = report.read_text(encoding="utf-8")

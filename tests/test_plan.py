@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from funnel.build import record
 from funnel.build.plan import Previous, fingerprint, make
 from funnel.build.runner import build, make_plan
 from funnel.cli import app
-from funnel.engine import database
 from funnel.pipedrive.sample import generate
 
 from .conftest import compiled, read_report
@@ -281,7 +281,9 @@ def test_a_changed_timestamp_format_in_sources_toml_reads_the_file_again(built, 
 
 def test_a_source_recorded_by_another_funnel_is_loaded_again(built):
     manifest = compiled(built)
-    previous = Previous.from_info(database.committed_info(manifest.env) or {})
+    found = record.committed(manifest.env)
+    assert found is not None
+    previous = Previous.from_record(found)
     older = {t: replace(fp, funnel_version="0.0.9") for t, fp in previous.sources.items()}
     plan = make(manifest, replace(previous, sources=older))
     assert plan.names("source", "load") == [s.table for s in manifest.sources]
@@ -300,13 +302,13 @@ def test_a_source_changed_while_the_build_waits_for_the_lock_is_built_as_it_is_t
     """The plan is made again under the lock; it reuses the fingerprints taken just before
     (a file is hashed once per build), except for a file whose size or mtime has changed."""
     import funnel.build.plan as plan
-    import funnel.engine.database as database
+    import funnel.workdir as workdir
 
     users = built / "raw_data" / "users.csv"
     lines = users.read_text().splitlines(keepends=True)
     users.write_text("".join(lines[:-1]))  # one user fewer: this build has something to do
     hashed: list[str] = []
-    real_fingerprint, real_lock = plan.fingerprint, database.build_lock
+    real_fingerprint, real_lock = plan.fingerprint, workdir.build_lock
 
     def counting(path, previous=None):
         fp = real_fingerprint(path, previous)
@@ -321,7 +323,7 @@ def test_a_source_changed_while_the_build_waits_for_the_lock_is_built_as_it_is_t
             yield
 
     monkeypatch.setattr(plan, "fingerprint", counting)
-    monkeypatch.setattr(database, "build_lock", lock_then_edit)
+    monkeypatch.setattr(workdir, "build_lock", lock_then_edit)
     manifest = compiled(built)
     result = build(manifest, full_refresh=True)  # no record to reuse fingerprints from
     assert {s.name: s.rows for s in result.steps}["pipedrive.users"] == len(lines) - 3

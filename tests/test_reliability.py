@@ -179,10 +179,11 @@ def test_a_second_build_can_wait_for_the_first(good, exports):
     # The waiting build ran last, so its (small) export is what is committed.
     import duckdb
 
-    from funnel.build.runner import build_info
+    from funnel.build import record
 
     with duckdb.connect(str(good / "target" / "dev.duckdb"), read_only=True) as con:
-        assert build_info(con)["raw_data"] == str(exports["small"])
+        found = record.read(con)
+    assert found is not None and found.raw_data == str(exports["small"])
 
 
 def test_a_raw_data_path_with_quotes_and_spaces(good, exports):

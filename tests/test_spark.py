@@ -466,3 +466,26 @@ def test_legal_odd_input_builds_on_spark_as_on_duckdb(spark_project, case):
     if CASES[case]["outcome"] == "warn":
         assert CASES[case]["words"] in {r.test.name for r in result.tests if r.status == "WARN"}
     assert_same_builds(spark_project, export)
+
+
+@pytest.mark.slow
+@needs_spark
+def test_a_spark_build_records_its_vars(spark_project, runner, tmp_path):
+    # It recorded none: show's title, the PostgreSQL comment and _funnel_definitions.csv
+    # claimed the default definitions while the build counted every entry into a stage.
+    import duckdb
+
+    cli = runner.invoke(app, ["build", "--env", "spark", "--var", "stage_entry=every"])
+    assert cli.exit_code == 0, cli.output
+    shown = runner.invoke(app, ["show", "--env", "spark", "--format", "csv"])
+    assert shown.exit_code == 0, shown.output
+    assert "built with definitions: stage_entry=every" in shown.stderr
+    exported = runner.invoke(app, ["export", "--env", "spark", "--format", "csv", "--out", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    assert "stage_entry" in (tmp_path / "out" / "_funnel_definitions.csv").read_text()
+
+    from funnel.build import record
+
+    with duckdb.connect(str(spark_project / "target" / "spark.duckdb"), read_only=True) as con:
+        found = record.read(con)
+    assert found is not None and found.engine == "spark" and found.vars["stage_entry"] == "every"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__
+from funnel.build.record import BuildRecord
 from funnel.errors import SourceError
 from funnel.engine.loading import require_regular_file
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 Action = Literal["load", "reuse", "run", "test"]
 Kind = Literal["source", "model", "test"]
 
+_UNSET = object()
 HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
 
 
@@ -165,20 +167,16 @@ class Previous:
     models: dict[str, str] = field(default_factory=dict)  # name -> fingerprint
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> fingerprint, failures, error
     funnel_version: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    record: BuildRecord = field(default_factory=BuildRecord)
 
     @classmethod
-    def from_info(cls, info: dict[str, Any]) -> Previous:
+    def from_record(cls, record: BuildRecord) -> Previous:
         return cls(
-            sources={
-                name: fp
-                for name, record in _dict(info.get("fingerprints")).items()
-                if (fp := Fingerprint.from_record(record)) is not None
-            },
-            models=dict(info.get("models", {})),
-            tests=dict(info.get("test_results", {})),
-            funnel_version=info.get("funnel_version"),
-            info=info,
+            sources={name: fp for name, found in record.fingerprints.items() if (fp := Fingerprint.from_record(found)) is not None},
+            models=dict(record.models),
+            tests=dict(record.test_results),
+            funnel_version=record.funnel_version,
+            record=record,
         )
 
 
@@ -243,8 +241,8 @@ def make(
         if previous is None
         else f"built by funnel {prior.funnel_version}"
         if prior.funnel_version != __version__
-        else f"the last build ran on {prior.info.get('engine')}"
-        if prior.info.get("engine", "duckdb") != "duckdb"
+        else f"the last build ran on {prior.record.engine}"
+        if prior.record.engine != "duckdb"
         else None
     )
     steps: list[Step] = []
@@ -264,6 +262,10 @@ def make(
         )
 
     chosen = set(manifest.graph.order if select is None else select)
+    # The record says which vars the whole build was made with: a model reading a var that
+    # changed runs whatever --select says, or the record would be wrong about it.
+    recorded_vars = prior.record.vars
+    changed_vars = {k for k in {*manifest.vars, *recorded_vars} if manifest.vars.get(k, _UNSET) != recorded_vars.get(k, _UNSET)}
     why: dict[str, str] = {}
     for name in manifest.graph.order:
         model = manifest.graph.models[name]
@@ -271,6 +273,8 @@ def make(
             why[name] = "new model"  # whether selected or not: the build must hold every model
         elif name in chosen and prior.models[name] != model_fingerprint(manifest, name):
             why[name] = "SQL changed" if not model.is_seed else "seed changed"
+        elif (moved := [v for v in model.vars if v in changed_vars]) and prior.models[name] != model_fingerprint(manifest, name):
+            why[name] = f"var {moved[0]} changed"
         elif reloaded := [t for t in model.sources if t in changed]:
             why[name] = f"source {reloaded[0]} reloaded"
         elif upstream := [r for r in model.refs if r in why]:
@@ -291,10 +295,6 @@ def make(
         else:
             steps.append(Step("test", test.name, "reuse", "unchanged"))
     return Plan(manifest.env.name, False, tuple(steps), fingerprints, prior)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def fingerprints_json(fingerprints: dict[str, Fingerprint]) -> dict[str, Any]:

@@ -8,18 +8,18 @@ data test of severity `error` failed. Nothing to do: nothing is written.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from funnel import workdir
 from funnel import __version__
 from funnel.project import checks
 from funnel.engine import database
 from funnel.project import models
-from funnel.build import plan
+from funnel.build import plan, record
 from funnel.errors import FunnelError, ModelError, TestFailure, first_line
 from funnel.engine.loading import CsvLoad, load_csvs
 from funnel.quoting import quote_ident, relation
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from funnel.project.selectors import Selector
 
 StepKind = Literal["source", "seed", "view", "table"]
-INFO_SCHEMA = database.INFO_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -99,39 +98,39 @@ def build(
     env = manifest.env
     decided = make_plan(manifest, select, full_refresh, exclude)
     if decided.up_to_date:  # checked before taking the lock: an up-to-date build writes nothing
-        if database.stale_temps(env):  # ... but what a killed build left behind goes
-            with database.build_lock(env, wait):
+        if workdir.stale_temps(env):  # ... but what a killed build left behind goes
+            with workdir.build_lock(env, wait):
                 pass
         result = BuildResult(manifest, decided, tests=_reused_results(manifest, decided))
         if on_plan:
             on_plan(decided)
         result.seconds = time.perf_counter() - started
         return result
-    with database.build_lock(env, wait):
+    with workdir.build_lock(env, wait):
         # Again: another build may have published meanwhile. The files are not hashed twice.
         decided = make_plan(manifest, select, full_refresh, exclude, known=decided.fingerprints)
         if on_plan:
             on_plan(decided)
         result = BuildResult(manifest, decided)
 
-        def record(step: Step) -> None:
+        def step_done(step: Step) -> None:
             result.steps.append(step)
             if on_step:
                 on_step(step)
 
-        temp = database.temp_path(env.database)
+        temp = workdir.temp_path(env.database)
         try:
             if not decided.full:
                 database.copy_committed(env.database, temp)
             con = database.connect(temp, env)
             try:
                 _make_room(con, manifest, decided)
-                _load_sources(con, manifest, decided, record)
+                _load_sources(con, manifest, decided, step_done)
                 con.execute(f"create schema if not exists {quote_ident(env.schema)}")
                 for name in decided.names("model", "run"):
-                    record(_run_model(con, manifest.graph.models[name], env.schema))
+                    step_done(_run_model(con, manifest.graph.models[name], env.schema))
                 to_run = set(decided.names("test", "test"))
-                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run], input_rows=_total(_source_rows(result)))
+                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run], input_rows=sum(_source_rows(result).values()))
                 result.tests = _merge_results(manifest, decided, fresh)
                 for test_result in result.tests:
                     if on_test:
@@ -139,10 +138,10 @@ def build(
                 failed = [t for t in result.tests if t.status == "ERROR"]
                 if failed:
                     rows = checks.failing_rows(con, failed)
-                    database.save_failures(env, rows)
+                    workdir.save_failures(env, rows)
                     raise TestFailure(_failure_message(failed), rows)
                 result.seconds = time.perf_counter() - started
-                _write_build_info(con, result, select)
+                record.write(con, make_record(result, select))
                 con.execute("checkpoint")
             finally:
                 con.close()
@@ -150,7 +149,7 @@ def build(
             # whatever it prints about the build is true.
             with database.signals_deferred():
                 database.commit(temp, env.database)
-                database.save_failures(env, [])  # the failing rows of an earlier build are history now
+                workdir.save_failures(env, [])  # the failing rows of an earlier build are history now
                 if on_published:
                     on_published()
         except duckdb.Error as e:
@@ -160,13 +159,13 @@ def build(
                 "the last good build is unchanged. Check free disk space there and memory_limit, then rebuild."
             ) from None
         finally:
-            database.remove_temp(temp)
+            workdir.remove_temp(temp)
     return result
 
 
 def _previous(manifest: Manifest) -> plan.Previous | None:
-    info = database.committed_info(manifest.env)
-    return None if info is None else plan.Previous.from_info(info)
+    found = record.committed(manifest.env)
+    return None if found is None else plan.Previous.from_record(found)
 
 
 def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan) -> None:
@@ -185,7 +184,7 @@ def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan
     con.execute("checkpoint")
 
 
-def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, record: Callable[[Step], None]) -> None:
+def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, step_done: Callable[[Step], None]) -> None:
     folder = manifest.env.export_folder()
     wanted = set(decided.names("source", "load"))
     chosen = [s for s in manifest.sources if s.table in wanted]
@@ -196,7 +195,7 @@ def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: p
         for s in chosen
     ]
     names = {load.target: f"{s.source_name}.{s.table}" for load, s in zip(loads, chosen, strict=True)}
-    load_csvs(con, loads, lambda load, rows, seconds: record(Step(names[load.target], "source", seconds, rows)))
+    load_csvs(con, loads, lambda load, rows, seconds: step_done(Step(names[load.target], "source", seconds, rows)))
 
 
 def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str) -> Step:
@@ -219,17 +218,10 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str)
     return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
 
 
-def _source_rows(result: BuildResult) -> dict[str, Any]:
+def _source_rows(result: BuildResult) -> dict[str, int]:
     """The rows of each source of the build: loaded now, or kept from the last build."""
-    loaded = {s.name.split(".")[-1]: s.rows for s in result.steps if s.kind == "source"}
-    return loaded if result.plan.full else {**result.plan.previous.info.get("source_rows", {}), **loaded}
-
-
-def _total(source_rows: Any) -> int | None:
-    """The sum of a record's rows per source; None when the record does not say."""
-    if not isinstance(source_rows, dict):
-        return None
-    return sum(v for v in source_rows.values() if isinstance(v, int))
+    loaded = {s.name.split(".")[-1]: s.rows or 0 for s in result.steps if s.kind == "source"}
+    return loaded if result.plan.full else {**result.plan.previous.record.source_rows, **loaded}
 
 
 def _reused_results(manifest: Manifest, decided: plan.Plan) -> list[checks.TestResult]:
@@ -253,26 +245,26 @@ def _failure_message(failed: list[checks.TestResult]) -> str:
     return f"{checks.failed_summary(failed)}; the last good build is unchanged. The failing rows: funnel test --failures."
 
 
-def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, select: Selector | str | None) -> None:
-    """What the build was made of, for the next plan, `funnel status` and readers."""
+def make_record(result: BuildResult, select: Selector | str | None, **engine: Any) -> record.BuildRecord:
+    """What the build was made of, for the next plan, `funnel status` and readers (every engine's)."""
     manifest, decided = result.manifest, result.plan
     models_fp = dict(decided.previous.models) if not decided.full else {}
     for name in decided.names("model", "run"):
         models_fp[name] = plan.model_fingerprint(manifest, name)
-    info: dict[str, Any] = {
-        "env": manifest.env.name,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "raw_data": str(manifest.env.export_folder()),
-        "select": None if select is None else str(select),
-        "vars": manifest.vars,
-        "full": decided.full,
-        "seconds": round(result.seconds, 3),
-        "source_rows": _source_rows(result),
-        "tests": {s: result.count(s) for s in ("PASS", "WARN", "ERROR")},
-        "funnel_version": __version__,
-        "fingerprints": plan.fingerprints_json(decided.fingerprints),
-        "models": {name: models_fp[name] for name in manifest.graph.order if name in models_fp},
-        "test_results": {
+    return record.BuildRecord(
+        env=manifest.env.name,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        raw_data=str(manifest.env.export_folder()),
+        select=None if select is None else str(select),
+        vars=manifest.vars,
+        full=decided.full,
+        seconds=round(result.seconds, 3),
+        source_rows=_source_rows(result),
+        tests={s: result.count(s) for s in record.STATUSES},
+        funnel_version=__version__,
+        fingerprints=plan.fingerprints_json(decided.fingerprints),
+        models={name: models_fp[name] for name in manifest.graph.order if name in models_fp},
+        test_results={
             r.test.name: {
                 "fingerprint": plan.test_fingerprint(r.test.sql, r.test.severity),
                 "failures": r.failures,
@@ -280,15 +272,8 @@ def _write_build_info(con: duckdb.DuckDBPyConnection, result: BuildResult, selec
             }
             for r in result.tests
         },
-    }
-    con.execute(f"create schema if not exists {INFO_SCHEMA}")
-    con.execute(f"create or replace table {INFO_SCHEMA}.build_info as select ? as info", [json.dumps(info)])
-
-
-def build_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """What `_write_build_info` stored in a committed build."""
-    row = con.execute(f"select info from {INFO_SCHEMA}.build_info").fetchone()
-    return dict(json.loads(row[0])) if row else {}
+        **engine,
+    )
 
 
 def _recorded_rows(con: duckdb.DuckDBPyConnection) -> int | None:
@@ -296,9 +281,10 @@ def _recorded_rows(con: duckdb.DuckDBPyConnection) -> int | None:
     import duckdb
 
     try:
-        return _total(build_info(con).get("source_rows"))
-    except (duckdb.Error, ValueError):
+        found = record.read(con)
+    except duckdb.Error:
         return None
+    return found.input_rows if found else None
 
 
 def run_tests(

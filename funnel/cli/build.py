@@ -90,12 +90,12 @@ def test(
     Exit 1 if a test of severity error fails. With --failures after a build that failed its
     tests, the rows that stopped it are shown first (the last good build is unchanged).
     """
+    from funnel import workdir
     from funnel.build.runner import run_tests
     from funnel.cli import console
-    from funnel.engine import database
 
     manifest = _manifest(env)
-    if failures and (kept := database.load_failures(manifest.env)):
+    if failures and (kept := workdir.load_failures(manifest.env)):
         console.info(f"The build of env {manifest.env.name} that failed at {kept['failed_at']} was stopped by:")
         console.failing_rows(kept["tests"])
     results, rows = run_tests(manifest, console.test_line, select, exclude, limit if failures else 0)

@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 
     from funnel.build.plan import Plan
     from funnel.build.runner import BuildResult, Step
-    from funnel.engine.database import Removed
     from funnel.outputs.files import Exported
     from funnel.outputs.parity import TableParity
     from funnel.outputs.query import Summary, Table
     from funnel.outputs.status import Status as StatusValue
     from funnel.project.checks import TestResult
+    from funnel.workdir import Removed
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "ERROR": "bold red"}
 BARS_FROM_WIDTH = 100  # narrower terminals get the table without bars rather than wrapped names

@@ -52,11 +52,13 @@ def clean(
     Only what funnel wrote beside each env's database; never raw data. Refused while a
     build of the env is running.
     """
+    from funnel import workdir
     from funnel.cli import console
-    from funnel.engine.database import clean as remove_outputs
     from funnel.project.config import load_config
 
     config = load_config()
     names = [_known_env(config, env)] if env else list(config.environments)
-    removed = [item for name in names for item in remove_outputs(config.environments[name])]
+    removed = [item for name in names for item in workdir.clean(config.environments[name])]
+    if not env:
+        removed += workdir.clean_project(config)
     console.clean_report(removed, config.root)

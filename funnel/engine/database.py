@@ -9,17 +9,13 @@ last good build whatever a build is doing, and never meet a write lock.
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
-import fcntl
-import json
 import os
 import shutil
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,134 +26,10 @@ if TYPE_CHECKING:
     import duckdb
 
 READ_RETRY_SECONDS = 3.0
-INFO_SCHEMA = "_funnel"  # where a build records itself (build_info): what makes a database funnel's
-
-
-def temp_path(database: Path) -> Path:
-    return database.with_name(f".{database.name}.{os.getpid()}.tmp")
-
-
-def _temp_glob(database: Path) -> list[Path]:
-    return sorted(database.parent.glob(f".{database.name}.*.tmp*"))
-
-
-def stale_temps(env: Environment) -> bool:
-    """Whether temporary build files lie beside the database (a running or a dead build's)."""
-    return bool(_temp_glob(env.database))
-
-
-def remove_temp(path: Path) -> None:
-    """Remove a temporary build file with its WAL and spill folder."""
-    for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.spill")):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-
-
-@contextlib.contextmanager
-def build_lock(env: Environment, wait: float = 0.0) -> Iterator[None]:
-    """Hold the environment's build lock; wait up to `wait` seconds for another build.
-
-    The lock is an flock on `<database>.lock`: the kernel drops it when a process dies,
-    so a killed build never leaves a stale lock behind.
-    """
-    lock_path = env.database.with_name(env.database.name + ".lock")
-    try:
-        env.database.parent.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a+")
-    except OSError as e:
-        raise FunnelError(
-            f"{env.database.parent}: cannot create the build folder ({e.strerror}); check its permissions."
-        ) from None
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if _same_file(handle, lock_path):
-                    break
-                # `funnel clean` removed the lock file while we waited on it: lock the new one.
-                handle.close()
-                handle = lock_path.open("a+")
-                continue
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    raise BuildBusy(
-                        f"another build of env '{env.name}' is running ({holder}); "
-                        "wait for it to finish or rerun with --wait SECONDS."
-                    ) from None
-                time.sleep(0.1)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        # We hold the lock, so any temporary file left here is from a build that died.
-        for stale in _temp_glob(env.database):
-            remove_temp(stale)
-        yield
-    finally:
-        handle.close()  # releases the flock
-
-
-def _same_file(handle: Any, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
-    except FileNotFoundError:
-        return False
+INFO_SCHEMA = "_funnel"  # where a build records itself (build_info, funnel/build/record.py): what makes a database funnel's
 
 
 DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
-
-
-@dataclass(frozen=True)
-class Removed:
-    """A build output `clean` removed (or, with `kept`, left and why)."""
-
-    path: Path
-    bytes: int
-    kept: str | None = None
-
-
-def clean(env: Environment) -> list[Removed]:
-    """Remove what builds of `env` wrote: the database with its WAL and lock, temporary
-    build files, the compiled-project cache and abandoned export scratch folders.
-
-    Only files with the names funnel gives them, beside the env's database, are touched;
-    a `database` that is not a DuckDB file (a path pointing at raw data by mistake) is
-    kept. Raises BuildBusy while a build of `env` runs.
-    """
-    from funnel.outputs.files import SCRATCH_PREFIX
-
-    folder = env.database.parent
-    if not folder.is_dir():
-        return []
-    lock_path = env.database.with_name(env.database.name + ".lock")
-    had_lock = lock_path.is_file()
-    # Taking the lock removes dead builds' temporary files: measure them first.
-    temps = {path: _bytes(path) for path in _temp_glob(env.database)}
-    done: list[Removed] = []
-    with build_lock(env, 0):
-        done += [Removed(path, size) for path, size in temps.items() if not path.exists()]
-        if env.database.is_file() or env.database.is_symlink():
-            if env.database.is_symlink() or is_duckdb(env.database):
-                done.append(_remove(env.database))
-            else:
-                done.append(Removed(env.database, 0, "not a DuckDB file; left as it is"))
-        wal = Path(f"{env.database}.wal")
-        if wal.is_file():
-            done.append(_remove(wal))
-        for path in [*_temp_glob(env.database), *sorted(folder.glob(f".funnel-manifest-{env.schema}.json*"))]:
-            done.append(_remove(path))
-        done += _remove_scratch(folder, SCRATCH_PREFIX)
-        if lock_path.is_file():
-            removed = _remove(lock_path)  # while holding it: a waiting build locks a new one
-            if had_lock:
-                done.append(removed)
-    return done
 
 
 def is_duckdb(path: Path) -> bool:
@@ -167,38 +39,6 @@ def is_duckdb(path: Path) -> bool:
             return f.read(12)[8:12] == DUCKDB_MAGIC
     except OSError:
         return False
-
-
-def _remove(path: Path) -> Removed:
-    size = _bytes(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    return Removed(path, size)
-
-
-def _remove_scratch(folder: Path, prefix: str) -> list[Removed]:
-    """Export scratch folders in `folder`, except those of an export or parity still running."""
-    from funnel.outputs.files import remove_abandoned_scratch
-
-    sizes = {path: _bytes(path) for path in sorted(folder.glob(f"{prefix}*"))}
-    if sizes:
-        remove_abandoned_scratch(folder)
-    return [
-        Removed(path, 0, "an export or parity is using it") if path.exists() else Removed(path, size)
-        for path, size in sizes.items()
-    ]
-
-
-def _bytes(path: Path) -> int:
-    if path.is_symlink() or not path.is_dir():
-        try:
-            return path.lstat().st_size
-        except OSError:
-            return 0
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
 
 
 def commit(temp: Path, database: Path) -> None:
@@ -329,7 +169,9 @@ def require_replaceable(env: Environment) -> None:
         return
     if not path.is_file():
         raise ConfigError(f"{where} is not a regular file, and a build would replace it; {instead}.")
-    if committed_info(env) is not None:
+    from funnel.build import record  # the record's reader lives above the engines
+
+    if record.committed(env) is not None:
         return  # the last build of this env
     if not is_duckdb(path):
         raise ConfigError(
@@ -351,48 +193,6 @@ def require_replaceable(env: Environment) -> None:
         )
 
 
-_info_cache: dict[tuple[object, ...], dict[str, Any] | None] = {}
-
-
-def committed_info(env: Environment) -> dict[str, Any] | None:
-    """What the committed build recorded about itself (`_funnel.build_info`), or None when
-    there is no build, or one this version cannot read (the next build is then a full one).
-
-    Read once per version of the file in a process: a build plans twice (before and under
-    its lock), and opening a build costs some 10 ms.
-    """
-    try:
-        stat = env.database.stat()
-    except OSError:
-        return None
-    try:
-        wal = env.database.with_name(env.database.name + ".wal").stat()
-        wal_stat: tuple[int, int] | None = (wal.st_size, wal.st_mtime_ns)
-    except OSError:
-        wal_stat = None
-    key = (str(env.database), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, wal_stat)
-    if key not in _info_cache:
-        _info_cache.clear()  # one version at a time is all a process needs
-        _info_cache[key] = _read_info(env)
-    info = _info_cache[key]
-    return None if info is None else copy.deepcopy(info)
-
-
-def _read_info(env: Environment) -> dict[str, Any] | None:
-    import duckdb
-
-    try:  # a file gone since committed_info's stat is a BuildMissing: None too
-        with read(env) as con:
-            row = con.execute("select info from _funnel.build_info").fetchone()
-    except (FunnelError, duckdb.Error):
-        return None
-    try:
-        info = json.loads(row[0]) if row else None
-    except ValueError:
-        return None
-    return info if isinstance(info, dict) else None
-
-
 def table_columns(con: duckdb.DuckDBPyConnection, schema: str, catalog: str | None = None) -> dict[str, list[tuple[str, str]]]:
     """Every table and view of `schema` (in `catalog`, when given) with its (column, DuckDB type)s, in order.
 
@@ -407,36 +207,6 @@ def table_columns(con: duckdb.DuckDBPyConnection, schema: str, catalog: str | No
     for table, column, data_type in con.execute(query + " order by table_name, ordinal_position", params).fetchall():
         found.setdefault(table, []).append((column, data_type))
     return found
-
-
-def failures_path(env: Environment) -> Path:
-    return env.database.with_name(env.database.name + ".failures.json")
-
-
-def save_failures(env: Environment, rows: list[Any]) -> None:
-    """Keep the failing rows of a build that failed its tests (none: forget the last ones),
-    where `funnel test --failures` finds them; the committed build is not touched."""
-    path = failures_path(env)
-    if not rows:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    from dataclasses import asdict
-    from datetime import UTC, datetime
-
-    data = {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "tests": [asdict(r) for r in rows]}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(temp, path)
-
-
-def load_failures(env: Environment) -> dict[str, Any] | None:
-    """What save_failures kept, or None."""
-    try:
-        data = json.loads(failures_path(env).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def copy_committed(database: Path, temp: Path) -> None:

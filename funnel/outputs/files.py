@@ -8,20 +8,17 @@ file appears complete or not at all.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError, first_line
 from funnel.project import definitions
-from funnel.project.config import Environment
 from funnel.quoting import quote_literal, relation
 
 if TYPE_CHECKING:
@@ -31,7 +28,7 @@ if TYPE_CHECKING:
 
 FILE_FORMATS = ("csv", "parquet")
 DEFINITIONS_FILE = "_funnel_definitions"  # beside the models when the build's definitions are not the defaults
-SCRATCH_PREFIX = ".funnel-export-"  # + pid + "-" + random: a folder beside the env's build
+
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def export_files(
             done.append(item)
             if on_table:
                 on_table(item)
-        _write_definitions(duck, out, fmt, definitions.recorded_vars(duck))
+        _write_definitions(duck, out, fmt, records.recorded_vars(duck))
     return done
 
 
@@ -121,57 +118,3 @@ def selected(manifest: Manifest, select: str | None) -> list[str]:
     return manifest.graph.select(select or "reporting")
 
 
-@contextlib.contextmanager
-def scratch_folder(env: Environment) -> Iterator[Path]:
-    """A private folder beside the env's build for the CSV copies an export or parity writes.
-
-    Beside the build rather than in /tmp, so that the next export or parity finds and
-    removes what a killed one left (full copies of the tables). The folder's `lock` file is
-    flocked while its owner lives; the kernel drops the lock when the owner dies, however.
-    """
-    parent = env.database.parent
-    remove_abandoned_scratch(parent)
-    try:
-        folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
-    except OSError as e:
-        raise ExportError(f"{parent}: cannot create a temporary folder ({e.strerror}); check its permissions.") from None
-    # Lock first, then give the lock file its name: a folder whose `lock` can be locked is dead.
-    handle = (folder / "lock.new").open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.replace(folder / "lock.new", folder / "lock")
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        handle.close()
-
-
-def remove_abandoned_scratch(parent: Path) -> None:
-    """Remove the scratch folders of exports and parities that died (SIGKILL, power loss)."""
-    for folder in parent.glob(f"{SCRATCH_PREFIX}*"):
-        try:
-            handle = (folder / "lock").open("r")
-        except FileNotFoundError:
-            # Killed before it named its lock, or still starting: only a dead owner's goes.
-            owner = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
-            if owner.isdigit() and not _alive(int(owner)):
-                shutil.rmtree(folder, ignore_errors=True)
-            continue
-        except OSError:
-            continue
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live export's
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

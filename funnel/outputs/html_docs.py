@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.build.runner import build_info
+from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import BuildMissing, FunnelError, ModelError, did_you_mean
 from funnel.outputs.html import esc, page, table, write_atomic
@@ -96,11 +96,10 @@ class Build:
     """What the last build says: column types per relation and each test's result."""
 
     columns: dict[tuple[str, str], list[tuple[str, str]]]  # (schema, table) -> [(column, type)]
-    info: dict[str, Any]
+    record: records.BuildRecord  # empty when the build records nothing about itself
 
 
 def _last_build(manifest: Manifest) -> Build | None:
-    import duckdb
 
     try:
         with database.read(manifest.env) as con:
@@ -109,16 +108,14 @@ def _last_build(manifest: Manifest) -> Build | None:
                 "where table_schema in (?, ?) order by table_schema, table_name, ordinal_position",
                 [manifest.env.schema, RAW_SCHEMA],
             ).fetchall()
-            try:
-                info = build_info(con)
-            except duckdb.Error:  # a build without _funnel.build_info: its types still help
-                info = {}
+            # A build without _funnel.build_info: its types still help.
+            found = records.read(con) or records.BuildRecord()
     except BuildMissing:
         return None
     columns: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for schema, name, column, kind in rows:
         columns[(schema, name)].append((column, kind))
-    return Build(dict(columns), info)
+    return Build(dict(columns), found)
 
 
 def write_docs(manifest: Manifest, out: Path) -> Path:
@@ -133,11 +130,11 @@ def render(manifest: Manifest, build: Build | None = None) -> str:
     build = build if build is not None else _last_build(manifest)
     documented = column_docs(manifest)
     graph, env = manifest.graph, manifest.env
-    results = build.info.get("test_results", {}) if build else {}
+    results = build.record.test_results if build else {}
     if build is None:
         state = f"No build of env '{env.name}' yet: column types of models are unknown (run funnel build --env {env.name})."
     else:
-        built_at = build.info.get("built_at", "time unknown")
+        built_at = build.record.built_at or "time unknown"
         state = f"Column types and test results from the last build of env '{env.name}' ({built_at})."
     tests_of: dict[str, list[DataTest]] = defaultdict(list)
     for test in manifest.tests:
@@ -163,7 +160,7 @@ def render(manifest: Manifest, build: Build | None = None) -> str:
         "<section id='sources'><h2>Sources</h2>",
     ]
     for source in manifest.sources:
-        rows_loaded = build.info.get("source_rows", {}).get(source.table) if build else None
+        rows_loaded = build.record.source_rows.get(source.table) if build else None
         types = dict(build.columns.get((RAW_SCHEMA, source.table), [])) if build else {}
         columns = [(c, types.get(c, declared)) for c, declared in source.columns.items()]
         parts.append(

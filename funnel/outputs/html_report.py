@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.build.runner import INFO_SCHEMA, build_info
+from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import FunnelError, first_line, n_rows, shorten
 from funnel.outputs import query as report
@@ -81,7 +81,7 @@ def collect(manifest: Manifest, month: str | None) -> tuple[list[Section], str, 
         }
         if FUNNEL not in present:
             raise FunnelError(f"the build of env '{env.name}' has no {FUNNEL}; run funnel build --env {env.name}.")
-        info = build_info(con) if _has_build_info(con) else {}
+        found = records.read(con)
         if month is None:
             row = con.execute(f"select strftime(max(month), '%Y-%m') from {relation(env.schema, FUNNEL)}").fetchone()
             latest = row[0] if row else None
@@ -94,21 +94,15 @@ def collect(manifest: Manifest, month: str | None) -> tuple[list[Section], str, 
         sections = [_funnel_section(env, month, funnel_rows, steps, present), _trend_section(con, env.schema, steps)]
         sections += [make(con, env.schema, month, first_day) for name, make in ANALYSES if name in present]
         missing = [name for name, _ in ANALYSES if name not in present]
-        sections.append(_quality_section(con, manifest, info))
-    sections.append(_provenance_section(info, missing))
+        sections.append(_quality_section(con, manifest, found or records.BuildRecord()))
+    sections.append(_provenance_section(found, missing))
     facts = [
         ("env", env.name),
         ("month", month),
-        ("built", str(info.get("built_at", "unknown"))),
-        ("export", str(info.get("raw_data", "unknown"))),
+        ("built", (found and found.built_at) or "unknown"),
+        ("export", (found and found.raw_data) or "unknown"),
     ]
     return sections, f"Sales funnel · {env.name} · {month}", facts
-
-
-def _has_build_info(con: duckdb.DuckDBPyConnection) -> bool:
-    query = "select count(*) from information_schema.tables where table_schema = ? and table_name = 'build_info'"
-    row = con.execute(query, [INFO_SCHEMA]).fetchone()
-    return bool(row and row[0])
 
 
 def _steps(con: duckdb.DuckDBPyConnection, schema: str, present: set[str]) -> list[tuple[Decimal, str]]:
@@ -408,13 +402,13 @@ def _counts(row: tuple[Any, ...] | None, part: int, whole: int) -> str:
     return "" if row is None else f"{row[part]:,}/{row[whole]:,}"
 
 
-def _quality_section(con: duckdb.DuckDBPyConnection, manifest: Manifest, info: dict[str, Any]) -> Section:
+def _quality_section(con: duckdb.DuckDBPyConnection, manifest: Manifest, found: records.BuildRecord) -> Section:
     """Every test that did not pass in the build, with its count and one example row."""
     import duckdb
 
-    recorded: dict[str, Any] = info.get("test_results", {})
+    recorded = found.test_results
     tests = {t.name: t for t in manifest.tests}
-    counts = info.get("tests", {})
+    counts = found.tests
     parts = [
         "<p>"
         + " ".join(f'<span class="{s}">{s}={esc(counts.get(s, 0))}</span>' for s in ("PASS", "WARN", "ERROR"))
@@ -450,23 +444,23 @@ def _quality_section(con: duckdb.DuckDBPyConnection, manifest: Manifest, info: d
     )
 
 
-def _provenance_section(info: dict[str, Any], missing: list[str]) -> Section:
-    if not info:
+def _provenance_section(found: records.BuildRecord | None, missing: list[str]) -> Section:
+    if found is None:
         return Section("provenance", "Provenance", "This build records nothing about itself (_funnel.build_info); rebuild it.")
     facts = [
-        ("export folder", info.get("raw_data")),
-        ("built at", info.get("built_at")),
-        ("build took", f"{info.get('seconds', 0):.2f} s" + (" (full build)" if info.get("full") else " (incremental)")),
-        ("funnel version", info.get("funnel_version")),
-        ("selection", info.get("select") or "everything"),
+        ("export folder", found.raw_data),
+        ("built at", found.built_at),
+        ("build took", f"{found.seconds or 0:.2f} s" + (" (full build)" if found.full else " (incremental)")),
+        ("funnel version", found.funnel_version),
+        ("selection", found.select or "everything"),
         ("report written at", datetime.now(UTC).isoformat(timespec="seconds")),
     ]
     if missing:
         facts.append(("not in this build", ", ".join(missing)))
-    rows_by_source = info.get("source_rows", {})
+    rows_by_source = found.source_rows
     sources = [
         (name, fp.get("path"), rows_by_source.get(name), fp.get("size"), fp.get("sha256"))
-        for name, fp in info.get("fingerprints", {}).items()
+        for name, fp in found.fingerprints.items()
     ]
     markup = "<dl class='facts'>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts) + "</dl>"
     columns = ("source", "file", "rows", "bytes", "sha256")

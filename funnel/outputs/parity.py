@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError
-from funnel.outputs.files import columns, scratch_folder, selected
+from funnel.outputs.files import columns, selected
 from funnel.outputs.postgres import connect, conninfo, driver_message
 from funnel.project.config import Environment
 from funnel.quoting import quote_ident, quote_literal, relation
+from funnel.workdir import scratch_folder
 
 if TYPE_CHECKING:
     from funnel.project.manifest import Manifest

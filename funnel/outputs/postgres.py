@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError, first_line
-from funnel.outputs.files import Exported, columns, scratch_folder, selected
-from funnel.project import definitions
+from funnel.outputs.files import Exported, columns, selected
 from funnel.project.config import Environment
 from funnel.quoting import quote_ident, quote_literal, relation
+from funnel.workdir import scratch_folder
 
 if TYPE_CHECKING:
     import duckdb
@@ -174,7 +175,7 @@ def export_postgres(
                 env.postgres.lock_timeout,
                 f"[{env.name}.postgres] of {manifest.config.config_path}",
                 on_published,
-                definitions.recorded(duck),
+                records.recorded(duck),
             )
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(

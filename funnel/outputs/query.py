@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, FunnelError, did_you_mean
-from funnel.project import definitions
 from funnel.project.config import IDENTIFIER, Environment
 from funnel.quoting import quote_ident, quote_literal, relation
 
@@ -94,7 +94,7 @@ def show(
         if (months.first or months.last) and not rows:
             covered = _month_range(con, env, model, columns)
             raise FunnelError(f"no rows for {months.label} in {model} (env '{env.name}'); {covered}.")
-        built_with = definitions.recorded(con)
+        built_with = records.recorded(con)
     title = f"{model} · {env.name}" + (f" · {months.label}" if months.first or months.last else "")
     title += f" · {built_with}" if built_with else ""
     return Table(tuple(columns), rows, title, total, built_with)
@@ -119,7 +119,7 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         if not set(KEY) | {MEASURE} <= set(columns):
             raise ConfigError(f"--compare needs a model with {', '.join(KEY)} and {MEASURE}, like {DEFAULT_MODEL}.")
         con.execute(f"attach {quote_literal(str(other.database))} as other_env (read_only)")
-        built_with = definitions.recorded(con, catalog=None), definitions.recorded(con, catalog="other_env")
+        built_with = records.recorded(con, catalog=None), records.recorded(con, catalog="other_env")
         try:
             _columns(con, other, model, catalog="other_env")
             where, params = _month_filter(columns, months, column="coalesce(a.month, b.month)")

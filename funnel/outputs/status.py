@@ -15,7 +15,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from funnel import __version__
+from funnel import __version__, workdir
+from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import FunnelError, first_line
 from funnel.project.config import Config, Environment
@@ -121,7 +122,7 @@ def gather(config: Config, env: Environment) -> Status:
 
 def _size(env: Environment) -> int:
     total = 0
-    for path in (env.database, env.database.with_name(env.database.name + ".wal")):
+    for path in (env.database, workdir.wal_path(env.database)):
         try:
             total += path.stat().st_size
         except OSError:
@@ -136,9 +137,8 @@ def _last_build(env: Environment) -> tuple[LastBuild | None, str | None]:
         return None, f"no build yet; run funnel build --env {env.name}"
     try:
         with database.read(env) as con:
-            row = con.execute("select info from _funnel.build_info").fetchone()
-            info = json.loads(row[0]) if row else None
-            if not isinstance(info, dict):
+            found = records.read(con)
+            if found is None:
                 return None, "the build records nothing about itself; rebuild it with --full-refresh"
             try:
                 months = con.execute(
@@ -150,31 +150,28 @@ def _last_build(env: Environment) -> tuple[LastBuild | None, str | None]:
         return None, str(e).rstrip(".")
     except (duckdb.Error, ValueError) as e:
         return None, f"the build cannot be read ({first_line(e)})"
-    fingerprints = _dict(info.get("fingerprints"))
-    rows = _dict(info.get("source_rows"))
     sources = [
         SourceFile(
-            table=str(table),
-            path=str(_dict(fp).get("path")),
-            size=_int(_dict(fp).get("size")),
-            sha256=_sha256(_dict(fp)),
-            rows=_int(rows.get(table)),
+            table=table,
+            path=str(fp.get("path")),
+            size=records.int_or_none(fp.get("size")),
+            sha256=_sha256(fp),
+            rows=found.source_rows.get(table),
         )
-        for table, fp in fingerprints.items()
+        for table, fp in found.fingerprints.items()
     ]
-    tests = {status: _int(_dict(info.get("tests")).get(status)) or 0 for status in ("PASS", "WARN", "ERROR")}
     return (
         LastBuild(
-            built_at=_str(info.get("built_at")),
-            funnel_version=_str(info.get("funnel_version")),
-            select=_str(info.get("select")),
-            full=info.get("full") if isinstance(info.get("full"), bool) else None,
-            seconds=info.get("seconds") if isinstance(info.get("seconds"), int | float) else None,
-            raw_data=_str(info.get("raw_data")),
+            built_at=found.built_at,
+            funnel_version=found.funnel_version,
+            select=found.select,
+            full=found.full,
+            seconds=found.seconds,
+            raw_data=found.raw_data,
             sources=sources,
             first_month=months[0] if months else None,
             last_month=months[1] if months else None,
-            tests=tests,
+            tests={status: found.tests.get(status, 0) for status in records.STATUSES},
         ),
         None,
     )
@@ -230,16 +227,4 @@ def _target(info: str) -> str:
 def _sha256(fingerprint: dict[str, Any]) -> str | None:
     """The file's SHA-256 as the build recorded it; None for a record older than the
     declaration field, whose hash covered the size too (not what sha256sum prints)."""
-    return _str(fingerprint.get("sha256")) if "declaration" in fingerprint else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return records.str_or_none(fingerprint.get("sha256")) if "declaration" in fingerprint else None

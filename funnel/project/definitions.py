@@ -148,26 +148,3 @@ def _toml(value: Any) -> str:
 
 def text(value: Any) -> str:
     return _toml(value).strip('"')
-
-
-def recorded(con: Any, catalog: str | None = None) -> str:
-    """The non-default definitions the build open in `con` records (`describe`), '' for none."""
-    return describe(recorded_vars(con, catalog))
-
-
-def recorded_vars(con: Any, catalog: str | None = None) -> dict[str, Any]:
-    """The non-default definitions the build open in `con` records, {} for none.
-
-    A build from before the definitions records no vars: it was built with the defaults.
-    """
-    import json
-
-    import duckdb
-
-    table = f"{catalog}._funnel.build_info" if catalog else "_funnel.build_info"
-    try:
-        row = con.execute(f"select info from {table}").fetchone()
-        variables = json.loads(row[0]).get("vars", {}) if row else {}
-    except (duckdb.Error, ValueError, AttributeError):
-        return {}
-    return non_default(variables) if isinstance(variables, dict) else {}

@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from funnel import __version__
+from funnel import __version__, workdir
 from funnel.project import checks, models
 from funnel.project.config import Config, Environment
 from funnel.project.sources import SOURCES, Source, declared
 
 SUFFIXES = (".sql", ".csv", ".toml")
-CACHE_FORMAT = 2  # raised whenever what the cache holds changes (2: the sources a SQL test reads)
+CACHE_FORMAT = 3  # raised whenever what the cache holds changes (2: the sources a SQL test reads, 3: a model's vars)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None 
     folders = config.materializations
     variables = config.variables(env, given_vars)
     key = _key(sql_dir, env.schema, folders, variables)
-    cache = env.database.parent / f".funnel-manifest-{env.schema}.json"
+    cache = workdir.manifest_cache(env)
     cached = _read(cache, key)
     sources = declared(sql_dir)
     if cached is None:
@@ -84,6 +84,7 @@ def _read(cache: Path, key: str) -> tuple[models.Graph, tuple[checks.DataTest, .
                         "refs": tuple(m["refs"]),
                         "sources": tuple(m["sources"]),
                         "tags": tuple(m["tags"]),
+                        "vars": tuple(m["vars"]),
                     }
                 )
                 for m in data["models"]

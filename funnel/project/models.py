@@ -41,6 +41,7 @@ class Model:
     seed_columns: dict[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     line_offset: int = 0  # line N of `sql` is line N + line_offset of the file (without Jinja loops)
+    vars: tuple[str, ...] = ()  # the var()s it reads: a change to one reruns it, selected or not
 
     @property
     def is_seed(self) -> bool:
@@ -177,6 +178,7 @@ def _model(
         rendered.sources,
         tags=tuple(tags),
         line_offset=rendered.leading_lines,
+        vars=rendered.vars,
     )
 
 

@@ -89,6 +89,7 @@ class Rendered:
     sources: tuple[str, ...]
     settings: dict[str, Any]
     leading_lines: int = 0  # template lines before the first rendered one (for error lines)
+    vars: tuple[str, ...] = ()  # the names var() was asked for
 
 
 def render(
@@ -112,6 +113,7 @@ def render(
 
     refs: list[str] = []
     read: list[str] = []
+    asked: list[str] = []
     settings: dict[str, Any] = {}
 
     def ref(target: str) -> str:
@@ -137,6 +139,7 @@ def render(
         return ""
 
     def var(key: str, *default: Any) -> Any:
+        asked.append(key)
         if key in given:
             return given[key]
         if default:
@@ -184,7 +187,9 @@ def render(
     sql = body.rstrip().rstrip(";").strip()
     if not sql:
         raise ModelError(f"{path}: the file is empty; write one select statement.")
-    return Rendered(sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(read)), settings, leading_lines)
+    return Rendered(
+        sql, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(read)), settings, leading_lines, tuple(dict.fromkeys(asked))
+    )
 
 
 @functools.lru_cache(maxsize=1024)

@@ -21,18 +21,17 @@ pyspark and sqlglot are imported only by funnel/spark*.py: without them
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from funnel import __version__
-from funnel.build import plan
-from funnel.build.runner import INFO_SCHEMA, BuildResult, Step
+from funnel import workdir
+from funnel.build import plan, record
+from funnel.build.runner import BuildResult, Step, make_record
 from funnel.engine import database
 from funnel.engine.spark.sources import SparkCsv, load, table
 from funnel.engine.spark.sql import compiled_sql, view_name
@@ -84,12 +83,12 @@ def build(
     decided = plan.make(manifest, None, full_refresh=True)
     result = BuildResult(manifest, decided)
 
-    def record(step: Step) -> None:
+    def step_done(step: Step) -> None:
         result.steps.append(step)
         if on_step:
             on_step(step)
 
-    with database.build_lock(env, wait):
+    with workdir.build_lock(env, wait):
         spark = session(env)
         try:
             store = Warehouse(spark, env)
@@ -98,24 +97,25 @@ def build(
             folder = store.build_folder(build_id)
             try:
                 run = spark.newSession()  # its own temporary views
-                _load_sources(run, manifest, folder, record)
+                _load_sources(run, manifest, folder, step_done)
                 for name in manifest.graph.order:
-                    record(_run_model(run, manifest, manifest.graph.models[name], folder, sql))
+                    step_done(_run_model(run, manifest, manifest.graph.models[name], folder, sql))
                 result.tests = _run_tests(run, manifest, sql, on_test)
                 failed = [t for t in result.tests if t.status == "ERROR"]
                 if failed:
                     raise TestFailure(_failure_message(failed))
                 result.seconds = time.perf_counter() - started
-                temp = database.temp_path(env.database)
+                temp = workdir.temp_path(env.database)
                 try:
-                    _write_database(temp, manifest, folder, _build_info(result, build_id, store.root))
+                    made = make_record(result, None, engine="spark", warehouse=store.root, build=build_id)
+                    _write_database(temp, manifest, folder, made)
                     with database.signals_deferred():
                         store.publish(build_id)
                         database.commit(temp, env.database)
                         if on_published:
                             on_published()
                 finally:
-                    database.remove_temp(temp)
+                    workdir.remove_temp(temp)
             except BaseException as e:
                 if store.current() != build_id:
                     store.remove(build_id)
@@ -123,7 +123,7 @@ def build(
                     # Not the data's fault (memory, disk, a lost executor): say what Spark said.
                     raise FunnelError(
                         f"Spark failed while building env '{env.name}' ({first_line(e)}); the last good build is "
-                        f"unchanged. Spark's log: {env.database.parent / f'spark-{env.name}.log'}."
+                        f"unchanged. Spark's log: {workdir.spark_log(env)}."
                     ) from None
                 raise
             store.remove_unpublished()
@@ -158,9 +158,9 @@ def session(env: Environment) -> SparkSession:
             f'{env.config_path}: [{env.name}] has engine = "spark", but pyspark is not installed; '
             "run pip install 'funnel[spark]' (needs Java 17 or newer)."
         ) from None
-    logs = env.database.parent / f"spark-{env.name}.log"
+    logs = workdir.spark_log(env)
     logs.parent.mkdir(parents=True, exist_ok=True)
-    log4j = env.database.parent / ".spark-log4j2.properties"
+    log4j = workdir.spark_settings(env)
     log4j.write_text(LOG4J)
     builder = SparkSession.builder.master(env.master).appName(f"funnel {env.name}")
     settings = {**DEFAULT_SETTINGS, **env.spark, **FIXED_SETTINGS}
@@ -203,7 +203,7 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, record: Callable[[Step], None]) -> None:
+def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, step_done: Callable[[Step], None]) -> None:
     export = manifest.env.export_folder()
     for source in manifest.sources:
         started = time.perf_counter()
@@ -211,7 +211,7 @@ def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, record: 
         csv = SparkCsv(export / source.file_name, source.columns, source.timestamp_format, source.conditional)
         rows = load(spark, csv, out)
         table(spark, out, source.columns).createOrReplaceTempView(view_name(models.RAW_SCHEMA, source.table))
-        record(Step(f"{models.RAW_SCHEMA}.{source.table}", "source", time.perf_counter() - started, rows))
+        step_done(Step(f"{models.RAW_SCHEMA}.{source.table}", "source", time.perf_counter() - started, rows))
 
 
 def _run_model(spark: SparkSession, manifest: Manifest, model: models.Model, folder: str, sql: dict[str, str]) -> Step:
@@ -266,36 +266,7 @@ def _failure_message(failed: list[checks.TestResult]) -> str:
     return f"{checks.failed_summary(failed)}; the last good build is unchanged. Inspect with funnel test after fixing the data."
 
 
-def _build_info(result: BuildResult, build_id: str, root: str) -> dict[str, Any]:
-    """The JSON funnel/build/runner.py `_write_build_info` records, plus engine, warehouse and build id."""
-    manifest = result.manifest
-    return {
-        "env": manifest.env.name,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "raw_data": str(manifest.env.export_folder()),
-        "select": None,
-        "full": True,
-        "seconds": round(result.seconds, 3),
-        "source_rows": {s.name.split(".")[-1]: s.rows for s in result.steps if s.kind == "source"},
-        "tests": {s: result.count(s) for s in ("PASS", "WARN", "ERROR")},
-        "funnel_version": __version__,
-        "fingerprints": plan.fingerprints_json(result.plan.fingerprints),
-        "models": {name: plan.model_fingerprint(manifest, name) for name in manifest.graph.order},
-        "test_results": {
-            r.test.name: {
-                "fingerprint": plan.test_fingerprint(r.test.sql, r.test.severity),
-                "failures": r.failures,
-                "error": r.error,
-            }
-            for r in result.tests
-        },
-        "engine": "spark",
-        "warehouse": root,
-        "build": build_id,
-    }
-
-
-def _write_database(path: Path, manifest: Manifest, folder: str, info: dict[str, Any]) -> None:
+def _write_database(path: Path, manifest: Manifest, folder: str, made: record.BuildRecord) -> None:
     """The env's DuckDB file for readers: views over the build's Parquet, and build_info.
 
     Sources and seeds are cast to their declared DuckDB types (ENUM, JSON); staging views
@@ -319,8 +290,7 @@ def _write_database(path: Path, manifest: Manifest, folder: str, info: dict[str,
                 con.execute(f"create view {target} as {model.sql}")
             else:
                 con.execute(f"create view {target} as select * from read_parquet({quote_literal(f'{folder}/{name}/*.parquet')})")
-        con.execute(f"create schema {INFO_SCHEMA}")
-        con.execute(f"create table {INFO_SCHEMA}.build_info as select ? as info", [json.dumps(info)])
+        record.write(con, made)
         con.execute("checkpoint")
     except duckdb.Error as e:
         raise FunnelError(
