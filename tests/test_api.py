@@ -1,0 +1,59 @@
+"""The Python API (`from funnel import Project`), used the way a notebook would."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from funnel.errors import ConfigError
+
+from .test_spark import SPARK_ENV, needs_spark
+
+SCHEMA = "public_pipedrive_analytics"
+
+
+def test_a_notebook_builds_reads_a_model_and_one_month(project):
+    from funnel import Project
+
+    notebook = Project(project, env="dev")
+    assert not notebook.plan().up_to_date
+    result = notebook.build(vars={"stage_entry": "every"})
+    assert result.count("ERROR") == 0 and notebook.plan(vars={"stage_entry": "every"}).up_to_date
+    with duckdb.connect(str(project / "target" / "dev.duckdb"), read_only=True) as con:
+        expected = con.execute(
+            f"select strftime(month, '%Y-%m'), kpi_name, funnel_step, deals_count from {SCHEMA}.rep_sales_funnel_monthly"
+        ).fetchall()
+    rows = notebook.df("rep_sales_funnel_monthly")  # pandas is not a dependency: a list of dicts without it
+    got = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    assert sorted((r["month"].strftime("%Y-%m"), r["kpi_name"], r["funnel_step"], r["deals_count"]) for r in got) == sorted(
+        expected
+    )
+    month = expected[0][0]
+    one = notebook.df("rep_sales_funnel_monthly", month=month)
+    one = one.to_dict("records") if hasattr(one, "to_dict") else one
+    assert len(one) == sum(1 for r in expected if r[0] == month) and {r["month"].strftime("%Y-%m") for r in one} == {month}
+    assert [t.status for t in notebook.test()].count("ERROR") == 0
+    with pytest.raises(ConfigError, match="is not a month"):
+        notebook.df(month="2024-13")
+
+
+@pytest.mark.slow
+@needs_spark
+@pytest.mark.xdist_group("spark")
+def test_the_api_builds_a_spark_env_with_spark(project):
+    # funnel.build's build() on an engine = "spark" env quietly built with DuckDB.
+    from funnel import Project
+    from funnel.build import record
+
+    with (project / "environments.toml").open("a") as f:
+        f.write(SPARK_ENV)
+    from funnel.engine.spark import engine as spark
+
+    try:
+        Project(project, env="spark").build(vars={"stage_entry": "every"})
+    finally:
+        spark.stop()
+    with duckdb.connect(str(project / "target" / "spark.duckdb"), read_only=True) as con:
+        found = record.read(con)
+    assert found is not None and found.engine == "spark" and found.vars["stage_entry"] == "every"
+    assert (project / "target" / "warehouse").is_dir()
