@@ -6,8 +6,12 @@ layer over the same core.
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Project", "__version__"]
+# The one place the version lives: pyproject.toml reads it from here (dynamic), the CLI and
+# every build record print it. The distribution's name on the package index (`funnel` there
+# is another project); the command stays `funnel`.
+DISTRIBUTION = "pipedrive-funnel"
+__version__ = "0.2.0"
+__all__ = ["DISTRIBUTION", "Project", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

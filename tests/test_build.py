@@ -126,10 +126,10 @@ def test_core_never_imports_typer_or_rich():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_help_does_not_import_duckdb_or_jinja():
+def test_help_does_not_import_duckdb_jinja_or_plotly():
     code = (
         "import sys; sys.argv=['funnel','--help']\nfrom funnel.cli import app\ntry: app()\nexcept SystemExit: pass\n"
-        "print(sorted(m for m in ('duckdb','jinja2') if m in sys.modules))"
+        "print(sorted(m for m in ('duckdb','jinja2','plotly','httpx') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "100"}

@@ -318,7 +318,11 @@ def test_readme_shows_the_real_environments_toml():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    assert "```toml\n" + (root / "environments.toml").read_text() + "```" in (root / "README.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert "```toml\n" + (root / "environments.toml").read_text() + "```" in readme
+    # every block showing the whole file shows this one (one said build/prod.duckdb)
+    whole = [block for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.S) if block.startswith("# One table per")]
+    assert len(whole) >= 2 and set(whole) == {(root / "environments.toml").read_text()}
 
 
 def test_version(runner):
@@ -329,8 +333,8 @@ def test_version(runner):
     for flag in ("--version", "-V"):
         result = runner.invoke(app, [flag])
         assert result.exit_code == 0, result.output
-        assert result.stdout == f"funnel {__version__}\n"
-    assert version("funnel") == __version__  # pyproject.toml and the package agree
+        assert result.stdout == f"pipedrive-funnel {__version__}\n"  # the name to pip install
+    assert version("pipedrive-funnel") == __version__  # pyproject.toml reads it from the package
 
 
 def test_dash_h_is_help_everywhere(runner):

@@ -311,7 +311,8 @@ def test_report_without_plotly_says_how_to_install_it(built: Path, runner: Any, 
     result = runner.invoke(app, ["report", "--out", "r.html"])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "Error: funnel report draws its charts with plotly, which is not installed; pip install 'funnel[report]'."
+        "Error: funnel report draws its charts with plotly, which is not installed; "
+        "pip install pipedrive-funnel again, or pip install plotly."
     ]
 
 

@@ -45,7 +45,7 @@ has_spark = importlib.util.find_spec("pyspark") is not None and importlib.util.f
 has_java = shutil.which("java") is not None
 needs_spark = pytest.mark.skipif(
     not (has_spark and has_java),
-    reason="needs pyspark and sqlglot (pip install 'funnel[spark]') and a Java 17+ runtime (`java` on PATH)",
+    reason="needs pyspark and sqlglot (pip install 'pipedrive-funnel[spark]') and a Java 17+ runtime (`java` on PATH)",
 )
 
 
@@ -358,7 +358,7 @@ def test_a_spark_env_without_pyspark_says_how_to_install_it(spark_project, monke
     monkeypatch.setitem(sys.modules, "pyspark", None)
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
     monkeypatch.setattr(spark, "_sessions", {})  # a session an earlier test kept would answer first
-    with pytest.raises(ConfigError, match=r"pip install 'funnel\[spark\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'pipedrive-funnel\[spark\]'"):
         spark.session(load_config(spark_project).environment("spark"))
 
 

@@ -78,9 +78,9 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from funnel import __version__
+        from funnel import DISTRIBUTION, __version__
 
-        print(f"funnel {__version__}")
+        print(f"{DISTRIBUTION} {__version__}")
         raise typer.Exit()
 
 

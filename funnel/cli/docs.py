@@ -24,8 +24,7 @@ def report(
 ) -> None:
     """Write the last build as one self-contained HTML file (charts, tables, data quality).
 
-    It opens offline in any browser: nothing is fetched from the network. Needs plotly:
-    pip install 'funnel[report]'.
+    It opens offline in any browser: nothing is fetched from the network.
     """
     from funnel.cli import console
     from funnel.outputs.html_report import write_report

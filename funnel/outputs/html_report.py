@@ -3,7 +3,7 @@
 The month's funnel as a funnel chart, the monthly trend of every step, the analyses models
 that the build holds (conversion, cohorts, velocity, owners, lost reasons) as charts and
 sortable tables, the data-quality warnings with an example row each, and where the numbers
-come from. Charts are plotly's (the optional extra `funnel[report]`); plotly.js is embedded
+come from. Charts are plotly's (a dependency, imported only here); plotly.js is embedded
 once, so the file opens offline. The numbers are read here, with the same queries as
 `funnel show` where one exists (report.show, report.summary); only drawing needs plotly.
 """
@@ -523,7 +523,8 @@ def _plotly_to_html() -> Callable[..., str]:
         import plotly.io as pio
     except ImportError:
         raise FunnelError(
-            "funnel report draws its charts with plotly, which is not installed; pip install 'funnel[report]'."
+            "funnel report draws its charts with plotly, which is not installed; "
+            "pip install pipedrive-funnel again, or pip install plotly."
         ) from None
 
     def draw(figure: dict[str, Any], include_plotlyjs: bool, div_id: str) -> str:

@@ -15,7 +15,7 @@ views over the published Parquet with the same `_funnel.build_info` a DuckDB bui
 so show, test, export, report and parity read a Spark build like any other.
 
 pyspark and sqlglot are imported only by funnel/spark*.py: without them
-(`pip install 'funnel[spark]'`) every DuckDB command works as before.
+(`pip install 'pipedrive-funnel[spark]'`) every DuckDB command works as before.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def session(env: Environment) -> SparkSession:
     except ImportError:
         raise ConfigError(
             f'{env.config_path}: [{env.name}] has engine = "spark", but pyspark is not installed; '
-            "run pip install 'funnel[spark]' (needs Java 17 or newer)."
+            "run pip install 'pipedrive-funnel[spark]' (needs Java 17 or newer)."
         ) from None
     logs = workdir.spark_log(env)
     logs.parent.mkdir(parents=True, exist_ok=True)
