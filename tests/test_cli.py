@@ -665,6 +665,17 @@ def test_ci_workflow_runs_ci_run_with_a_postgres_service():
     assert any(s.get("run") == ".ci/run" for s in job["steps"])
 
 
+def test_release_workflow_tests_the_install_then_publishes_with_trusted_publishing():
+    workflow = _workflow("release.yml")
+    assert workflow["on"]["push"]["tags"] == ["v*"]
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    runs = " ".join(s.get("run", "") for s in build["steps"])
+    assert "tests/test_install.py" in runs and "-m build" in runs  # the install test, then sdist + wheel
+    assert publish["needs"] == "build" and publish["permissions"] == {"id-token": "write"}
+    assert any(s.get("uses", "").startswith("pypa/gh-action-pypi-publish@") for s in publish["steps"])
+    assert "secrets." not in (WORKFLOWS / "release.yml").read_text()  # no token: PyPI trusts the workflow
+
+
 def test_refresh_example_is_a_scheduled_prod_refresh_with_commands_that_exist(runner):
     import shlex
 
