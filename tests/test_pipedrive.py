@@ -68,6 +68,7 @@ class FakePipedrive:
         self.faults: list[tuple[str, str]] = []  # (path prefix, fault), each used once
         self.log: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
         self.delay = 0.0  # seconds before each deal flow answer
+        self.stuck_cursor = False  # v2 lists answer the same next_cursor again and again
         body = {name: rows[1:] for name, rows in tables.items()}
         self.stages = [{"id": int(i), "name": n, "pipeline_id": 1} for i, n in body["stages.csv"]]
         self.users = [
@@ -150,6 +151,8 @@ class FakePipedrive:
         start = int(query.get("cursor", ["c0"])[0][1:])
         limit = min(int(query.get("limit", ["100"])[0]), self.page_size)
         more = start + limit < len(items)
+        if self.stuck_cursor and more:
+            return {"success": True, "data": items[:limit], "additional_data": {"next_cursor": f"c{limit}"}}
         return {
             "success": True,
             "data": items[start : start + limit],
@@ -203,6 +206,22 @@ def handler_for(fake: FakePipedrive) -> type[BaseHTTPRequestHandler]:
                 return self.send(400, json.dumps({"success": False, "error": text}).encode())
             if fault == "invalid":
                 return self.send(200, b'{"success": true, "data": [{"id": 1,')
+            if fault and fault.count("|") == 2:  # "status|header|value": an answer with that header
+                status_text, name, value = fault.split("|")
+                body = b'{"success": false, "error": "Too Many Requests"}'
+                if status_text == "200":
+                    body = json.dumps(fake.answer(url.path, query)[1]).encode()
+                return self.send(int(status_text), body, {name: value})
+            if fault == "drip":  # a whole, valid answer, one byte every 0.1 s
+                data = json.dumps(fake.answer(url.path, query)[1]).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return None
             if fault == "slow":
                 time.sleep(0.5)
             status, body = fake.answer(url.path, query)
@@ -401,6 +420,88 @@ def test_refusals_are_one_line_errors(project, runner, fake, sleeps, fault, mess
     assert result.stderr.startswith(message.format(port=fake.url.rsplit(":", 1)[1]))
     assert result.stderr.count("\n") == 1 and sleeps == []
     assert export_bytes(project / "raw_data") == before
+
+
+def test_an_answer_that_drips_is_cut_off_at_the_deadline(project, runner, fake, monkeypatch):
+    """Every read comes within the read timeout, but the whole answer would take minutes."""
+    policy = functools.partial(RetryPolicy, timeout=0.3, deadline=0.6, tries=2, sleep=lambda s: None)
+    monkeypatch.setattr(pipedrive, "RetryPolicy", policy)
+    fake.faults = [("/api/v1/stages", "drip")] * 2
+    before = export_bytes(project / "raw_data")
+    started = time.monotonic()
+    result = pull_cli(runner)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: GET /api/v1/stages failed 2 times (last: ReadTimeout")
+    assert result.stderr.count("\n") == 1
+    assert time.monotonic() - started < 5  # two answers of 1 s each, not the 60 s the drips would take
+    assert export_bytes(project / "raw_data") == before
+
+
+def test_a_cursor_that_never_changes_is_an_error_naming_the_endpoint(project, runner, fake, sleeps):
+    fake.stuck_cursor = True
+    result = pull_cli(runner, "--budget", "300")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: GET /api/v2/activities: the API sent next_cursor 'c4' a second time;")
+    assert len(fake.requests_to("/api/v2/activities")) == 2  # not 300: the second 'c4' is enough
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("429|Retry-After|nan", "Error: GET /api/v1/stages: the Retry-After header 'nan' is neither seconds nor an HTTP date"),
+        ("429|Retry-After|-3", "Error: GET /api/v1/stages: the Retry-After header '-3' is neither seconds nor an HTTP date"),
+        ("429|x-ratelimit-reset|nan", "Error: GET /api/v1/stages: the x-ratelimit-reset header 'nan' is not a number"),
+        ("200|x-ratelimit-reset|nan", "Error: GET /api/v1/stages: the x-ratelimit-reset header 'nan' is not a number"),
+        ("200|x-ratelimit-remaining|inf", "Error: GET /api/v1/stages: the x-ratelimit-remaining header 'inf' is not a number"),
+    ],
+    ids=["retry-after-nan", "retry-after-negative", "429-reset-nan", "200-reset-nan", "remaining-inf"],
+)
+def test_headers_that_are_not_numbers_are_one_line_errors(project, runner, fake, sleeps, fault, message):
+    fake.faults = [("/api/v1/stages", fault)]
+    before = export_bytes(project / "raw_data")
+    result = pull_cli(runner)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert export_bytes(project / "raw_data") == before
+
+
+def test_a_retry_after_date_in_utc_with_an_unknown_zone_is_waited_for(project, fake, sleeps):
+    """RFC 5322 writes '-0000' for UTC when the sender's zone is unknown: a date without a zone."""
+    import email.utils
+
+    soon = email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0) + pipedrive.timedelta(seconds=30))
+    assert soon.endswith("+0000")
+    fake.faults = [
+        ("/api/v1/stages", f"429|Retry-After|{soon[:-5]}-0000"),
+        ("/api/v1/users", "429|Retry-After|Mon, 01 Jan 2024 00:00:00 -0000"),
+    ]
+    result = pipedrive.pull(load_config(), project / "raw_data")
+    assert result.rows["stages"] == len(fake.stages)
+    assert 25 < sleeps[0] <= 30 and sleeps[1] == 0.0  # a date in the past: at once
+
+
+def test_a_user_modified_at_the_start_of_year_one_is_an_error(project, runner, fake, sleeps):
+    fake.users[2]["modified"] = "0001-01-01T00:10:00+01:00"  # before year 1 in UTC
+    fake.users[3]["modified"] = "0999-12-31 23:00:00"
+    result = pull_cli(runner)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: user: modified '0001-01-01T00:10:00+01:00' is not a timestamp like 2024-01-31 13:45:00 "
+        "(years 1000 to 9999, UTC).\n"
+    )
+    fake.users[2]["modified"] = "2024-01-01 00:00:00"
+    result = pull_cli(runner)
+    assert result.exit_code == 1 and "modified '0999-12-31 23:00:00' is not a timestamp" in result.stderr
+
+
+def test_the_summary_says_how_many_deals_were_skipped_and_why(project, runner, fake, sleeps):
+    gone = sorted(fake.flows)[1:3]
+    for deal in gone:
+        del fake.flows[deal]  # listed, but deleted before its change log was read
+    result = pull_cli(runner)
+    assert result.exit_code == 0, result.output
+    assert "Skipped 2 deal(s) deleted while the pull ran: Pipedrive answered 404 for their change logs" in result.stderr
+    assert not {r[0] for r in read_csv(project / "raw_data" / "deal_changes.csv")[1:]} & {str(d) for d in gone}
 
 
 def test_a_wrong_token_is_a_401_error(project, runner, fake, monkeypatch):

@@ -146,3 +146,8 @@ def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | 
         + ", ".join(f"{name} {n_rows(rows)}" for name, rows in result.rows.items())
         + f" ({result.requests:,} requests, {result.seconds:.1f}s)"
     )
+    if result.skipped_deals:
+        console.info(
+            f"[yellow]Skipped[/] {result.skipped_deals:,} deal(s) deleted while the pull ran: Pipedrive answered 404 for their "
+            "change logs, so deal_changes.csv has no rows for them."
+        )

@@ -16,10 +16,12 @@ import contextlib
 import csv
 import email.utils
 import json
+import math
 import os
 import re
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -64,7 +66,8 @@ class RetryPolicy:
     tries: int = 5
     base_delay: float = 1.0  # seconds; doubled after each failed try
     max_wait: float = 120.0  # a longer Retry-After means the daily budget is spent: stop
-    timeout: float = 30.0
+    timeout: float = 30.0  # for each read from the connection
+    deadline: float = 90.0  # for a whole answer: a server that drips a byte now and then is not left to hang the pull
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -88,6 +91,7 @@ class Client:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     requests: int = 0
     _http: Any = None
+    _deadline: threading.local = field(default_factory=threading.local)
 
     def __enter__(self) -> Client:
         import httpx
@@ -97,6 +101,7 @@ class Client:
             headers={"x-api-token": self.token, "accept": "application/json"},
             timeout=self.policy.timeout,
             follow_redirects=False,  # a redirect elsewhere must not receive the token
+            transport=_deadline_transport(self._deadline),
         )
         return self
 
@@ -106,6 +111,7 @@ class Client:
     def pages(self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page of a list endpoint, following v1 `start` or v2 `cursor` pagination to the end."""
         params = {**(params or {}), "limit": PAGE_LIMIT}
+        cursors: set[str] = set()
         while True:
             body = self.get(path, params, missing_ok)
             if body is None:
@@ -117,13 +123,29 @@ class Client:
                 raise PullError(f"GET {path}: 'data' is not a list of objects; is {self.base_url} a Pipedrive API?")
             yield data
             more = body.get("additional_data") or {}
-            pagination = more.get("pagination") or {}
-            if more.get("next_cursor"):
-                params = {**params, "cursor": more["next_cursor"]}
+            pagination = more.get("pagination") or {} if isinstance(more, dict) else {}
+            if not isinstance(more, dict) or not isinstance(pagination, dict):
+                raise PullError(f"GET {path}: 'additional_data' is not an object; is {self.base_url} a Pipedrive API?")
+            cursor = more.get("next_cursor")
+            if cursor is not None and cursor != "":
+                if not isinstance(cursor, str):
+                    raise PullError(
+                        f"GET {path}: next_cursor {_short(repr(cursor))} is not text; is the api_url a Pipedrive API?"
+                    )
+                if cursor in cursors:
+                    raise PullError(
+                        f"GET {path}: the API sent next_cursor {_short(repr(cursor))} a second time; its pagination "
+                        "goes round in a circle, so the pull stops (try again later; if it persists, tell Pipedrive)."
+                    )
+                cursors.add(cursor)
+                params = {**params, "cursor": cursor}
             elif pagination.get("more_items_in_collection"):
                 next_start = pagination.get("next_start")
                 if not isinstance(next_start, int) or isinstance(next_start, bool) or next_start <= params.get("start", -1):
-                    raise PullError(f"GET {path}: pagination does not advance (next_start={next_start!r}).")
+                    raise PullError(
+                        f"GET {path}: pagination does not advance (next_start={_short(repr(next_start))} after "
+                        f"start={params.get('start', 0)}), so the pull stops (try again later; if it persists, tell Pipedrive)."
+                    )
                 params = {**params, "start": next_start}
             else:
                 return
@@ -141,6 +163,7 @@ class Client:
                 )
             self.requests += 1
             wait = self.policy.base_delay * 2**attempt
+            self._deadline.at = time.monotonic() + self.policy.deadline
             try:
                 response = self._http.get(path, params=params)
             except httpx.ConnectError as e:
@@ -151,6 +174,8 @@ class Client:
                 last = f"{type(e).__name__}: {first_line(e)}"
                 self.policy.sleep(wait)
                 continue
+            finally:
+                self._deadline.at = None
             status = response.status_code
             if status == 429 or status >= 500:
                 last = f"HTTP {status}"
@@ -169,18 +194,15 @@ class Client:
             if not isinstance(body, dict) or body.get("success") is not True:
                 message = body.get("error") if isinstance(body, dict) else None
                 raise PullError(f"GET {path}: Pipedrive answered without success ({_short(str(message))}).")
-            self._pace(response)
+            self._pace(response, path)
             return body
         raise PullError(f"GET {path} failed {self.policy.tries} times (last: {last}); Pipedrive may be down, try again later.")
 
     def _retry_after(self, response: httpx.Response, default: float, path: str) -> float:
         """Seconds to wait after a 429 or 5xx: Retry-After, then x-ratelimit-reset, then backoff."""
-        header = response.headers.get("retry-after") or (
-            response.headers.get("x-ratelimit-reset") if response.status_code == 429 else None
-        )
-        if header is None:
-            return default
-        seconds = _seconds(header)
+        seconds = _retry_after_header(response, path)
+        if seconds is None and response.status_code == 429:
+            seconds = _number_header(response, "x-ratelimit-reset", path)
         if seconds is None:
             return default
         if seconds > self.policy.max_wait:
@@ -188,14 +210,14 @@ class Client:
                 f"GET {path}: Pipedrive's rate limit asks to wait {seconds:,.0f} s (HTTP {response.status_code}); "
                 "the company's daily API budget may be used up: try again later or after midnight (UTC)."
             )
-        return max(seconds, 0.0)
+        return seconds
 
-    def _pace(self, response: httpx.Response) -> None:
+    def _pace(self, response: httpx.Response, path: str) -> None:
         """Wait out the rate-limit window when the headers say it is used up, instead of hitting 429."""
-        remaining = response.headers.get("x-ratelimit-remaining")
-        reset = _seconds(response.headers.get("x-ratelimit-reset") or "")
-        if remaining is not None and remaining.strip() == "0" and reset is not None:
-            self.policy.sleep(min(max(reset, 0.0), self.policy.max_wait))
+        remaining = _number_header(response, "x-ratelimit-remaining", path)
+        reset = _number_header(response, "x-ratelimit-reset", path)
+        if remaining == 0 and reset is not None:
+            self.policy.sleep(min(reset, self.policy.max_wait))
 
     def _refusal(self, path: str, response: httpx.Response) -> str:
         status = response.status_code
@@ -427,10 +449,14 @@ def _time(item: dict[str, Any], key: str, where: str, layout: str) -> str:
         if match is None:
             raise ValueError
         clock = match.group(2) + (":00" if match.group(2).count(":") == 1 else "")
-        moment = datetime.fromisoformat(f"{match.group(1)}T{clock}{_zone(match.group(3))}")
-    except ValueError:
-        raise PullError(f"{where}: {key} {_short(repr(value))} is not a timestamp like 2024-01-31 13:45:00.") from None
-    return moment.astimezone(UTC).replace(tzinfo=None).strftime(layout)
+        moment = datetime.fromisoformat(f"{match.group(1)}T{clock}{_zone(match.group(3))}").astimezone(UTC)
+        if moment.year < 1000:  # strftime writes year 1 as '1', which no file reader takes for a date
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise PullError(
+            f"{where}: {key} {_short(repr(value))} is not a timestamp like 2024-01-31 13:45:00 (years 1000 to 9999, UTC)."
+        ) from None
+    return moment.replace(tzinfo=None).strftime(layout)
 
 
 def _zone(zone: str | None) -> str:
@@ -626,17 +652,99 @@ def _scrub(text: str, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _seconds(header: str) -> float | None:
-    """A Retry-After value: seconds, or an HTTP date."""
-    try:
-        return float(header)
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError):
+NUMBER = re.compile(r"\s*\d{1,15}(\.\d{1,6})?\s*")
+
+
+def _number_header(response: httpx.Response, name: str, path: str) -> float | None:
+    """A header that must hold a plain non-negative number (seconds or a count), or None when absent."""
+    value = response.headers.get(name)
+    if value is None:
         return None
-    return (moment - datetime.now(UTC)).total_seconds()
+    if not NUMBER.fullmatch(value):
+        raise PullError(
+            f"GET {path}: the {name} header {_short(repr(value))} is not a number of the kind Pipedrive documents "
+            f"(HTTP {response.status_code}); is the api_url a Pipedrive API? Try again later."
+        )
+    return float(value)
+
+
+def _retry_after_header(response: httpx.Response, path: str) -> float | None:
+    """Retry-After (RFC 9110): a number of seconds, or an HTTP date (then the seconds until it, at least 0)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    if NUMBER.fullmatch(value):
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        moment = None
+    if moment is None:
+        raise PullError(
+            f"GET {path}: the Retry-After header {_short(repr(value))} is neither seconds nor an HTTP date "
+            f"(HTTP {response.status_code}); is the api_url a Pipedrive API? Try again later."
+        )
+    if moment.tzinfo is None:  # '-0000': UTC, with the sender's zone unknown (RFC 5322 3.3)
+        moment = moment.replace(tzinfo=UTC)
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _deadline_transport(deadline: threading.local) -> Any:
+    """httpx's transport, with every read and write of a request bounded by the thread's `deadline.at`.
+
+    httpx's timeout is per read: an answer that drips a byte every few seconds never trips it.
+    Here each read waits at most until the request's overall deadline, then fails as a timeout.
+    """
+    import httpcore
+    import httpx
+
+    def clamp(timeout: float | None) -> float | None:
+        at: float | None = getattr(deadline, "at", None)
+        if at is None:
+            return timeout
+        left: float = at - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("no whole answer before the request's deadline")
+        return left if timeout is None else min(timeout, left)
+
+    class Stream(httpcore.NetworkStream):
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._inner.read(max_bytes, clamp(timeout))  # type: ignore[no-any-return]
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, clamp(timeout))
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+            return Stream(self._inner.start_tls(ssl_context, server_hostname, clamp(timeout)))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class Backend(httpcore.NetworkBackend):
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def connect_tcp(
+            self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
+        ) -> Any:
+            return Stream(self._inner.connect_tcp(host, port, clamp(timeout), local_address, socket_options))
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+            return Stream(self._inner.connect_unix_socket(path, clamp(timeout), socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    transport = httpx.HTTPTransport()
+    transport._pool._network_backend = Backend(transport._pool._network_backend)  # httpcore has no public hook
+    return transport
 
 
 def _rfc3339(moment: datetime) -> str:
