@@ -69,6 +69,8 @@ class FakePipedrive:
         self.log: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
         self.delay = 0.0  # seconds before each deal flow answer
         self.stuck_cursor = False  # v2 lists answer the same next_cursor again and again
+        self.daily: int | None = None  # tokens left today, reported in x-daily-ratelimit-token-remaining
+        self.spent = 0  # tokens charged, at the costs below
         body = {name: rows[1:] for name, rows in tables.items()}
         self.stages = [{"id": int(i), "name": n, "pipeline_id": 1} for i, n in body["stages.csv"]]
         self.users = [
@@ -159,6 +161,11 @@ class FakePipedrive:
             "additional_data": {"next_cursor": f"c{start + limit}" if more else None},
         }
 
+    @staticmethod
+    def cost(path: str) -> int:
+        """What Pipedrive charges (the costs docs/pipedrive-api.md cites): flow 40, v2 list 10, v1 list 20."""
+        return 40 if path.endswith("/flow") else 10 if path.startswith("/api/v2/") else 20
+
     def fault_for(self, path: str) -> str | None:
         for i, (prefix, fault) in enumerate(self.faults):
             if path.startswith(prefix):
@@ -195,6 +202,13 @@ def handler_for(fake: FakePipedrive) -> type[BaseHTTPRequestHandler]:
                 return self.send(401, b'{"success": false, "error": "unauthorized access", "errorCode": 401}')
             fault = fake.fault_for(url.path)
             limits = {"x-ratelimit-limit": "40", "x-ratelimit-remaining": "39", "x-ratelimit-reset": "2"}
+            if fake.daily is not None:
+                if fake.daily < fake.cost(url.path):  # what Pipedrive does when the day's budget is spent
+                    body = b'{"success": false, "error": "Daily token budget exceeded"}'
+                    return self.send(429, body, {"Retry-After": "36000", "x-daily-ratelimit-token-remaining": "0"})
+                fake.daily -= fake.cost(url.path)
+                fake.spent += fake.cost(url.path)
+                limits["x-daily-ratelimit-token-remaining"] = str(fake.daily)
             if fault == "429":
                 return self.send(429, b'{"success": false, "error": "Too Many Requests"}', {"Retry-After": "0"})
             if fault == "429-daily":
@@ -372,12 +386,14 @@ def test_a_used_up_rate_window_is_waited_out_before_the_next_request(project, fa
     assert sleeps == [1.0]
 
 
-def test_a_retry_after_of_hours_stops_with_an_error_instead_of_waiting(project, runner, fake, sleeps):
+def test_a_retry_after_of_hours_stops_cleanly_instead_of_waiting(project, runner, fake, sleeps):
     fake.faults = [("/api/v1/activityTypes", "429-daily")]
     before = export_bytes(project / "raw_data")
     result = pull_cli(runner)
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error: GET /api/v1/activityTypes: Pipedrive's rate limit asks to wait 36,000 s (HTTP 429)")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        "Stopped early, resume later: GET /api/v1/activityTypes: Pipedrive's rate limit asks to wait 36,000 s (HTTP 429)"
+    )
     assert "daily API budget" in result.stderr and sleeps == []
     assert export_bytes(project / "raw_data") == before
 
@@ -557,20 +573,130 @@ def test_a_value_of_the_wrong_type_names_the_object_and_field(project, runner, f
 # --- budget ------------------------------------------------------------------------------
 
 
-def test_a_pull_that_would_exceed_the_budget_stops_before_the_deal_logs(project, runner, fake, sleeps):
+def flows_fetched(fake: FakePipedrive) -> list[int]:
+    return [int(path.split("/")[4]) for path, _, _ in fake.log if path.endswith("/flow")]
+
+
+def journal_deals(project: Path, folder: str = "raw_data") -> set[int]:
+    path = project / f".{folder}.resume.jsonl"
+    if not path.exists():
+        return set()
+    lines = path.read_bytes().split(b"\n")[1:]
+    return {json.loads(line)["deal"] for line in lines if line.strip() and line.endswith(b"}")}
+
+
+def test_the_request_budget_stops_the_pull_cleanly_and_the_next_pull_continues(project, runner, fake, sleeps):
     assert pull_cli(runner, "--out", "probe").exit_code == 0
     lists = len([p for p, _, _ in fake.log if "/flow" not in p])
-    needed = lists + len(fake.flows)
+    pages = flows_fetched(fake)  # a deal's log may take several pages
+    budget = lists + sum(pages.count(deal) for deal in sorted(fake.flows)[:5])
     fake.log.clear()
     before = export_bytes(project / "raw_data")
-    result = pull_cli(runner, "--budget", str(needed - 1))
-    assert result.exit_code == 1
-    assert result.stderr == (
-        f"Error: pulling the change logs of {len(fake.flows)} deals needs at least {needed} requests, more than the "
-        f"request budget of {needed - 1}; raise [pipedrive] request_budget or --budget, or pull only changes with --since last.\n"
+    result = pull_cli(runner, "--budget", str(budget))
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith(
+        f"Stopped early, resume later: the pull used its request budget of {budget} requests; 5 of {len(fake.flows)} "
+        "deal change logs are kept in .raw_data.resume.jsonl. Run funnel pull again to continue"
     )
-    assert fake.requests_to("/api/v1/deals/") == []
+    first = sorted(set(flows_fetched(fake)))
+    assert first == sorted(fake.flows)[:5] and journal_deals(project) == set(first)
     assert export_bytes(project / "raw_data") == before
+    fake.log.clear()
+
+    result = pull_cli(runner)
+    assert result.exit_code == 0, result.output
+    assert f"resuming: 5 of {len(fake.flows)} deals already fetched" in result.stderr
+    assert sorted(set(flows_fetched(fake))) == sorted(fake.flows)[5:]  # not one of the five again
+    assert export_bytes(project / "raw_data") == export_bytes(project / "probe")
+    assert not (project / ".raw_data.resume.jsonl").exists()
+
+
+def test_a_resumed_pull_refetches_deals_updated_since_and_equals_a_pull_in_one_go(project, fake, sleeps):
+    seen: list[str] = []
+
+    def interrupt(label: str, done: int, total: int) -> None:
+        if label == "deal change logs" and done == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipedrive.pull(load_config(), project / "raw_data", on_progress=interrupt)
+    kept = journal_deals(project)
+    assert len(kept) == 6
+    changed = sorted(kept)[0]
+    change = {"id": 99_999, "item_id": changed, "field_key": "stage_id", "new_value": "7", "log_time": "2025-03-04 05:06:07"}
+    fake.flows[changed].insert(0, {"object": "dealChange", "timestamp": change["log_time"], "data": change})
+    next(d for d in fake.deals if d["id"] == changed)["update_time"] = "2025-03-04T05:06:07Z"
+    fake.log.clear()
+
+    result = pipedrive.pull(load_config(), project / "raw_data", on_notice=seen.append)
+    assert seen == [f"resuming: 5 of {len(fake.flows)} deals already fetched"] and result.resumed_deals == 5
+    assert sorted(set(flows_fetched(fake))) == sorted(set(fake.flows) - kept | {changed})
+    assert ["7", "2025-03-04 05:06:07"] == [
+        [r[3], r[1]] for r in read_csv(project / "raw_data" / "deal_changes.csv") if r[0] == str(changed)
+    ][-1]
+    pipedrive.pull(load_config(), project / "whole")
+    assert export_bytes(project / "raw_data") == export_bytes(project / "whole")
+
+
+def test_the_pull_stops_at_its_share_of_the_daily_budget_and_the_next_day_completes(project, runner, fake, sleeps):
+    fake.daily = 10**9
+    assert pull_cli(runner, "--out", "probe").exit_code == 0
+    whole = fake.spent  # what a whole pull costs at the documented rates
+    fake.log.clear()
+    fake.daily, fake.spent = whole, 0  # today's budget: the whole pull; funnel may spend half of it
+    before = export_bytes(project / "raw_data")
+    result = pull_cli(runner)
+    assert result.exit_code == 3, result.output
+    kept = journal_deals(project)
+    assert result.stderr.startswith(
+        f"Stopped early, resume later: funnel's share of today's API budget is spent: about {fake.spent:,} tokens of the "
+        f"{whole // 2:,} allowed ([pipedrive] budget_share 0.5 of the {whole:,} left when the pull started); "
+        f"{len(kept)} of {len(fake.flows)} deal change logs are kept in .raw_data.resume.jsonl. Run funnel pull again "
+        "after Pipedrive resets the daily budget (tomorrow) to continue."
+    )
+    assert whole // 2 - 40 < fake.spent <= whole // 2  # the share, not a token more; less than one more request short
+    assert 0 < len(kept) < len(fake.flows)
+    assert export_bytes(project / "raw_data") == before
+    fake.log.clear()
+
+    fake.daily = 10 * whole  # the next day
+    result = pull_cli(runner)
+    assert result.exit_code == 0, result.output
+    assert f"resuming: {len(kept)} of {len(fake.flows)} deals already fetched" in result.stderr
+    assert not set(flows_fetched(fake)) & kept
+    assert export_bytes(project / "raw_data") == export_bytes(project / "probe")
+
+
+def test_budget_share_comes_from_the_config(project, runner, fake, sleeps):
+    with (project / "environments.toml").open("a") as f:
+        f.write("\n[pipedrive]\nbudget_share = 0.02\n")
+    fake.daily = 10_000
+    result = pull_cli(runner)
+    assert result.exit_code == 3 and "of the 200 allowed ([pipedrive] budget_share 0.02 of the 10,000 left" in result.stderr
+    assert fake.spent <= 200
+
+
+def test_kept_progress_of_another_address_or_cut_short_is_not_trusted(project, fake, sleeps):
+    journal = project / ".raw_data.resume.jsonl"
+    header = {"format": pipedrive.JOURNAL_FORMAT, "api_url": fake.url, "fields": list(pipedrive.TRACKED_FIELDS)}
+    deal = sorted(fake.flows)[0]
+    other = sorted(fake.flows)[1]
+    forged = [[str(deal), "2020-01-01 00:00:00", "stage_id", "666"]]
+    lines = [
+        json.dumps({**header, "api_url": "http://127.0.0.1:1"}),
+        json.dumps({"deal": deal, "update_time": OLD, "rows": forged}),
+    ]
+    journal.write_text("\n".join(lines) + "\n")
+    pipedrive.pull(load_config(), project / "raw_data")
+    assert deal in flows_fetched(fake) and "666" not in (project / "raw_data" / "deal_changes.csv").read_text()
+
+    fake.log.clear()
+    bad_rows = [[str(other), "x"]]  # not four columns
+    lines = [json.dumps(header), json.dumps({"deal": other, "update_time": OLD, "rows": bad_rows})]
+    journal.write_text("\n".join(lines) + "\n" + json.dumps({"deal": deal, "update_time": OLD, "rows": forged})[:30])
+    result = pipedrive.pull(load_config(), project / "raw_data")
+    assert result.resumed_deals == 0 and {deal, other} <= set(flows_fetched(fake))
+    assert not journal.exists()
 
 
 def test_the_budget_is_a_hard_limit_on_requests_from_the_config(project, runner, fake, sleeps):
@@ -616,6 +742,51 @@ def test_a_killed_pull_leaves_the_export_and_the_next_pull_cleans_up(project, fa
     pipedrive.pull(load_config(), project / "raw_data")
     assert scratch_folders(project) == []
     assert export_bytes(project / "raw_data") != before
+
+
+@pytest.mark.slow
+def test_a_pull_killed_at_random_points_resumes_to_the_same_files_without_refetching(project, fake, sleeps):
+    import copy
+    import random
+
+    for n, items in enumerate(list(fake.flows.values())):  # twice the deals
+        twin = 900_000 + n
+        fake.flows[twin] = [copy.deepcopy(item) for item in items]
+        for item in fake.flows[twin]:
+            item["data"]["item_id"] = twin
+        fake.deals.append({"id": twin, "title": f"Deal {twin}", "update_time": OLD})
+    pipedrive.pull(load_config(), project / "whole")
+    flow_requests = len(flows_fetched(fake))
+    fake.log.clear()
+    before = export_bytes(project / "raw_data")
+    fake.delay = 0.03
+    env = {**os.environ, "FUNNEL_PROJECT_DIR": str(project)}
+    rng = random.Random(26_22)
+    completed: set[int] = set()  # deals whose log was kept when a pull was killed
+    kills = 0
+    for _ in range(6):
+        fake.log.clear()
+        process = subprocess.Popen([sys.executable, "-m", "funnel", "pull"], env=env, stderr=subprocess.DEVNULL)
+        point = rng.randrange(max(1, flow_requests * (len(fake.flows) - len(completed)) // len(fake.flows)))
+        deadline = time.monotonic() + 60
+        while len(flows_fetched(fake)) < point and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))
+        process.send_signal(signal.SIGKILL)
+        code = process.wait()
+        assert not set(flows_fetched(fake)) & completed, "a kept change log was fetched again"
+        if code == 0:
+            break
+        kills += 1
+        assert export_bytes(project / "raw_data") == before  # nothing changes until a pull completes
+        completed |= journal_deals(project)
+    fake.log.clear()
+    finished = subprocess.run([sys.executable, "-m", "funnel", "pull"], env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert not set(flows_fetched(fake)) & completed
+    assert kills >= 3 and len(completed) > 0
+    assert export_bytes(project / "raw_data") == export_bytes(project / "whole")
+    assert not (project / ".raw_data.resume.jsonl").exists()
 
 
 # --- --since -------------------------------------------------------------------------------
@@ -685,6 +856,10 @@ def test_the_environment_variable_wins_over_the_file(project, runner, fake, slee
         ('api_token = "abc"', "holds an API token; remove it and set PIPEDRIVE_API_TOKEN instead."),
         ('api_uri = "https://x.pipedrive.com"', "unknown key 'api_uri'. Did you mean 'api_url'?"),
         ("request_budget = 0", "request_budget must be 1 or more."),
+        ("budget_share = 1.5", "budget_share must be more than 0 and at most 1"),
+        ("budget_share = nan", "budget_share must be more than 0 and at most 1"),
+        ("budget_share = 0", "budget_share must be more than 0 and at most 1"),
+        ('budget_share = "half"', "key 'budget_share' must be a number"),
         ('request_budget = "many"', "key 'request_budget' must be a whole number"),
     ],
 )

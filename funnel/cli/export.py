@@ -135,16 +135,21 @@ def pull_command(
 def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
     from funnel.cli import console
     from funnel.errors import n_rows
+    from funnel.pipedrive.pull import PullStopped
     from funnel.pipedrive.pull import pull as run_pull
 
-    _interrupted_means(f"Interrupted; the export in {out} is unchanged")
-    with console.progress_bar("pulling") as on_progress:
-        result = run_pull(project, out, since, budget, on_progress)
+    _interrupted_means(f"Interrupted; the export in {out} is unchanged, and the next funnel pull continues where this one was")
+    try:
+        with console.progress_bar("pulling") as on_progress:
+            result = run_pull(project, out, since, budget, on_progress, on_notice=console.info)
+    except PullStopped as e:
+        console.info(f"[yellow]Stopped early, resume later[/]: {e}")
+        raise typer.Exit(PullStopped.exit_code) from None
     what = f"changes since {result.since:%Y-%m-%d %H:%M} UTC" if result.since else "everything"
     console.info(
         f"Pulled {what} into {result.out}: "
         + ", ".join(f"{name} {n_rows(rows)}" for name, rows in result.rows.items())
-        + f" ({result.requests:,} requests, {result.seconds:.1f}s)"
+        + f" ({result.requests:,} requests, about {result.tokens:,} API tokens, {result.seconds:.1f}s)"
     )
     if result.skipped_deals:
         console.info(

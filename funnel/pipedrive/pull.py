@@ -42,6 +42,17 @@ TOKEN_ENV = "PIPEDRIVE_API_TOKEN"
 URL_ENV = "PIPEDRIVE_API_URL"
 STATE_FILE = ".funnel-pull.json"
 DEFAULT_BUDGET = 10_000
+DEFAULT_SHARE = 0.5  # of the daily token budget left when a pull starts ([pipedrive] budget_share)
+# Token costs of one request (docs/pipedrive-api.md, "Costs"): a page of a v1 list, a page
+# of a v2 list, one deal's flow page.
+COST_V1_LIST = 20
+COST_V2_LIST = 10
+COST_FLOW = 40
+DAILY_HEADER = "x-daily-ratelimit-token-remaining"  # seen on the live API, undocumented
+# Progress kept beside the export: `.<folder>.resume.jsonl`. Bump JOURNAL_FORMAT whenever what
+# a deal's kept rows hold changes (columns, tracked fields, conversions): older journals are then
+# discarded instead of mixing two layouts in one file.
+JOURNAL_FORMAT = 1
 PAGE_LIMIT = 500  # the largest page both API versions document
 # The deal fields whose changes the models read (sql/staging/tests.toml accepts these
 # four); the flow of other fields (title, value, ...) is left out of deal_changes.csv.
@@ -57,6 +68,15 @@ Progress = Callable[[str, int, int], None]
 
 class PullError(FunnelError):
     """The Pipedrive API could not be read completely; the previous export is unchanged."""
+
+
+class PullStopped(PullError):
+    """A budget ran out: the pull stopped cleanly, kept its progress, and the next run continues.
+
+    The CLI exits 3 ("stopped early, resume later"); the previous export is unchanged.
+    """
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,8 @@ class PullResult:
     since: datetime | None
     seconds: float
     skipped_deals: int = 0
+    tokens: int = 0  # estimated from the documented costs
+    resumed_deals: int = 0  # change logs taken from the kept progress of an earlier run
 
 
 @dataclass
@@ -89,9 +111,20 @@ class Client:
     token: str
     budget: int
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    share: float = DEFAULT_SHARE
     requests: int = 0
+    tokens: int = 0  # spent, estimated from the documented costs
+    daily_at_start: int | None = None  # the first x-daily-ratelimit-token-remaining seen
+    daily_left: int | None = None  # the last one seen
+    stop_note: str = ""  # what the pull has kept, for the message when a budget stops it
     _http: Any = None
     _deadline: threading.local = field(default_factory=threading.local)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def allowed_tokens(self) -> int | None:
+        """funnel's share of the daily budget left when the pull started, when the API reports it."""
+        return None if self.daily_at_start is None else int(self.share * self.daily_at_start)
 
     def __enter__(self) -> Client:
         import httpx
@@ -156,12 +189,7 @@ class Client:
 
         last = ""
         for attempt in range(self.policy.tries):
-            if self.requests >= self.budget:
-                raise PullError(
-                    f"the pull used its whole request budget of {self.budget:,} requests before finishing; "
-                    "raise [pipedrive] request_budget or --budget, or pull less with --since last."
-                )
-            self.requests += 1
+            self._spend(path)
             wait = self.policy.base_delay * 2**attempt
             self._deadline.at = time.monotonic() + self.policy.deadline
             try:
@@ -177,6 +205,7 @@ class Client:
             finally:
                 self._deadline.at = None
             status = response.status_code
+            self._daily(response, path)
             if status == 429 or status >= 500:
                 last = f"HTTP {status}"
                 self.policy.sleep(self._retry_after(response, wait, path))
@@ -198,6 +227,42 @@ class Client:
             return body
         raise PullError(f"GET {path} failed {self.policy.tries} times (last: {last}); Pipedrive may be down, try again later.")
 
+    def _spend(self, path: str) -> None:
+        """Count one request and its tokens, or stop when the request budget or the token share is used up."""
+        cost = token_cost(path)
+        with self._lock:
+            if self.requests >= self.budget:
+                if self.stop_note:
+                    raise PullStopped(
+                        f"the pull used its request budget of {self.budget:,} requests; {self.stop_note} "
+                        "Run funnel pull again to continue (or raise [pipedrive] request_budget or --budget)."
+                    )
+                raise PullError(
+                    f"the pull used its whole request budget of {self.budget:,} requests before finishing; "
+                    "raise [pipedrive] request_budget or --budget, or pull less with --since last."
+                )
+            allowed = self.allowed_tokens
+            if allowed is not None and self.tokens + cost > allowed:
+                raise PullStopped(
+                    f"funnel's share of today's API budget is spent: about {self.tokens:,} tokens of the "
+                    f"{allowed:,} allowed ([pipedrive] budget_share {self.share:g} of the {self.daily_at_start:,} left "
+                    f"when the pull started); {self.stop_note or 'nothing was kept yet.'} Run funnel pull again after "
+                    "Pipedrive resets the daily budget (tomorrow) to continue."
+                )
+            self.requests += 1
+            self.tokens += cost
+
+    def _daily(self, response: httpx.Response, path: str) -> None:
+        """Note the daily token budget the API reports (an undocumented header: absent is fine)."""
+        left = _number_header(response, DAILY_HEADER, path)
+        if left is None:
+            return
+        with self._lock:
+            self.daily_left = int(left)
+            if self.daily_at_start is None:
+                # What remained before this first answer: its own cost is already counted in self.tokens.
+                self.daily_at_start = int(left) + self.tokens
+
     def _retry_after(self, response: httpx.Response, default: float, path: str) -> float:
         """Seconds to wait after a 429 or 5xx: Retry-After, then x-ratelimit-reset, then backoff."""
         seconds = _retry_after_header(response, path)
@@ -206,9 +271,10 @@ class Client:
         if seconds is None:
             return default
         if seconds > self.policy.max_wait:
-            raise PullError(
-                f"GET {path}: Pipedrive's rate limit asks to wait {seconds:,.0f} s (HTTP {response.status_code}); "
-                "the company's daily API budget may be used up: try again later or after midnight (UTC)."
+            raise PullStopped(
+                f"GET {path}: Pipedrive's rate limit asks to wait {seconds:,.0f} s "
+                f"(HTTP {response.status_code}), so the company's daily API budget is probably used up; "
+                f"{self.stop_note or 'nothing was kept yet.'} Run funnel pull again after the budget resets (tomorrow)."
             )
         return seconds
 
@@ -247,26 +313,33 @@ def pull(
     budget: int | None = None,
     on_progress: Progress | None = None,
     policy: RetryPolicy | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> PullResult:
     """Fetch the six source files into `out`; `since` ('last' or a timestamp) merges changes only.
 
-    Raises PullError (or ConfigError) with the token scrubbed; `out` is then unchanged.
+    Deal change logs are kept as they come in (`.<out>.resume.jsonl` beside `out`), so a pull
+    that stops (a budget, Ctrl-C, a crash) continues where it was next time. Raises PullError,
+    PullStopped (a budget ran out; progress kept) or ConfigError with the token scrubbed; `out`
+    is then unchanged.
     """
     started = time.perf_counter()
     token = _token()
     api_url, where = _api_url(project)
     budget = budget or project.pipedrive.request_budget or DEFAULT_BUDGET
+    share = project.pipedrive.budget_share if project.pipedrive.budget_share is not None else DEFAULT_SHARE
     out = out.resolve()
     pulled_at = datetime.now(UTC).replace(microsecond=0)
+    client = Client(api_url, token, budget, policy or RetryPolicy(), share=share)
     try:
         since_at = _since(since, out, api_url)
         with _scratch(out) as scratch:
-            with Client(api_url, token, budget, policy or RetryPolicy()) as client:
-                tables, skipped = _fetch(client, since_at, on_progress)
+            with client, Journal.open(_journal_path(out), api_url) as journal:
+                tables, skipped, resumed = _fetch(client, since_at, on_progress, on_notice, journal)
             if since_at is not None:
                 tables = _merge(out, tables)
             state = {"pulled_at": _rfc3339(pulled_at), "api_url": api_url, "since": since_at and _rfc3339(since_at)}
             _publish(scratch, out, tables, state)
+            _journal_path(out).unlink(missing_ok=True)  # the export now holds it all
     except FunnelError as e:
         raise type(e)(_scrub(str(e), token)) from None
     except Exception as e:
@@ -276,7 +349,14 @@ def pull(
             raise PullError(f"{where}: {_scrub(first_line(e), token)}") from None
         raise
     rows = {name: len(table.rows) for name, table in tables.items()}
-    return PullResult(out, rows, client.requests, since_at, time.perf_counter() - started, skipped)
+    return PullResult(out, rows, client.requests, since_at, time.perf_counter() - started, skipped, client.tokens, resumed)
+
+
+def token_cost(path: str) -> int:
+    """The documented token cost of one GET of `path` (docs/pipedrive-api.md, "Costs")."""
+    if path.endswith("/flow"):
+        return COST_FLOW
+    return COST_V2_LIST if path.startswith("/api/v2/") else COST_V1_LIST
 
 
 @dataclass
@@ -286,7 +366,13 @@ class Table:
     key: int = 0  # column of that key
 
 
-def _fetch(client: Client, since: datetime | None, on_progress: Progress | None) -> tuple[dict[str, Table], int]:
+def _fetch(
+    client: Client,
+    since: datetime | None,
+    on_progress: Progress | None,
+    on_notice: Callable[[str], None] | None,
+    journal: Journal,
+) -> tuple[dict[str, Table], int, int]:
     def report(label: str, done: int, total: int) -> None:
         if on_progress:
             on_progress(label, done, total)
@@ -312,26 +398,140 @@ def _fetch(client: Client, since: datetime | None, on_progress: Progress | None)
         "activity": Table(rows_of("activities", "/api/v2/activities", _activity, changed)),
     }
     tables["activity"].refreshed = {r[0] for r in tables["activity"].rows}
-    deal_ids = sorted({_int(d, "id", "/api/v2/deals") for page in client.pages("/api/v2/deals", changed) for d in page})
-    needed = client.requests + len(deal_ids)
-    if needed > client.budget:
-        raise PullError(
-            f"pulling the change logs of {len(deal_ids):,} deals needs at least {needed:,} requests, more than the "
-            f"request budget of {client.budget:,}; raise [pipedrive] request_budget or --budget, or pull only "
-            "changes with --since last."
-        )
-    changes: list[tuple[str, ...]] = []
+    deals = list_deals(client, changed)
+    kept = {deal: rows for deal, (updated, rows) in journal.deals.items() if deal in deals and updated == deals[deal]}
+    if kept and on_notice:
+        on_notice(f"resuming: {len(kept):,} of {len(deals):,} deals already fetched")
+    changes: list[tuple[str, ...]] = [row for rows in kept.values() for row in rows]
+    to_fetch = [deal for deal in sorted(deals) if deal not in kept]
     skipped = 0
-    for done, deal_id in enumerate(deal_ids, start=1):
-        path = f"/api/v1/deals/{deal_id}/flow"
-        found = False
-        for page in client.pages(path, {"items": "dealChange"}, missing_ok=True):
-            found = True
-            changes.extend(r for r in (_deal_change(deal_id, item, path) for item in page) if r is not None)
-        skipped += not found  # deleted after it was listed: it has no log any more
-        report("deal change logs", done, len(deal_ids))
-    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deal_ids})
-    return tables, skipped
+    done = len(kept)
+
+    def note() -> None:
+        client.stop_note = f"{done:,} of {len(deals):,} deal change logs are kept in {journal.path.name}."
+
+    note()
+    report("deal change logs", done, len(deals))
+    for deal_id in to_fetch:
+        rows = deal_flow(client, deal_id)
+        if rows is None:
+            skipped += 1  # deleted after it was listed: it has no log any more
+        else:
+            journal.add(deal_id, deals[deal_id], rows)
+            changes.extend(rows)
+        done += 1
+        note()
+        report("deal change logs", done, len(deals))
+    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deals})
+    return tables, skipped, len(kept)
+
+
+def list_deals(client: Client, params: dict[str, Any]) -> dict[int, str]:
+    """The deals of the v2 list: id -> update_time (text as the API sent it; '' when absent)."""
+    where = "/api/v2/deals"
+    deals: dict[int, str] = {}
+    for page in client.pages(where, params):
+        for deal in page:
+            deals[_int(deal, "id", where)] = _text(deal, "update_time", f"{where} deal {deal.get('id')!r}")
+    return deals
+
+
+def deal_flow(client: Client, deal_id: int) -> list[tuple[str, ...]] | None:
+    """The tracked changes of one deal, every page; None when the deal no longer exists (404)."""
+    path = f"/api/v1/deals/{deal_id}/flow"
+    rows: list[tuple[str, ...]] = []
+    found = False
+    for page in client.pages(path, {"items": "dealChange"}, missing_ok=True):
+        found = True
+        rows.extend(r for r in (_deal_change(deal_id, item, path) for item in page) if r is not None)
+    return rows if found else None
+
+
+# --- resume: deal change logs kept beside the export as they come in -------------------
+
+
+def _journal_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.resume.jsonl"
+
+
+@dataclass
+class Journal:
+    """An append-only file of fetched deal change logs: a header line, then one line per deal.
+
+    A deal's kept rows are reused while the deal's update_time in the listing is the one it
+    had when its log was fetched. A line cut short by a kill is dropped (and cut off the file);
+    a journal of another address or layout is discarded.
+    """
+
+    path: Path
+    deals: dict[int, tuple[str, list[tuple[str, ...]]]]
+    _file: Any = None
+    _synced: float = 0.0
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path, api_url: str) -> Iterator[Journal]:
+        header = {"format": JOURNAL_FORMAT, "api_url": api_url, "fields": list(TRACKED_FIELDS)}
+        deals, good = _read_journal(path, header)
+        journal = cls(path, deals)
+        if good == 0:
+            with path.open("w", encoding="utf-8") as f:
+                f.write(json.dumps(header) + "\n")
+            good = path.stat().st_size
+        journal._file = path.open("r+b")
+        try:
+            journal._file.truncate(good)  # a line cut short by a kill goes
+            journal._file.seek(good)
+            yield journal
+        finally:
+            journal._file.flush()
+            os.fsync(journal._file.fileno())
+            journal._file.close()
+
+    def add(self, deal_id: int, updated: str, rows: list[tuple[str, ...]]) -> None:
+        line = json.dumps({"deal": deal_id, "update_time": updated, "rows": rows}, ensure_ascii=False)
+        self._file.write(line.encode("utf-8") + b"\n")
+        self._file.flush()  # in the kernel: a SIGKILL loses nothing
+        if time.monotonic() - self._synced > 5:
+            os.fsync(self._file.fileno())  # on disk every few seconds: a power cut loses little
+            self._synced = time.monotonic()
+
+
+def _read_journal(path: Path, header: dict[str, Any]) -> tuple[dict[int, tuple[str, list[tuple[str, ...]]]], int]:
+    """The kept deals and the length of the file's whole lines (0: start a new journal)."""
+    deals: dict[int, tuple[str, list[tuple[str, ...]]]] = {}
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return deals, 0
+    good = 0
+    for number, line in enumerate(data.splitlines(keepends=True)):
+        if not line.endswith(b"\n"):
+            break  # cut short by a kill
+        try:
+            entry = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            break
+        if number == 0:
+            if entry != header:
+                return {}, 0
+        elif _journal_entry(entry):
+            deals[entry["deal"]] = (entry["update_time"], [tuple(row) for row in entry["rows"]])
+        good += len(line)
+    return deals, good
+
+
+def _journal_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or set(entry) != {"deal", "update_time", "rows"}:
+        return False
+    deal, updated, rows = entry["deal"], entry["update_time"], entry["rows"]
+    if isinstance(deal, bool) or not isinstance(deal, int) or not isinstance(updated, str) or not updated:
+        return False
+    width = len(SOURCES_BY_TABLE["deal_changes"].columns)
+    return isinstance(rows, list) and all(
+        isinstance(row, list) and len(row) == width and all(isinstance(v, str) for v in row) and row[0] == str(deal)
+        for row in rows
+    )
 
 
 # --- one API object -> one CSV row, in the layout of funnel/project/sources.py ----------------

@@ -38,7 +38,7 @@ DEFAULT_MATERIALIZATIONS = {"staging": "view"}  # any other folder: table
 VARS_TABLE = "vars"
 # `[pipedrive]` is reserved: it configures `funnel pull`, it is not an environment.
 PIPEDRIVE_TABLE = "pipedrive"
-PIPEDRIVE_KEYS = {"api_url": str, "request_budget": int}
+PIPEDRIVE_KEYS = {"api_url": str, "request_budget": int, "budget_share": (int, float)}
 # `engine = "spark"`: the env builds on Apache Spark (funnel/engine/spark/engine.py); DuckDB is the default.
 ENGINES = ("duckdb", "spark")
 SPARK_ONLY_KEYS = ("master", "warehouse", "spark")
@@ -66,6 +66,7 @@ class PipedriveSettings:
 
     api_url: str | None = None
     request_budget: int | None = None
+    budget_share: float | None = None  # of the daily token budget; None: funnel's default (0.5)
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,9 @@ def _pipedrive(path: Path, table: Any) -> PipedriveSettings:
     budget = table.get("request_budget")
     if budget is not None and budget < 1:
         raise ConfigError(f"{where} request_budget must be 1 or more.")
+    share = table.get("budget_share")
+    if share is not None and not (0 < share <= 1):
+        raise ConfigError(f"{where} budget_share must be more than 0 and at most 1 (a share of the daily API budget).")
     return PipedriveSettings(**table)
 
 
