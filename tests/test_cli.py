@@ -72,7 +72,8 @@ def test_show_table_has_the_month_rows(built, runner):
 def test_show_another_model(built, runner):
     result = runner.invoke(app, ["show", "--model", "stg_stages", "-f", "csv"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[:2] == ["stage_id,stage_name", "1,Lead Generation"]
+    header = "stage_id,stage_name,pipeline_id,pipeline_name,deal_probability"
+    assert result.stdout.splitlines()[:2] == [header, "1,Lead Generation,,,"]
 
 
 @pytest.mark.slow  # the golden test compares two environments too
@@ -282,6 +283,7 @@ def test_generate_command(project, runner, tmp_path):
         "activity.csv",
         "activity_types.csv",
         "deal_changes.csv",
+        "deals.csv",
         "fields.csv",
         "stages.csv",
         "users.csv",
@@ -519,8 +521,8 @@ def test_generate_out_is_relative_to_the_current_folder(project, runner, monkeyp
     for args in (["--out", "mine"], []):  # the default, raw_data, is raw_data/ of the current folder too
         result = runner.invoke(app, ["generate", "--deals", "30", *args])
         assert result.exit_code == 0, result.output
-    assert len(list((inside / "mine").glob("*.csv"))) == 6
-    assert len(list((inside / "raw_data").glob("*.csv"))) == 6
+    assert len(list((inside / "mine").glob("*.csv"))) == 7
+    assert len(list((inside / "raw_data").glob("*.csv"))) == 7
     assert digest(project / "raw_data") == before
 
 

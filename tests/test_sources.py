@@ -22,24 +22,24 @@ def test_the_shipped_declaration_is_the_pipedrive_layout_generate_and_pull_write
 
 
 def test_a_user_adds_a_file_a_model_and_a_test(built, runner):
-    (built / "raw_data" / "deals.csv").write_text("deal_id,title,value\n100001,Acme renewal,1200.50\n100006,Bolt,99.00\n")
+    (built / "raw_data" / "invoices.csv").write_text("invoice_id,title,value\n100001,Acme renewal,1200.50\n100006,Bolt,99.00\n")
     declarations = built / "sql" / "sources.toml"
     declarations.write_text(
         declarations.read_text()
-        + '\n[pipedrive.deals]\ncolumns = { deal_id = "BIGINT", title = "VARCHAR", value = "DECIMAL(12,2)" }\n'
+        + '\n[pipedrive.invoices]\ncolumns = { invoice_id = "BIGINT", title = "VARCHAR", value = "DECIMAL(12,2)" }\n'
     )
-    (built / "sql" / "staging" / "stg_deals.sql").write_text(
-        "select deal_id, title, value as deal_value from {{ source('pipedrive', 'deals') }}"
+    (built / "sql" / "staging" / "stg_invoices.sql").write_text(
+        "select invoice_id, title, value as deal_value from {{ source('pipedrive', 'invoices') }}"
     )
     (built / "sql" / "reporting" / "rep_deal_value.sql").write_text(
-        "select sum(deal_value) as total_value, count(*) as deals from {{ ref('stg_deals') }}"
+        "select sum(deal_value) as total_value, count(*) as deals from {{ ref('stg_invoices') }}"
     )
     (built / "sql" / "tests" / "deal_values_are_positive.sql").write_text(
-        "select * from {{ ref('stg_deals') }} where deal_value <= 0"
+        "select * from {{ ref('stg_invoices') }} where deal_value <= 0"
     )
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 0, result.output
-    assert "load  source deals                                    new source" in result.stderr
+    assert f"load  source {'invoices':<40} new source" in result.stderr
     assert "run   model  rep_deal_value                           new model" in result.stderr
     with duckdb.connect(str(built / "target" / "dev.duckdb"), read_only=True) as con:
         total = con.execute("select total_value, deals from public_pipedrive_analytics.rep_deal_value").fetchone()
@@ -47,10 +47,10 @@ def test_a_user_adds_a_file_a_model_and_a_test(built, runner):
     manifest = compiled(built)
     assert "deal_values_are_positive" in {t.name for t in manifest.tests}
     # The new file follows the same strict rules as the six.
-    (built / "raw_data" / "deals.csv").write_text("deal_id,title,value\n100001,Acme,12.5.0\n")
+    (built / "raw_data" / "invoices.csv").write_text("invoice_id,title,value\n100001,Acme,12.5.0\n")
     bad = runner.invoke(app, ["build"])
     assert bad.exit_code == 1
-    assert "deals.csv line 2, column value: '12.5.0'" in error_line(bad)
+    assert "invoices.csv line 2, column value: '12.5.0'" in error_line(bad)
 
 
 @pytest.mark.parametrize(

@@ -52,9 +52,10 @@ class Fingerprint:
     sha256: str
     declaration: str = ""  # declaration_fingerprint() of the source; "" in a record older than it
     funnel_version: str = ""  # that loaded it (its value rules are part of the code)
+    absent: bool = False  # an optional file that is not in the export: an empty table
 
     def same_content(self, other: Fingerprint | None) -> bool:
-        return other is not None and other.size == self.size and other.sha256 == self.sha256
+        return other is not None and other.absent == self.absent and other.size == self.size and other.sha256 == self.sha256
 
     @classmethod
     def from_record(cls, record: Any) -> Fingerprint | None:
@@ -70,6 +71,7 @@ class Fingerprint:
                 sha256=str(record["sha256"]),
                 declaration=str(record.get("declaration", "")),
                 funnel_version=str(record.get("funnel_version", "")),
+                absent=record.get("absent") is True,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -112,13 +114,22 @@ def declaration_fingerprint(source: Source) -> str:
         list(source.columns.items()),
         source.timestamp_format,
         [[c.column, c.when_column, list(c.when_values), c.type, c.format] for c in source.conditional],
+        *([source.optional, [list(p) for p in source.patterns]] if source.optional or source.patterns else []),
     ]
     return hashlib.sha256(json.dumps(declared).encode()).hexdigest()
 
 
 def source_fingerprint(folder: Path, source: Source, previous: Fingerprint | None = None) -> Fingerprint:
-    """The fingerprint of `source`'s file in `folder` with its declaration (`previous`: as in `fingerprint`)."""
-    fp = fingerprint(folder / source.file_name, previous)
+    """The fingerprint of `source`'s file in `folder` with its declaration (`previous`: as in `fingerprint`).
+
+    An optional source with nothing at its path (not even a broken link) has the
+    fingerprint of absence: its table is empty.
+    """
+    path = folder / source.file_name
+    if source.optional and not os.path.lexists(path):
+        fp = Fingerprint(str(path), 0, 0, "", absent=True)
+    else:
+        fp = fingerprint(path, previous)
     return replace(fp, declaration=declaration_fingerprint(source), funnel_version=__version__)
 
 
@@ -138,7 +149,9 @@ def why_reload(new: Fingerprint, old: Fingerprint | None) -> str | None:
     if old is None:
         return "new source"
     reasons = []
-    if not new.same_content(old):
+    if new.absent != old.absent:
+        reasons.append(f"{Path(new.path).name} " + ("is gone (optional: an empty table)" if new.absent else "appeared"))
+    elif not new.same_content(old):
         reasons.append(f"{Path(new.path).name} changed" + (" (another export)" if old.path != new.path else ""))
     if not old.declaration:
         reasons.append("recorded by an older funnel")
@@ -321,4 +334,14 @@ def describe(plan: Plan, detail: bool = False) -> list[str]:
     for s in plan.steps:
         if s.action != "reuse" and (detail or (not plan.full and s.kind != "test")):
             lines.append(f"  {s.action:<5} {s.kind:<6} {s.name:<40} {s.reason}")
+    lines += absent_notes(plan.fingerprints)
     return lines
+
+
+def absent_notes(fingerprints: dict[str, Fingerprint]) -> list[str]:
+    """One line per optional file the export does not have: its models build empty."""
+    return [
+        f"  note  source {table:<33} {Path(fp.path).name} is not in the export (optional): an empty table"
+        for table, fp in fingerprints.items()
+        if fp.absent
+    ]

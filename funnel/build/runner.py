@@ -191,7 +191,15 @@ def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: p
     for schema in sorted({s.source_name for s in chosen}):
         con.execute(f"create schema if not exists {quote_ident(schema)}")
     loads = [
-        CsvLoad(folder / s.file_name, relation(s.source_name, s.table), s.columns, s.timestamp_format, s.conditional)
+        CsvLoad(
+            folder / s.file_name,
+            relation(s.source_name, s.table),
+            s.columns,
+            s.timestamp_format,
+            s.conditional,
+            s.optional,
+            s.patterns,
+        )
         for s in chosen
     ]
     names = {load.target: f"{s.source_name}.{s.table}" for load, s in zip(loads, chosen, strict=True)}

@@ -464,6 +464,9 @@ def print_status(status: StatusValue) -> None:
         lines.append(f"built from   {here(build.raw_data) if build.raw_data else '?'}")
         for source in build.sources:
             rows = n_rows(source.rows) if source.rows is not None else "? rows"
+            if source.absent:
+                lines.append(f"  {Path(source.path).name:<22} {'absent':>16}  optional: an empty table")
+                continue
             # In full, as sha256sum prints it, so the file can be checked against it.
             lines.append(f"  {Path(source.path).name:<22} {rows:>16}  sha256 {source.sha256 or '?'}")
         months = f"{build.first_month} to {build.last_month}" if build.first_month else "no rows"

@@ -40,9 +40,20 @@ class CsvLoad:
     columns: dict[str, str]
     timestamp_format: str | None = None
     conditional: tuple[Conditional, ...] = ()
+    optional: bool = False  # absent: an empty table of `columns`
+    patterns: tuple[tuple[str, str], ...] = ()
 
     def rule(self, column: str) -> Rule | None:
+        for name, pattern in self.patterns:
+            if name == column:
+                return Rule.text(pattern)
         return Rule.of(self.columns[column], self.timestamp_format)
+
+    @property
+    def absent(self) -> bool:
+        """An optional file that is not there (nothing at all at its path: a broken link is
+        an export that is not what it claims, and stays an error)."""
+        return self.optional and not os.path.lexists(self.path)
 
 
 @dataclass(frozen=True, order=True)
@@ -65,10 +76,18 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
     import duckdb
 
     for load in loads:
-        check_header(load.path, list(load.columns))
+        if not load.absent:
+            check_header(load.path, list(load.columns))
     counts = []
     for load in loads:
         started = time.perf_counter()
+        if load.absent:
+            columns = ", ".join(f"{quote_ident(c)} {t}" for c, t in load.columns.items())
+            con.execute(f"create or replace table {load.target} ({columns})")
+            counts.append(0)
+            if on_loaded:
+                on_loaded(load, 0, time.perf_counter() - started)
+            continue
         try:
             row = con.execute(f"create or replace table {load.target} as {_select(load)}").fetchone()
             bad = _rejects(con, load)

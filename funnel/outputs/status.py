@@ -36,6 +36,7 @@ class SourceFile:
     size: int | None
     sha256: str | None
     rows: int | None  # as loaded
+    absent: bool = False  # an optional file the export does not have: an empty table
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def _last_build(env: Environment) -> tuple[LastBuild | None, str | None]:
             size=records.int_or_none(fp.get("size")),
             sha256=_sha256(fp),
             rows=found.source_rows.get(table),
+            absent=fp.get("absent") is True,
         )
         for table, fp in found.fingerprints.items()
     ]

@@ -678,7 +678,7 @@ def parse_since(text: str) -> str:
 def _since(since: str | None, out: Path, api_url: str) -> datetime | None:
     if since is None:
         return None
-    missing = [s.file_name for s in SOURCES_BY_TABLE.values() if not (out / s.file_name).is_file()]
+    missing = [s.file_name for s in SOURCES_BY_TABLE.values() if not s.optional and not (out / s.file_name).is_file()]
     if missing:
         raise PullError(
             f"{out}: no previous export to merge into ({', '.join(missing)} missing); run funnel pull without --since first."

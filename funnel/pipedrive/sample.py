@@ -40,6 +40,13 @@ ACTIVITIES_PER_DEAL = 2.2895
 USERS_PER_DEAL = 0.8935
 ACTIVITY_OF_KNOWN_DEAL = 0.0018
 DUPLICATE_ACTIVITY_ID = 0.0024
+# deals.csv: each deal's state at the end of its deal_changes. Values vary by pipeline and
+# owner (an owner's deals are larger or smaller), in the owner's currency.
+PIPELINE_VALUE_CENTS = (800_000,)  # a typical deal of pipeline 1, 2, ..., in cents
+CURRENCIES = ("EUR", "EUR", "EUR", "EUR", "USD", "USD", "GBP")  # by owner
+WON_FROM_STAGE = 7  # a deal that reaches onboarding (stage 7) was won when it got there
+OWN_PROBABILITY = 0.15  # deals whose probability is set (else the stage's applies)
+NO_CLOSE_DATE = 0.1
 CHUNK = 250_000  # rows drawn per DuckDB query: bounds memory, paces the progress bar
 MEMORY_LIMIT = "1GB"
 
@@ -232,6 +239,81 @@ def _queries(deals: int, start: int, stop: int) -> dict[str, str]:
     }
 
 
+def _deals_query(deal_changes: Path) -> str:
+    """deals.csv from the deal_changes.csv just written, so the two agree by construction:
+    owner and stage are the latest user_id and stage entry (ties: the larger id), add_time
+    the earliest add_time; a deal is lost when its latest lost reason is no earlier than its
+    latest stage entry, won when it is not lost and its latest stage is onboarding or later
+    (won when it first got there), else open."""
+    read = (
+        f"read_csv({quote_literal(str(deal_changes))}, header = true, auto_detect = false, "
+        "columns = {'deal_id': 'BIGINT', 'change_time': 'TIMESTAMP', 'changed_field_key': 'VARCHAR', 'new_value': 'VARCHAR'})"
+    )
+    currencies = _sql_list(CURRENCIES)
+    return f"""
+        with changes as (select * from {read}),
+        per_deal as (
+            select
+                deal_id,
+                min(case when changed_field_key = 'add_time' then try_cast(new_value as timestamp) end) as add_time,
+                arg_max(try_cast(new_value as bigint), (change_time, try_cast(new_value as bigint)))
+                    filter (where changed_field_key = 'user_id') as owner_id,
+                arg_max(try_cast(new_value as bigint), (change_time, try_cast(new_value as bigint)))
+                    filter (where changed_field_key = 'stage_id') as stage_id,
+                max(change_time) filter (where changed_field_key = 'stage_id') as last_entry,
+                max(change_time) filter (where changed_field_key = 'stage_id'
+                    and try_cast(new_value as bigint) < {WON_FROM_STAGE}) as last_early_entry,
+                max(change_time) filter (where changed_field_key = 'lost_reason') as lost_time,
+            from changes
+            group by deal_id
+        ),
+        won_at as (
+            select per_deal.deal_id, min(changes.change_time) as won_time,
+            from per_deal
+            inner join changes on changes.deal_id = per_deal.deal_id
+                and changes.changed_field_key = 'stage_id'
+                and try_cast(changes.new_value as bigint) >= {WON_FROM_STAGE}
+                and changes.change_time > coalesce(per_deal.last_early_entry, timestamp '1970-01-01')
+            group by per_deal.deal_id
+        ),
+        deals as (
+            select
+                per_deal.*,
+                won_at.won_time as reached_won,
+                case
+                    when per_deal.lost_time >= coalesce(per_deal.last_entry, per_deal.lost_time) then 'lost'
+                    when per_deal.stage_id >= {WON_FROM_STAGE} and won_at.won_time is not null then 'won'
+                    else 'open'
+                end as status,
+                1 as pipeline_id,
+            from per_deal
+            left join won_at on won_at.deal_id = per_deal.deal_id
+            where per_deal.add_time is not null and per_deal.stage_id is not null
+        )
+        select
+            deal_id,
+            owner_id,
+            pipeline_id,
+            stage_id,
+            status,
+            -- in cents: the pipeline's typical deal, scaled by the owner (0.6 to 1.4) and
+            -- skewed per deal (0.25 to 2.75); one deal in fifty has no value yet
+            cast(cast(case when r(deal_id, 80) < 0.02 then 0 else floor(
+                {list(PIPELINE_VALUE_CENTS)}[pipeline_id]
+                * (0.6 + 0.8 * r(coalesce(owner_id, 0), 81))
+                * (0.25 + 2.5 * pow(r(deal_id, 82), 2))) end as decimal(18, 0)) * 0.01 as decimal(18, 2)) as value,
+            {currencies}[1 + pick(coalesce(owner_id, 0), 83, {len(CURRENCIES)})] as currency,
+            strftime(add_time, '{TS}') as add_time,
+            case when status = 'won' then strftime(reached_won, '{TS}') end as won_time,
+            case when status = 'lost' then strftime(lost_time, '{TS}') end as lost_time,
+            case when r(deal_id, 84) >= {NO_CLOSE_DATE}
+                then strftime(add_time::date + (14 + pick(deal_id, 85, 107))::int, '%Y-%m-%d') end as expected_close_date,
+            case when r(deal_id, 86) < {OWN_PROBABILITY} then 10 * pick(deal_id, 87, 11) end as probability,
+        from deals
+        order by h(deal_id, 88), deal_id
+        """
+
+
 def generate(
     out: Path,
     deals: int = 2000,
@@ -239,7 +321,7 @@ def generate(
     on_progress: Callable[[str, int, int], None] | None = None,
     force: bool = False,
 ) -> dict[str, int]:
-    """Write the six CSVs of an export with `deals` deals into `out`; return rows per file.
+    """Write the CSVs of an export with `deals` deals into `out`; return rows per file.
 
     Large tables are made in chunks of CHUNK rows drawn (deals, activities, users), each
     written by DuckDB and appended to the file, so memory stays bounded at any size and
@@ -272,7 +354,15 @@ def generate(
         for source in SOURCES:
             path = Path(tmp) / source.file_name
             static = _static_files().get(source.table)
-            if static is not None:
+            if source.table == "deals":
+                # From the deal_changes.csv written (and moved into `out`) before it.
+                query = _deals_query(out / "deal_changes.csv")
+                try:
+                    row = con.execute(f"copy ({query}) to {quote_literal(str(path))} (format csv, header true)").fetchone()
+                except duckdb.Error as e:
+                    raise FunnelError(f"{out}: generating {source.file_name} failed ({first_line(e)}).") from None
+                counts[source.table] = int(row[0]) if row else 0
+            elif static is not None:
                 _write_static(path, list(source.columns), static)
                 counts[source.table] = len(static)
             else:

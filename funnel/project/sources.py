@@ -1,8 +1,8 @@
 """The files of the export and how each is read: declared once, in sql/sources.toml.
 
 Every column and type is declared here and nowhere else; the loader (funnel/engine/loading.py),
-the Spark reader and the sample generator all read these declarations. The six Pipedrive
-files are the default declaration.
+the Spark reader and the sample generator all read these declarations. The Pipedrive files
+(six, and the optional deals.csv) are the default declaration.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ SOURCE_NAME = "pipedrive"
 TS = "%Y-%m-%d %H:%M:%S"
 TS_ISO = "%Y-%m-%dT%H:%M:%S"
 TS_MICRO = "%Y-%m-%d %H:%M:%S.%f"
+CURRENCY = "[A-Z]{3}"  # an ISO 4217 code as Pipedrive writes it: EUR, USD
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,20 @@ class Source:
     timestamp_format: str | None = None
     conditional: tuple[Conditional, ...] = ()
     source_name: str = SOURCE_NAME  # {{ source('<source_name>', '<table>') }}, and its raw schema
+    # An optional file may be absent from an export: it is then an empty table of `columns`.
+    optional: bool = False
+    # VARCHAR columns whose every value must match a regular expression (whole value), e.g.
+    # a currency code: (column, pattern) pairs.
+    patterns: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        for column, pattern in self.patterns:
+            if self.columns.get(column) != "VARCHAR":
+                raise SourceError(f"source {self.table}: a pattern needs a declared VARCHAR column; got {column!r}.")
+            try:
+                Rule.text(pattern)  # fails now for a pattern that does not compile
+            except ValueError as e:
+                raise SourceError(f"source {self.table} column {column}: {e}.") from None
         for c in self.conditional:
             if self.columns.get(c.column) != "VARCHAR" or c.when_column not in self.columns:
                 raise SourceError(
@@ -110,21 +123,43 @@ SOURCES: tuple[Source, ...] = (
         {"id": "BIGINT", "name": "VARCHAR", "email": "VARCHAR", "modified": "TIMESTAMP"},
         timestamp_format=TS_MICRO,
     ),
+    Source(
+        "deals",
+        {
+            "deal_id": "BIGINT",
+            "owner_id": "BIGINT",
+            "pipeline_id": "BIGINT",
+            "stage_id": "BIGINT",
+            "status": "ENUM('open', 'won', 'lost')",
+            "value": "DECIMAL(18,2)",
+            "currency": "VARCHAR",
+            "add_time": "TIMESTAMP",
+            "won_time": "TIMESTAMP",
+            "lost_time": "TIMESTAMP",
+            "expected_close_date": "DATE",
+            "probability": "BIGINT",
+        },
+        timestamp_format=TS,
+        optional=True,
+        patterns=(("currency", CURRENCY),),
+    ),
 )
 SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
 DECLARATIONS = "sources.toml"  # in sql/: the project's own declaration of its export
-SOURCE_KEYS = {"columns", "timestamp_format", "rules"}
+SOURCE_KEYS = {"columns", "timestamp_format", "rules", "optional", "patterns"}
 RULE_KEYS = {"column", "when", "in", "type", "format"}
 PLAIN_TYPES = ("VARCHAR", "JSON")
 
 
 def declared(sql_dir: Path) -> tuple[Source, ...]:
-    """The sources `sql/sources.toml` declares, or the six Pipedrive files when it is absent.
+    """The sources `sql/sources.toml` declares, or the Pipedrive files when it is absent.
 
         [pipedrive.deal_changes]                  # {{ source('pipedrive', 'deal_changes') }}
         timestamp_format = "%Y-%m-%d %H:%M:%S"     # how TIMESTAMP columns are spelled
         columns = { deal_id = "BIGINT", change_time = "TIMESTAMP", new_value = "VARCHAR" }
         rules = [{ column = "new_value", when = "changed_field_key", in = ["stage_id"], type = "BIGINT" }]
+        optional = true                           # the file may be absent: an empty table
+        patterns = { currency = "[A-Z]{3}" }      # a VARCHAR column's every value matches
 
     The file is deal_changes.csv in the export folder; its header must be exactly the
     columns, in that order. Unknown keys and types are errors naming the file and key.
@@ -162,8 +197,14 @@ def declared(sql_dir: Path) -> tuple[Source, ...]:
                     )
             fmt = spec.get("timestamp_format")
             rules = tuple(_rule(where, r, columns) for r in spec.get("rules", []))
+            optional = spec.get("optional", False)
+            if not isinstance(optional, bool):
+                raise SourceError(f"{where} optional must be true or false (true: the file may be absent, an empty table).")
+            patterns = spec.get("patterns", {})
+            if not isinstance(patterns, dict) or not all(isinstance(v, str) for v in patterns.values()):
+                raise SourceError(f'{where} patterns must be {{ column = "regular expression" }}, e.g. currency = "[A-Z]{{3}}".')
             try:
-                found.append(Source(table, dict(columns), fmt, rules, name))
+                found.append(Source(table, dict(columns), fmt, rules, name, optional, tuple(patterns.items())))
             except SourceError as e:
                 raise SourceError(f"{where}: {e}") from None
     tables = [s.table for s in found]

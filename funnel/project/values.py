@@ -8,7 +8,8 @@ funnel reads such columns as text and accepts only one spelling per value:
 - decimals: the same, with at most `scale` digits after one `.` (never rounded);
 - timestamps and dates: exactly the declared format, every field zero-padded, a year from
   1970 to 2100, nothing around it;
-- booleans: true or false (any of three letter cases).
+- booleans: true or false (any of three letter cases);
+- text with a declared pattern (a currency code): the whole value matches it.
 
 Each rule exists as a SQL predicate (the fast path: one vectorized pass while loading) and
 as a Python function (the error path: find the file's first bad line). tests/test_values.py
@@ -58,9 +59,26 @@ class Rule:
             return Rule("DATE", DATE)
         return None
 
+    @staticmethod
+    def text(pattern: str) -> Rule:
+        """The rule for a VARCHAR column whose every value matches `pattern` (whole value).
+
+        The pattern is kept to what Python's `re` and DuckDB's RE2 read alike: letters,
+        digits, classes, groups and counted repeats; no look-around or back-references.
+        """
+        if re.search(r"\\[1-9]|\(\?[=!<]", pattern):
+            raise ValueError(f"pattern {pattern!r}: look-around and back-references are not allowed")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"pattern {pattern!r} is not a regular expression ({e})") from None
+        return Rule("VARCHAR", pattern)
+
     @property
     def kind(self) -> str:
         base = self.sql_type.split("(")[0]
+        if base == "VARCHAR":
+            return "text"
         return "integer" if base in INTEGER_BITS else base.lower()
 
     # --- SQL: the fast path -------------------------------------------------------------
@@ -68,6 +86,8 @@ class Rule:
     def sql_parse(self, value: str) -> str:
         """A SQL expression: the text `value` read as the declared type, leniently (NULL if
         it cannot be read at all). `sql_ok` then decides whether it was spelled exactly."""
+        if self.kind == "text":
+            return value
         if self.kind in ("timestamp", "date"):
             if self.format in LENIENT_CAST_READS:
                 return f"try_cast({value} as TIMESTAMP)"  # cheaper than try_strptime, same result here
@@ -88,6 +108,8 @@ class Rule:
             return f"(regexp_full_match({value}, {quote_literal(pattern)}) and {parsed} is not null)"
         if self.kind == "boolean":
             return f"({value} in ({', '.join(quote_literal(b) for b in BOOLEANS)}))"
+        if self.kind == "text":
+            return f"regexp_full_match({value}, {quote_literal(self.format or '')})"
         fmt = self.format or TS
         exact = f"strftime({parsed}, {quote_literal(fmt)}) = {value}"
         if fmt in DUCKDB_RENDERS:  # DuckDB's own text for a timestamp: cheaper than strftime
@@ -145,6 +167,8 @@ class Rule:
             return None
         if self.kind == "boolean":
             return None if text in BOOLEANS else self.words()
+        if self.kind == "text":
+            return None if re.fullmatch(self.format or "", text) else self.words()
         fmt = self.format or TS
         try:
             parsed = datetime.strptime(text, fmt)
@@ -163,6 +187,8 @@ class Rule:
             return f"is not a decimal number (digits, optional leading -, at most {scale} after the point)"
         if self.kind == "boolean":
             return "is not true or false"
+        if self.kind == "text":
+            return f"does not match the declared pattern {self.format}"
         example = EXAMPLE_TIME.strftime(self.format or TS)
         what = "a date" if self.kind == "date" else "a timestamp"
         return f"is not {what} like {example} (every field zero-padded, no time zone)"

@@ -208,7 +208,14 @@ def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, step_don
     for source in manifest.sources:
         started = time.perf_counter()
         out = f"{folder}/{RAW_FOLDER}/{source.table}"
-        csv = SparkCsv(export / source.file_name, source.columns, source.timestamp_format, source.conditional)
+        csv = SparkCsv(
+            export / source.file_name,
+            source.columns,
+            source.timestamp_format,
+            source.conditional,
+            source.optional,
+            source.patterns,
+        )
         rows = load(spark, csv, out)
         table(spark, out, source.columns).createOrReplaceTempView(view_name(models.RAW_SCHEMA, source.table))
         step_done(Step(f"{models.RAW_SCHEMA}.{source.table}", "source", time.perf_counter() - started, rows))

@@ -14,6 +14,7 @@ digits for months), never more: a value either engine reads, both read the same 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,8 @@ class SparkCsv:
     columns: dict[str, str]  # name -> DuckDB type, as declared
     timestamp_format: str | None = None
     conditional: tuple[Conditional, ...] = ()  # new_value of stage_id rows is a whole number, ...
+    optional: bool = False  # absent: an empty table of `columns`
+    patterns: tuple[tuple[str, str], ...] = ()  # VARCHAR columns whose values match a pattern
 
 
 def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
@@ -62,6 +65,8 @@ def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
+    if source.optional and not os.path.lexists(source.path):
+        return _empty(spark, source, out)
     check_header(source.path, list(source.columns))
     if source.path.is_file() and (mixed := mixed_line_ends(source.path)):
         raise mixed
@@ -105,6 +110,24 @@ def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
     return int(written.count())
 
 
+def _empty(spark: SparkSession, source: SparkCsv, out: str) -> int:
+    """An optional file the export does not have: an empty table of its declared columns."""
+    ddl = ", ".join(f"`{name}` {_spark_type(sql_type)}" for name, sql_type in source.columns.items())
+    spark.createDataFrame([], ddl).write.mode("errorifexists").parquet(out)
+    return 0
+
+
+def _spark_type(sql_type: str) -> str:
+    upper = sql_type.upper()
+    if upper == "TIMESTAMP":
+        return "TIMESTAMP_NTZ"
+    if upper.startswith("ENUM(") or upper == "JSON":
+        return "STRING"
+    if upper == "VARCHAR":
+        return "STRING"
+    return upper
+
+
 def table(spark: SparkSession, out: str, columns: dict[str, str]) -> DataFrame:
     """The typed table `load` wrote, with the declared columns only."""
     return spark.read.parquet(out).select(*columns)
@@ -140,6 +163,8 @@ def _rule(source: SparkCsv, name: str, sql_type: str) -> tuple[Column, Column]:
         return v.isNotNull() & ~v.isin(*_enum_values(sql_type)), v
     if upper == "JSON":
         return v.isNotNull() & F.try_parse_json(v).isNull(), v
+    if upper == "VARCHAR" and (declared := dict(source.patterns).get(name)) is not None:
+        return v.isNotNull() & (v.contains("\ufffd") | ~v.rlike(f"^(?:{declared})$")), v
     if upper == "VARCHAR":
         # Spark replaces bytes that are not UTF-8 with U+FFFD instead of failing.
         return v.contains("\ufffd"), v
@@ -188,7 +213,11 @@ def _describe(source: SparkCsv, column: str, value: Any, bad_rows: int) -> str:
         )
     if source.columns[column] == "VARCHAR":
         return f"{where}: bytes that are not UTF-8{more}; save the file as UTF-8 and rebuild."
-    said = _value_problem(source.columns[column], source.timestamp_format, str(value))
+    pattern = dict(source.patterns).get(column)
+    if pattern is not None:
+        said = Rule.text(pattern).problem(str(value)) or Rule.text(pattern).words()
+    else:
+        said = _value_problem(source.columns[column], source.timestamp_format, str(value))
     return f"{where}, column {column}: {_short(str(value))!r} {said}{more}; fix or remove the row."
 
 
