@@ -38,11 +38,12 @@ def test_run_order_respects_refs_and_is_deterministic(dag):
             assert position[parent] < position[model.name], (parent, model.name)
     assert dag.order == load(REPO_SQL, "public_pipedrive_analytics").order
     # Ties break by layer, then name.
-    assert list(dag.order[:7]) == [
+    assert list(dag.order[:8]) == [
         "funnel_steps",
         "stg_activity",
         "stg_activity_types",
         "stg_deal_changes",
+        "stg_deals",
         "stg_fields",
         "stg_stages",
         "stg_users",
@@ -69,7 +70,11 @@ def test_refs_render_to_the_environment_schema(dag):
             "stg_stages+",
             [
                 "stg_stages",
+                "rep_sales_cycle",
+                "rep_win_rate_monthly",
+                "rep_won_value_monthly",
                 "int_deal_stage_history",
+                "rep_open_pipeline_month_end",
                 "rep_deal_cohorts",
                 "rep_owner_funnel_monthly",
                 "rep_sales_funnel_monthly",
@@ -84,7 +89,11 @@ def test_refs_render_to_the_environment_schema(dag):
             "stg_users reporting",
             [
                 "stg_users",
+                "rep_sales_cycle",
+                "rep_win_rate_monthly",
+                "rep_won_value_monthly",
                 "rep_lost_reasons_monthly",
+                "rep_open_pipeline_month_end",
                 "rep_deal_cohorts",
                 "rep_owner_funnel_monthly",
                 "rep_sales_funnel_monthly",
@@ -177,8 +186,8 @@ def test_config_materialized_overrides_the_layer_default(tmp_path):
         ({"staging/stg_a.sql": "select {{ 1 + }}"}, "stg_a.sql line 1:"),
         ({"staging/stg_a.sql": "   "}, "the file is empty"),
         (
-            {"staging/stg_a.sql": "select * from {{ source('pipedrive', 'deals') }}"},
-            "source('pipedrive', 'deals') is not declared",
+            {"staging/stg_a.sql": "select * from {{ source('pipedrive', 'persons') }}"},
+            "source('pipedrive', 'persons') is not declared",
         ),
         ({"intermediate/int_a.sql": "select * from {{ source('pipedrive', 'stages') }}"}, "only staging models read sources"),
         ({"staging/x.sql": "select 1", "reporting/x.sql": "select 2"}, "model name 'x' is also used by"),

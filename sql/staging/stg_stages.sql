@@ -7,6 +7,10 @@ renamed as (
     select
         stage_id,
         stage_name,
+        -- Until stages.csv carries its pipeline (issue 21): one pipeline, unnamed.
+        cast(null as bigint) as pipeline_id,
+        cast(null as varchar) as pipeline_name,
+        cast(null as bigint) as deal_probability,
     from source
 )
 
