@@ -55,7 +55,9 @@ DEAL_CHANGES = [
     (8, "2024-03-05 00:00:00", "stage_id", "7"),
     (9, "2024-03-03 00:00:00", "stage_id", "1"),  # not in deals.csv: no value, left out
 ]
-DEALS_HEADER = "deal_id,owner_id,pipeline_id,stage_id,status,value,currency,add_time,won_time,lost_time,expected_close_date,probability"
+DEALS_HEADER = (
+    "deal_id,owner_id,pipeline_id,stage_id,status,value,currency,add_time,won_time,lost_time,expected_close_date,probability"
+)
 DEALS = [
     "1,1,1,7,won,1000.00,EUR,2024-01-10 10:00:00,2024-03-15 12:00:00,,,",
     "2,1,1,1,lost,500.55,EUR,2024-01-20 00:00:00,,2024-02-29 23:59:59,,33",

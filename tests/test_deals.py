@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from funnel.cli import app
-from funnel.generate import generate
+from funnel.pipedrive.sample import generate
 
 from .conftest import SHARED_RAW, needs_shared_raw, new_project, read_report, reference_rows, sampled
 
