@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__
 from funnel.build.record import BuildRecord
-from funnel.errors import SourceError
 from funnel.engine.loading import require_regular_file
+from funnel.errors import SourceError
 
 if TYPE_CHECKING:
     from funnel.project.manifest import Manifest
@@ -185,7 +185,9 @@ class Previous:
     @classmethod
     def from_record(cls, record: BuildRecord) -> Previous:
         return cls(
-            sources={name: fp for name, found in record.fingerprints.items() if (fp := Fingerprint.from_record(found)) is not None},
+            sources={
+                name: fp for name, found in record.fingerprints.items() if (fp := Fingerprint.from_record(found)) is not None
+            },
             models=dict(record.models),
             tests=dict(record.test_results),
             funnel_version=record.funnel_version,

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from funnel import workdir
-from funnel import __version__
-from funnel.project import checks
-from funnel.engine import database
-from funnel.project import models
+from funnel import __version__, workdir
 from funnel.build import plan, record
-from funnel.errors import FunnelError, ModelError, TestFailure, first_line
+from funnel.engine import database
 from funnel.engine.loading import CsvLoad, load_csvs
+from funnel.errors import FunnelError, ModelError, TestFailure, first_line
+from funnel.project import checks, models
 from funnel.quoting import quote_ident, relation
 
 if TYPE_CHECKING:
@@ -130,7 +128,8 @@ def build(
                 for name in decided.names("model", "run"):
                     step_done(_run_model(con, manifest.graph.models[name], env.schema))
                 to_run = set(decided.names("test", "test"))
-                fresh = checks.run(con, [t for t in manifest.tests if t.name in to_run], input_rows=sum(_source_rows(result).values()))
+                chosen = [t for t in manifest.tests if t.name in to_run]
+                fresh = checks.run(con, chosen, input_rows=sum(_source_rows(result).values()))
                 result.tests = _merge_results(manifest, decided, fresh)
                 for test_result in result.tests:
                     if on_test:
@@ -184,7 +183,9 @@ def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan
     con.execute("checkpoint")
 
 
-def _load_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, step_done: Callable[[Step], None]) -> None:
+def _load_sources(
+    con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, step_done: Callable[[Step], None]
+) -> None:
     folder = manifest.env.export_folder()
     wanted = set(decided.names("source", "load"))
     chosen = [s for s in manifest.sources if s.table in wanted]
