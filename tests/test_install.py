@@ -60,6 +60,7 @@ def test_wheel_installs_by_name_in_a_fresh_venv_and_runs_init_build_show_report(
 
     run([funnel, "init", "demo"], home, env)
     project = home / "demo"
+    assert not (project / "sql").is_symlink()  # a copy the user owns, not a link into site-packages
     built_log = run([funnel, "build"], project, env).stderr
     assert "tests PASS=" in built_log and "ERROR=0" in built_log
     shown = run([funnel, "show", "--month", "2024-02", "-f", "csv"], project, env).stdout
