@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from funnel.cli import app
+from funnel import workdir
 from funnel.engine import database
 from funnel.pipedrive.sample import generate
 
@@ -103,7 +104,7 @@ def test_an_interrupt_after_publishing_does_not_claim_the_build_is_unchanged(bui
     def interrupted_cleanup(path: Path) -> None:  # Ctrl-C arrives right after the rename
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(database, "remove_temp", interrupted_cleanup)
+    monkeypatch.setattr(workdir, "remove_temp", interrupted_cleanup)
     result = runner.invoke(app, ["build", "--raw-data", str(other)])
     assert result.exit_code == 130
     after = read_report(built / "target" / "dev.duckdb")
