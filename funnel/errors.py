@@ -63,7 +63,9 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or a list of the valid ones."""
     import difflib
 
-    close = difflib.get_close_matches(word[:200], choices, n=1)
+    # Case is compared last: 'REP_X' is nearest to rep_x, as database names ignore it.
+    same_case = [c for c in choices if c.lower() == word.lower()]
+    close = same_case or difflib.get_close_matches(word[:200], choices, n=1)
     if close:
         return f" Did you mean '{close[0]}'?"
     listed = ", ".join(sorted(choices)[:20]) + (", …" if len(choices) > 20 else "")

@@ -110,6 +110,56 @@ def test_the_last_build_is_still_replaced(built, runner):
     assert result.exit_code == 0, result.output
 
 
+# 2. Names that differ only in case are one relation: refused before anything runs.
+
+CASE_PAIRS = {
+    "two layers": ("sql/intermediate/REP_X.sql", "sql/reporting/rep_x.sql"),
+    "one folder": ("sql/reporting/Rep_X.sql", "sql/reporting/rep_x.sql"),
+    "a seed": ("sql/seeds/funnel_steps.csv", "sql/intermediate/FUNNEL_STEPS.sql"),
+}
+
+
+@pytest.mark.parametrize("pair", sorted(CASE_PAIRS))
+def test_two_models_whose_names_differ_only_in_case_are_refused(project, runner, pair):
+    first, second = CASE_PAIRS[pair]
+    for path in (first, second):
+        if path.endswith(".sql"):
+            (project / path).write_text("select 1 as a\n")
+    line = one_error(runner.invoke(app, ["build"]))
+    # each file named, and the way out
+    assert first.split("/")[-1] in line and second.split("/")[-1] in line and "ignore case; rename one" in line
+    assert not (project / "target").exists()  # refused before anything ran
+    assert one_error(runner.invoke(app, ["compile"])) == line
+
+
+@pytest.mark.parametrize("schema", ["pipedrive", "Pipedrive"])
+@pytest.mark.parametrize("declared", [True, False], ids=["sources.toml", "built-in sources"])
+def test_a_model_that_would_replace_a_source_table_is_refused(project, runner, schema, declared):
+    (project / "environments.toml").write_text(
+        (project / "environments.toml").read_text().replace('"public_pipedrive_analytics"', f'"{schema}"')
+    )
+    (project / "sql" / "staging" / "Users.sql").write_text("select 1 as id\n")
+    if not declared:
+        (project / "sql" / "sources.toml").unlink()
+    line = one_error(runner.invoke(app, ["build"]))
+    assert "Users.sql: model 'Users' would replace the source table pipedrive.users" in line
+    assert ("sql/sources.toml" if declared else "users.csv of the export") in line
+    assert "rename the model or give the env another schema in environments.toml" in line
+    assert not (project / "target").exists()
+
+
+def test_a_model_named_like_a_source_table_in_another_schema_builds(project, runner):
+    (project / "sql" / "staging" / "users.sql").write_text("select * from {{ source('pipedrive', 'users') }}\n")
+    assert runner.invoke(app, ["build"]).exit_code == 0
+
+
+def test_a_ref_in_another_case_names_no_model_and_suggests_the_one_meant(project, runner):
+    (project / "sql" / "reporting" / "rep_x.sql").write_text("select 1 as a\n")
+    (project / "sql" / "reporting" / "rep_y.sql").write_text("select * from {{ ref('REP_X') }}\n")
+    line = one_error(runner.invoke(app, ["build"]))
+    assert line.endswith("rep_y.sql: ref('REP_X') names no model. Did you mean 'rep_x'?")
+
+
 # 14. A damaged database is reported as damaged, with the way out.
 
 GARBAGE = {

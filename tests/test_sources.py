@@ -61,9 +61,13 @@ def test_a_user_adds_a_file_a_model_and_a_test(built, runner):
         ("[pipedrive.deals]\n", "needs columns = "),
         ('[pipedrive.deals]\ncolumns = { a = "VARCHAR" }\nrules = [{ column = "a" }]\n', "rules: each is"),
         ('[pipedrive.deals]\ncolumns = { a = "BIGINT" }\n\n[crm.deals]\ncolumns = { a = "BIGINT" }\n', "declared by two"),
+        (
+            '[pipedrive.deals]\ncolumns = { a = "BIGINT" }\n\n[crm.Deals]\ncolumns = { a = "BIGINT" }\n',
+            "tables Deals and deals would be one table, as names ignore case; keep one.",
+        ),
         ("[pipedrive\n", "invalid TOML"),
     ],
-    ids=["key", "type", "no-columns", "rule", "twice", "toml"],
+    ids=["key", "type", "no-columns", "rule", "twice", "twice-in-case", "toml"],
 )
 def test_a_bad_declaration_names_the_file_and_key(tmp_path, text, words):
     (tmp_path / "sources.toml").write_text(text)

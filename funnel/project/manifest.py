@@ -25,7 +25,8 @@ from funnel.project.config import Config, Environment
 from funnel.project.sources import SOURCES, Source, declared
 
 SUFFIXES = (".sql", ".csv", ".toml")
-CACHE_FORMAT = 3  # raised whenever what the cache holds changes (2: the sources a SQL test reads, 3: a model's vars)
+CACHE_FORMAT = 4  # raised whenever what the cache holds changes (2: the sources a SQL test reads, 3: a model's vars,
+# 4: no graph whose names collide in case)
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,14 @@ def discover(sql_dir: Path) -> dict[str, tuple[str, Path]]:
         name = path.stem
         if not IDENTIFIER.fullmatch(name):
             raise ModelError(f"{path}: model file names must be plain identifiers (letters, digits, _).")
-        if name in found:
+        same = next((other for other in found if other.lower() == name.lower()), None)
+        if same == name:
             raise ModelError(f"{path}: model name '{name}' is also used by {found[name][1]}; rename one.")
+        if same is not None:  # DuckDB (and Spark) ignore case: both would be one table, the last one built
+            raise ModelError(
+                f"{path}: model '{name}' and {found[same][1]} ('{same}') would be one relation, as database names "
+                "ignore case; rename one."
+            )
         found[name] = (parts[0], path)
     if not found:
         raise ModelError(f"{sql_dir}: no models found; add .sql files in a folder such as sql/staging/.")
@@ -132,6 +138,7 @@ def load(
     """
     folders = DEFAULT_MATERIALIZATIONS if materializations is None else materializations
     files = discover(sql_dir)
+    _refuse_source_collisions(sql_dir, files, schema, sources)
     macros = load_macros(sql_dir)
     seed_types = _seed_types(sql_dir, [n for n, (layer, _) in files.items() if layer == SEEDS_FOLDER])
     models: dict[str, Model] = {}
@@ -141,6 +148,26 @@ def load(
         else:
             models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {}, sources, macros)
     return Graph(models=models, order=_order(models), schema=schema, variables=dict(variables or {}))
+
+
+def _refuse_source_collisions(
+    sql_dir: Path, files: dict[str, tuple[str, Path]], schema: str, sources: tuple[Source, ...]
+) -> None:
+    """A model or seed built into a source's schema under the source table's name (in any
+    case) would replace the loaded table: refuse it before anything runs."""
+    from funnel.project.sources import DECLARATIONS
+
+    tables = {s.table.lower(): s for s in sources if s.source_name.lower() == schema.lower()}
+    for name, (_, path) in files.items():
+        source = tables.get(name.lower())
+        if source is not None:
+            declared = sql_dir / DECLARATIONS
+            where = f"declared in {declared}" if declared.is_file() else f"{source.file_name} of the export"
+            raise ModelError(
+                f"{path}: model '{name}' would replace the source table {source.source_name}.{source.table} ({where}): "
+                f"the env's schema '{schema}' is the source's, and database names ignore case; rename the model "
+                "or give the env another schema in environments.toml."
+            )
 
 
 def _model(

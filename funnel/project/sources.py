@@ -207,10 +207,13 @@ def declared(sql_dir: Path) -> tuple[Source, ...]:
                 found.append(Source(table, dict(columns), fmt, rules, name, optional, tuple(patterns.items())))
             except SourceError as e:
                 raise SourceError(f"{where}: {e}") from None
-    tables = [s.table for s in found]
-    twice = sorted({t for t in tables if tables.count(t) > 1})
-    if twice:
+    tables = [s.table.lower() for s in found]
+    twice = [s.table for s in found if tables.count(s.table.lower()) > 1]
+    if len(set(twice)) == 1:
         raise SourceError(f"{path}: table {twice[0]} is declared by two sources; each file is read once.")
+    if twice:  # Users and users: one table in the database (names ignore case), one file on some disks
+        first, second = sorted(set(twice))[:2]
+        raise SourceError(f"{path}: tables {first} and {second} would be one table, as names ignore case; keep one.")
     if not found:
         raise SourceError(f"{path}: declares no source table; declare [pipedrive.deal_changes] and the others.")
     return tuple(found)
