@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from funnel.pipedrive import pull as pipedrive
-from funnel.pipedrive.pull import PullError, RetryPolicy
+from funnel.pipedrive import rows as api_rows
+from funnel.pipedrive.client import PullError, RetryPolicy
+from funnel.pipedrive.journal import JOURNAL_FORMAT
 from funnel.project.config import load_config
 from tests.conftest import REPO, read_report, sampled
 
@@ -485,7 +487,7 @@ def test_a_retry_after_date_in_utc_with_an_unknown_zone_is_waited_for(project, f
     """RFC 5322 writes '-0000' for UTC when the sender's zone is unknown: a date without a zone."""
     import email.utils
 
-    soon = email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0) + pipedrive.timedelta(seconds=30))
+    soon = email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30))
     assert soon.endswith("+0000")
     fake.faults = [
         ("/api/v1/stages", f"429|Retry-After|{soon[:-5]}-0000"),
@@ -678,7 +680,7 @@ def test_budget_share_comes_from_the_config(project, runner, fake, sleeps):
 
 def test_kept_progress_of_another_address_or_cut_short_is_not_trusted(project, fake, sleeps):
     journal = project / ".raw_data.resume.jsonl"
-    header = {"format": pipedrive.JOURNAL_FORMAT, "api_url": fake.url, "fields": list(pipedrive.TRACKED_FIELDS)}
+    header = {"format": JOURNAL_FORMAT, "api_url": fake.url, "fields": list(api_rows.TRACKED_FIELDS)}
     deal = sorted(fake.flows)[0]
     other = sorted(fake.flows)[1]
     forged = [[str(deal), "2020-01-01 00:00:00", "stage_id", "666"]]
@@ -895,11 +897,11 @@ def test_a_missing_token_says_where_it_comes_from(project, runner, monkeypatch):
 
 
 def test_timestamps_of_both_api_versions_land_in_the_declared_layouts():
-    assert pipedrive._time({"t": "2024-04-27 04:51:50"}, "t", "user", "%Y-%m-%d %H:%M:%S.%f") == "2024-04-27 04:51:50.000000"
-    assert pipedrive._time({"t": "2024-04-27T04:51:50Z"}, "t", "x", "%Y-%m-%dT%H:%M:%S") == "2024-04-27T04:51:50"
-    assert pipedrive._time({"t": "2024-04-27T06:51:50+02:00"}, "t", "x", "%Y-%m-%d %H:%M:%S") == "2024-04-27 04:51:50"
-    assert pipedrive._activity({"id": 1, "type": "call", "done": False, "due_date": "2024-02-03", "due_time": "09:30"})[5] == (
+    assert api_rows._time({"t": "2024-04-27 04:51:50"}, "t", "user", "%Y-%m-%d %H:%M:%S.%f") == "2024-04-27 04:51:50.000000"
+    assert api_rows._time({"t": "2024-04-27T04:51:50Z"}, "t", "x", "%Y-%m-%dT%H:%M:%S") == "2024-04-27T04:51:50"
+    assert api_rows._time({"t": "2024-04-27T06:51:50+02:00"}, "t", "x", "%Y-%m-%d %H:%M:%S") == "2024-04-27 04:51:50"
+    assert api_rows._activity({"id": 1, "type": "call", "done": False, "due_date": "2024-02-03", "due_time": "09:30"})[5] == (
         "2024-02-03T09:30:00"
     )
     with pytest.raises(PullError, match="'2024-02-30 10:00:00' is not a timestamp"):
-        pipedrive._time({"t": "2024-02-30 10:00:00"}, "t", "x", "%Y-%m-%d %H:%M:%S")
+        api_rows._time({"t": "2024-02-30 10:00:00"}, "t", "x", "%Y-%m-%d %H:%M:%S")

@@ -104,7 +104,7 @@ def parity(
 
 def _since(value: str | None) -> str | None:
     from funnel.errors import FunnelError
-    from funnel.pipedrive.pull import parse_since
+    from funnel.pipedrive.folder import parse_since
 
     try:
         return None if value is None else parse_since(value)
@@ -135,7 +135,7 @@ def pull_command(
 def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
     from funnel.cli import console
     from funnel.errors import n_rows
-    from funnel.pipedrive.pull import PullStopped
+    from funnel.pipedrive.client import PullStopped
     from funnel.pipedrive.pull import pull as run_pull
 
     _interrupted_means(f"Interrupted; the export in {out} is unchanged, and the next funnel pull continues where this one was")
