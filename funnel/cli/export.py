@@ -134,13 +134,14 @@ def pull_command(
 
 def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:
     from funnel.cli import console
+    from funnel.cli.progress import duration, progress
     from funnel.errors import n_rows
     from funnel.pipedrive.client import PullStopped
     from funnel.pipedrive.pull import pull as run_pull
 
     _interrupted_means(f"Interrupted; the export in {out} is unchanged, and the next funnel pull continues where this one was")
     try:
-        with console.progress_bar("pulling") as on_progress:
+        with progress("pulling") as on_progress:
             result = run_pull(project, out, since, budget, on_progress, on_notice=console.info)
     except PullStopped as e:
         console.info(f"[yellow]Stopped early, resume later[/]: {e}")
@@ -149,7 +150,8 @@ def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | 
     console.info(
         f"Pulled {what} into {result.out}: "
         + ", ".join(f"{name} {n_rows(rows)}" for name, rows in result.rows.items())
-        + f" ({result.requests:,} requests, about {result.tokens:,} API tokens, {result.seconds:.1f}s)"
+        + f" ({result.requests:,} requests, about {result.tokens:,} API tokens, "
+        + (f"{result.seconds:.1f}s)" if result.seconds < 60 else f"{duration(result.seconds)})")
     )
     if result.skipped_deals:
         console.info(
