@@ -85,8 +85,11 @@ def remove_temp(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def build_lock(env: Environment, wait: float = 0.0) -> Iterator[None]:
-    """Hold the environment's build lock; wait up to `wait` seconds for another build.
+def build_lock(
+    env: Environment, wait: float = 0.0, next_step: str = "wait for it to finish or rerun with --wait SECONDS"
+) -> Iterator[None]:
+    """Hold the environment's build lock; wait up to `wait` seconds for another build, then
+    raise BuildBusy saying `next_step` (a build has --wait; clean does not).
 
     The lock is an flock on `<database>.lock`: the kernel drops it when a process dies,
     so a killed build never leaves a stale lock behind.
@@ -114,10 +117,7 @@ def build_lock(env: Environment, wait: float = 0.0) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
-                    raise BuildBusy(
-                        f"another build of env '{env.name}' is running ({holder}); "
-                        "wait for it to finish or rerun with --wait SECONDS."
-                    ) from None
+                    raise BuildBusy(f"another build of env '{env.name}' is running ({holder}); {next_step}.") from None
                 time.sleep(0.1)
         handle.seek(0)
         handle.truncate()
@@ -160,7 +160,9 @@ def clean(env: Environment) -> list[Removed]:
     # Taking the lock removes dead builds' temporary files: measure them first.
     temps = {path: _bytes(path) for path in _temp_glob(env.database)}
     done: list[Removed] = []
-    with build_lock(env, 0):
+    # No --wait for clean: waiting for a build only to delete what it publishes is seldom
+    # wanted; a build is let finish or stopped (its pid is in the message), then cleaned.
+    with build_lock(env, 0, "let it finish, or stop it, then run funnel clean again"):
         done += [Removed(path, size) for path, size in temps.items() if not path.exists()]
         if env.database.is_file() or env.database.is_symlink():
             if env.database.is_symlink() or is_duckdb(env.database):

@@ -105,7 +105,7 @@ def test_readers_see_the_last_good_build_while_a_build_holds_its_temp_file(built
 
 def test_a_model_error_names_the_model_file(project):
     (project / "sql" / "reporting" / "rep_extra.sql").write_text("select 1/0 as x, * from {{ ref('nope') }}")
-    with pytest.raises(ModelError, match=r"rep_extra.sql: ref\('nope'\)"):
+    with pytest.raises(ModelError, match=r"rep_extra.sql line 1: ref\('nope'\)"):
         build(compiled(project))
 
 

@@ -145,7 +145,7 @@ def test_unknown_ref_names_the_file_and_suggests(tmp_path):
             "intermediate/int_b.sql": "select * from {{ ref('stg_aa') }}",
         },
     )
-    with pytest.raises(ModelError, match=r"int_b.sql: ref\('stg_aa'\) names no model. Did you mean 'stg_a'"):
+    with pytest.raises(ModelError, match=r"int_b.sql line 1: ref\('stg_aa'\) names no model. Did you mean 'stg_a'"):
         load(sql, "s")
 
 

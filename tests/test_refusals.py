@@ -157,7 +157,7 @@ def test_a_ref_in_another_case_names_no_model_and_suggests_the_one_meant(project
     (project / "sql" / "reporting" / "rep_x.sql").write_text("select 1 as a\n")
     (project / "sql" / "reporting" / "rep_y.sql").write_text("select * from {{ ref('REP_X') }}\n")
     line = one_error(runner.invoke(app, ["build"]))
-    assert line.endswith("rep_y.sql: ref('REP_X') names no model. Did you mean 'rep_x'?")
+    assert line.endswith("rep_y.sql line 1: ref('REP_X') names no model. Did you mean 'rep_x'?")
 
 
 # 14. A damaged database is reported as damaged, with the way out.

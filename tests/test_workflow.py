@@ -105,7 +105,7 @@ def test_an_unset_var_names_the_model_and_where_to_set_it(project, runner):
     result = runner.invoke(app, ["build"])
     assert result.exit_code == 1
     line = error_line(result)
-    assert "rep_var.sql: var('stage_entri') is not set" in line and "Did you mean 'stage_entry'?" in line
+    assert "rep_var.sql line 1: var('stage_entri') is not set" in line and "Did you mean 'stage_entry'?" in line
 
 
 @pytest.mark.parametrize("given", ["novalue", "=x", "a b=1"])

@@ -171,6 +171,18 @@ def _quoted(value: str) -> str:
     return repr(shorten(value, 60))
 
 
+def _path(value: str | Path) -> Path:
+    """A path option's value (the parser of every one): an empty value is a usage error.
+
+    Path('') is the current folder; `--out ''` (an unset shell variable) wrote there silently.
+    """
+    if isinstance(value, Path):  # a default
+        return value
+    if not value.strip():
+        raise typer.BadParameter("the path is empty; give one ('.' names the current folder).")
+    return Path(value)
+
+
 def _finite(value: float) -> float:
     import math
 
@@ -239,10 +251,13 @@ def _known_env(config: Any, name: str, option: str = "--env") -> str:
     return name
 
 
-def _manifest(env: str, raw_data: Path | None = None, given_vars: list[str] | None = None, select: Any = None) -> Any:
+def _manifest(
+    env: str, raw_data: Path | None = None, given_vars: list[str] | None = None, select: Any = None, exclude: Any = None
+) -> Any:
     """The project compiled for `env` (and --var): what every command below works from.
 
-    A `select` naming no model or folder of the project is a usage error (exit 2).
+    A `select` or `exclude` naming no model, folder, path or tag of the project is a usage
+    error (exit 2) naming its option, before anything runs.
     """
     from funnel.errors import ConfigError, FunnelError
     from funnel.project.config import parse_var
@@ -256,11 +271,13 @@ def _manifest(env: str, raw_data: Path | None = None, given_vars: list[str] | No
     except ConfigError as e:
         raise typer.BadParameter(str(e).removeprefix("--var "), param_hint="'--var'") from None
     manifest = compile(config, environment, variables)
-    if select is not None:
-        try:
-            manifest.graph.select(select)
-        except FunnelError as e:
-            raise typer.BadParameter(str(e).removeprefix("--select: "), param_hint="'--select'") from None
+    for selector in (select, exclude):
+        if selector is not None:
+            try:
+                manifest.graph.select(selector)
+            except FunnelError as e:
+                option = selector.option
+                raise typer.BadParameter(str(e).removeprefix(f"{option}: "), param_hint=f"'{option}'") from None
     return manifest
 
 

@@ -15,6 +15,7 @@ from funnel.cli.app import (
     _finite,
     _interrupted_means,
     _manifest,
+    _path,
     app,
     handle_errors,
 )
@@ -26,7 +27,7 @@ def build(
     env: EnvOption = "dev",
     select: SelectOption = None,
     raw_data: Annotated[
-        Path | None, typer.Option("--raw-data", help="Folder with the six CSVs (or set FUNNEL_RAW_DATA).")
+        Path | None, typer.Option("--raw-data", parser=_path, help="Folder with the six CSVs (or set FUNNEL_RAW_DATA).")
     ] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another build of this env.", min=0, callback=_finite)] = 0,
     pull: Annotated[bool, typer.Option("--pull", help="First pull the export from the Pipedrive API (see funnel pull).")] = False,
@@ -44,7 +45,7 @@ def build(
     from funnel.build import runner as builder
     from funnel.cli import console
 
-    manifest = _manifest(env, raw_data, var, select)
+    manifest = _manifest(env, raw_data, var, select, exclude)
     environment = manifest.env
     if pull:
         from funnel.cli.export import _pull_into
@@ -94,7 +95,7 @@ def test(
     from funnel.build.runner import run_tests
     from funnel.cli import console
 
-    manifest = _manifest(env)
+    manifest = _manifest(env, select=select, exclude=exclude)
     if failures and (kept := workdir.load_failures(manifest.env)):
         console.info(f"The build of env {manifest.env.name} that failed at {kept['failed_at']} was stopped by:")
         console.failing_rows(kept["tests"])
@@ -114,7 +115,9 @@ def compile_command(
     select: SelectOption = None,
     exclude: ExcludeOption = None,
     var: VarOption = None,
-    out: Annotated[Path | None, typer.Option(help="Write <model>.sql files into this folder instead of printing.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(parser=_path, help="Write <model>.sql files into this folder instead of printing.")
+    ] = None,
 ) -> None:
     """Print the rendered SQL of the selected models, and check that it parses.
 
@@ -124,7 +127,7 @@ def compile_command(
     from funnel.cli import console
     from funnel.project.models import syntax_errors
 
-    manifest = _manifest(env, given_vars=var)
+    manifest = _manifest(env, given_vars=var, select=select, exclude=exclude)
     names = [n for n in manifest.graph.select(select, exclude) if not manifest.graph.models[n].is_seed]
     problems = syntax_errors(manifest.graph, names)
     for problem in problems:

@@ -10,6 +10,7 @@ from funnel.cli.app import (
     EnvOption,
     _manifest,
     _month,
+    _path,
     app,
     handle_errors,
 )
@@ -20,7 +21,7 @@ from funnel.cli.app import (
 def report(
     env: EnvOption = "dev",
     month: Annotated[str | None, typer.Option(help="The funnel chart's month, YYYY-MM.", callback=_month)] = None,
-    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    out: Annotated[Path, typer.Option(parser=_path, help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """Write the last build as one self-contained HTML file (charts, tables, data quality).
 
@@ -38,7 +39,9 @@ def report(
 @handle_errors
 def docs(
     env: EnvOption = "dev",
-    out: Annotated[Path | None, typer.Option(help="Folder for the site (default: target/docs in the project).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(parser=_path, help="Folder for the site (default: target/docs in the project).")
+    ] = None,
 ) -> None:
     """Write the project's documentation as a static page: lineage, models, columns, tests.
 

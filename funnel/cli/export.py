@@ -12,6 +12,7 @@ from funnel.cli.app import (
     SelectOption,
     _interrupted_means,
     _manifest,
+    _path,
     _project_env,
     app,
     handle_errors,
@@ -37,7 +38,7 @@ def export(
     dsn: DsnOption = None,
     select: SelectOption = None,
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="postgres, csv or parquet.")] = ExportFormat.postgres,
-    out: Annotated[Path | None, typer.Option(help="Folder for csv/parquet files.")] = None,
+    out: Annotated[Path | None, typer.Option(parser=_path, help="Folder for csv/parquet files.")] = None,
 ) -> None:
     """Copy models to PostgreSQL, or write them as files.
 
@@ -116,7 +117,7 @@ def _since(value: str | None) -> str | None:
 @handle_errors
 def pull_command(
     env: EnvOption = "dev",
-    out: Annotated[Path | None, typer.Option(help="Folder for the six CSVs (default: the env's raw_data).")] = None,
+    out: Annotated[Path | None, typer.Option(parser=_path, help="Folder for the six CSVs (default: the env's raw_data).")] = None,
     since: Annotated[
         str | None,
         typer.Option(help="Only changes since this UTC time (2024-06-01T08:00:00Z), or 'last' (the last pull).", callback=_since),

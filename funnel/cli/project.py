@@ -7,6 +7,7 @@ import typer
 
 from funnel.cli.app import (
     _interrupted_means,
+    _path,
     app,
     handle_errors,
 )
@@ -17,7 +18,9 @@ from funnel.cli.app import (
 def generate(
     deals: Annotated[int, typer.Option(help="How many deals.", min=1)] = 2000,
     seed: Annotated[int, typer.Option(help="Same seed, same files (byte for byte).", min=0)] = 42,
-    out: Annotated[Path, typer.Option(help="Folder for the six CSVs, relative to the current folder.")] = Path("raw_data"),
+    out: Annotated[Path, typer.Option(parser=_path, help="Folder for the six CSVs, relative to the current folder.")] = Path(
+        "raw_data"
+    ),
     force: Annotated[bool, typer.Option("--force", help="Replace the CSVs already in --out.")] = False,
 ) -> None:
     """Write a realistic Pipedrive-format export.
@@ -36,7 +39,7 @@ def generate(
 
 @app.command()
 @handle_errors
-def init(folder: Annotated[Path, typer.Argument(help="New project folder (must not exist, or be empty).")]) -> None:
+def init(folder: Annotated[Path, typer.Argument(parser=_path, help="New project folder (must not exist, or be empty).")]) -> None:
     """Start a new project: environments.toml, sql/ with the models and tests, a sample export.
 
     Then: cd FOLDER && funnel build && funnel show.

@@ -40,6 +40,7 @@ class Selector:
 
     text: str
     alternatives: tuple[tuple[Criterion, ...], ...]
+    option: str = "--select"  # the option it was given as: messages name it
 
     def __str__(self) -> str:
         return self.text
@@ -64,7 +65,7 @@ def parse(text: str, option: str = "--select") -> Selector:
         alternatives.append(tuple(group))
     if not alternatives:
         raise ConfigError(f"{option} is empty; name a model, 'name+', '+name', a folder, path: or tag:.")
-    return Selector(text.strip(), tuple(alternatives))
+    return Selector(text.strip(), tuple(alternatives), option)
 
 
 def resolve(graph: Graph, select: Selector | None, exclude: Selector | None = None) -> list[str]:
@@ -78,13 +79,13 @@ def resolve(graph: Graph, select: Selector | None, exclude: Selector | None = No
 def _matching(graph: Graph, selector: Selector) -> set[str]:
     found: set[str] = set()
     for group in selector.alternatives:
-        sets = [_criterion(graph, c) for c in group]
+        sets = [_criterion(graph, c, selector.option) for c in group]
         found |= set.intersection(*sets)
     return found
 
 
-def _criterion(graph: Graph, c: Criterion) -> set[str]:
-    base = _base(graph, c)
+def _criterion(graph: Graph, c: Criterion, option: str) -> set[str]:
+    base = _base(graph, c, option)
     out = set(base)
     for name in base:
         if c.upstream:
@@ -97,26 +98,27 @@ def _criterion(graph: Graph, c: Criterion) -> set[str]:
     return out
 
 
-def _base(graph: Graph, c: Criterion) -> set[str]:
+def _base(graph: Graph, c: Criterion, option: str) -> set[str]:
+    """The models `c` names before + and @; ModelError (naming `option`) if it names none."""
     models = graph.models
     if c.method == "tag":
         found = {n for n, m in models.items() if c.value in m.tags}
         if not found:
             tags = sorted({t for m in models.values() for t in m.tags})
-            raise ModelError(f"--select: no model has tag '{c.value}'." + did_you_mean(c.value, tags))
+            raise ModelError(f"{option}: no model has tag '{c.value}'." + did_you_mean(c.value, tags))
         return found
     if c.method == "path":
         wanted = Path(c.value.rstrip("/"))
         found = {n for n, m in models.items() if _under(m.path, wanted)}
         if not found:
-            raise ModelError(f"--select: no model under path '{c.value}'; paths start at the project, e.g. path:sql/staging.")
+            raise ModelError(f"{option}: no model under path '{c.value}'; paths start at the project, e.g. path:sql/staging.")
         return found
     if c.value in models:
         return {c.value}
     layers = {m.layer for m in models.values()}
     if c.value in layers:
         return {n for n, m in models.items() if m.layer == c.value}
-    raise ModelError(f"--select: no model or folder named '{c.value}'." + did_you_mean(c.value, [*models, *layers]))
+    raise ModelError(f"{option}: no model or folder named '{c.value}'." + did_you_mean(c.value, [*models, *layers]))
 
 
 def _under(path: Path, wanted: Path) -> bool:

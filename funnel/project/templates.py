@@ -167,8 +167,11 @@ def render(
                 pass
             context.update({n: defining.vars[n] for n in macro_file.names})
         sql = _template(text, path).render(context)
-    except ModelError:
-        raise  # from ref(), source(), var(): already says what is wrong
+    except ModelError as e:
+        # From ref(), source(), var(): it says what is wrong; where is the innermost template
+        # frame, which is a macro's file and line when a macro called them.
+        message = str(e).removeprefix(f"{path}: ")
+        raise ModelError(f"{_where(e, path, macros)}: {message}") from None
     except jinja2.TemplateSyntaxError as e:
         raise ModelError(f"{path} line {e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
