@@ -203,7 +203,7 @@ def handler_for(fake: FakePipedrive) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("x-api-token") != TOKEN:
                 return self.send(401, b'{"success": false, "error": "unauthorized access", "errorCode": 401}')
             fault = fake.fault_for(url.path)
-            limits = {"x-ratelimit-limit": "40", "x-ratelimit-remaining": "39", "x-ratelimit-reset": "2"}
+            limits = {"x-ratelimit-limit": "80", "x-ratelimit-remaining": "79", "x-ratelimit-reset": "2"}  # Professional plan
             if fake.daily is not None:
                 if fake.daily < fake.cost(url.path):  # what Pipedrive does when the day's budget is spent
                     body = b'{"success": false, "error": "Daily token budget exceeded"}'
@@ -409,11 +409,11 @@ def test_server_errors_and_broken_bodies_are_retried_with_backoff(project, fake,
 
 
 def test_a_server_that_keeps_failing_is_an_error_after_bounded_tries(project, runner, fake, sleeps):
-    fake.faults = [("/api/v1/deals/", "500")] * 5
+    deal = min(fake.flows)
+    fake.faults = [(f"/api/v1/deals/{deal}/flow", "500")] * 5
     before = export_bytes(project / "raw_data")
     result = pull_cli(runner)
     assert result.exit_code == 1
-    deal = min(fake.flows)
     assert result.stderr == (
         f"Error: GET /api/v1/deals/{deal}/flow failed 5 times (last: HTTP 500); Pipedrive may be down, try again later.\n"
     )
@@ -589,26 +589,25 @@ def journal_deals(project: Path, folder: str = "raw_data") -> set[int]:
 
 def test_the_request_budget_stops_the_pull_cleanly_and_the_next_pull_continues(project, runner, fake, sleeps):
     assert pull_cli(runner, "--out", "probe").exit_code == 0
-    lists = len([p for p, _, _ in fake.log if "/flow" not in p])
-    pages = flows_fetched(fake)  # a deal's log may take several pages
-    budget = lists + sum(pages.count(deal) for deal in sorted(fake.flows)[:5])
+    budget = len(fake.log) - 3  # three requests short of the whole pull
     fake.log.clear()
     before = export_bytes(project / "raw_data")
     result = pull_cli(runner, "--budget", str(budget))
     assert result.exit_code == 3, result.output
+    kept = journal_deals(project)
+    assert 0 < len(kept) < len(fake.flows)
+    assert kept == set(sorted(fake.flows)[: len(kept)])  # in deal order, as a pull one at a time keeps them
     assert result.stderr.startswith(
-        f"Stopped early, resume later: the pull used its request budget of {budget} requests; 5 of {len(fake.flows)} "
-        "deal change logs are kept in .raw_data.resume.jsonl. Run funnel pull again to continue"
+        f"Stopped early, resume later: the pull used its request budget of {budget} requests; {len(kept)} of "
+        f"{len(fake.flows)} deal change logs are kept in .raw_data.resume.jsonl. Run funnel pull again to continue"
     )
-    first = sorted(set(flows_fetched(fake)))
-    assert first == sorted(fake.flows)[:5] and journal_deals(project) == set(first)
-    assert export_bytes(project / "raw_data") == before
+    assert len(fake.log) == budget and export_bytes(project / "raw_data") == before
     fake.log.clear()
 
     result = pull_cli(runner)
     assert result.exit_code == 0, result.output
-    assert f"resuming: 5 of {len(fake.flows)} deals already fetched" in result.stderr
-    assert sorted(set(flows_fetched(fake))) == sorted(fake.flows)[5:]  # not one of the five again
+    assert f"resuming: {len(kept)} of {len(fake.flows)} deals already fetched" in result.stderr
+    assert sorted(set(flows_fetched(fake))) == sorted(fake.flows)[len(kept) :]  # not one kept log again
     assert export_bytes(project / "raw_data") == export_bytes(project / "probe")
     assert not (project / ".raw_data.resume.jsonl").exists()
 

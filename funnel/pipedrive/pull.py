@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from funnel.errors import FunnelError, first_line
-from funnel.pipedrive.client import DEFAULT_SHARE, TOKEN_ENV, Client, PullError, RetryPolicy
+from funnel.pipedrive.client import DEFAULT_SHARE, TOKEN_ENV, Client, PullError, PullStopped, RetryPolicy
 from funnel.pipedrive.folder import Table, _merge, _publish, _rfc3339, _scratch, _since
 from funnel.pipedrive.journal import Journal, _journal_path
 from funnel.pipedrive.rows import _activity, _activity_type, _deal_change, _field, _int, _stage, _text, _user
@@ -36,6 +36,7 @@ DEFAULT_BUDGET = 10_000
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 Progress = Callable[[str, int, int], None]
+KEPT = "\x00kept\x00"  # stands for how many deal change logs are kept, in a budget's stop message
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,40 @@ def _fetch(
         if on_progress:
             on_progress(label, done, total)
 
+    tables, deals = list_account(client, since, report)
+    kept = {deal: rows for deal, (updated, rows) in journal.deals.items() if deal in deals and updated == deals[deal]}
+    if kept and on_notice:
+        on_notice(f"resuming: {len(kept):,} of {len(deals):,} deals already fetched")
+    changes: list[tuple[str, ...]] = [row for rows in kept.values() for row in rows]
+    to_fetch = [deal for deal in sorted(deals) if deal not in kept]
+    skipped = 0
+    done = len(kept)
+
+    def note() -> str:
+        return f"{done:,} of {len(deals):,} deal change logs are kept in {journal.path.name}."
+
+    # A budget may run out in another thread while earlier logs are still coming in: the
+    # message says how many were kept once they are all in (KEPT is replaced where it surfaces).
+    client.stop_note = KEPT
+    report("deal change logs", done, len(deals))
+    try:
+        for deal_id, rows in client.each(lambda deal: deal_flow(client, deal), to_fetch):
+            if rows is None:
+                skipped += 1  # deleted after it was listed: it has no log any more
+            else:
+                journal.add(deal_id, deals[deal_id], rows)
+                changes.extend(rows)
+            done += 1
+            report("deal change logs", done, len(deals))
+    except PullStopped as e:
+        raise PullStopped(str(e).replace(KEPT, note())) from None
+    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deals})
+    return tables, skipped, len(kept)
+
+
+def list_account(client: Client, since: datetime | None, report: Progress) -> tuple[dict[str, Table], dict[int, str]]:
+    """Every table but the deal change logs, and the deals (id -> update_time) whose logs to fetch."""
+
     def rows_of(
         label: str,
         path: str,
@@ -128,32 +163,7 @@ def _fetch(
         "activity": Table(rows_of("activities", "/api/v2/activities", _activity, changed)),
     }
     tables["activity"].refreshed = {r[0] for r in tables["activity"].rows}
-    deals = list_deals(client, changed)
-    kept = {deal: rows for deal, (updated, rows) in journal.deals.items() if deal in deals and updated == deals[deal]}
-    if kept and on_notice:
-        on_notice(f"resuming: {len(kept):,} of {len(deals):,} deals already fetched")
-    changes: list[tuple[str, ...]] = [row for rows in kept.values() for row in rows]
-    to_fetch = [deal for deal in sorted(deals) if deal not in kept]
-    skipped = 0
-    done = len(kept)
-
-    def note() -> None:
-        client.stop_note = f"{done:,} of {len(deals):,} deal change logs are kept in {journal.path.name}."
-
-    note()
-    report("deal change logs", done, len(deals))
-    for deal_id in to_fetch:
-        rows = deal_flow(client, deal_id)
-        if rows is None:
-            skipped += 1  # deleted after it was listed: it has no log any more
-        else:
-            journal.add(deal_id, deals[deal_id], rows)
-            changes.extend(rows)
-        done += 1
-        note()
-        report("deal change logs", done, len(deals))
-    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deals})
-    return tables, skipped, len(kept)
+    return tables, list_deals(client, changed)
 
 
 def list_deals(client: Client, params: dict[str, Any]) -> dict[int, str]:
