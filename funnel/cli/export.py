@@ -123,6 +123,9 @@ def pull_command(
         typer.Option(help="Only changes since this UTC time (2024-06-01T08:00:00Z), or 'last' (the last pull).", callback=_since),
     ] = None,
     budget: Annotated[int | None, typer.Option(help="Most API requests this pull may make (default 10,000).", min=1)] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read the lists only and print what the pull would fetch and cost.")
+    ] = False,
 ) -> None:
     """Fetch the six source files from the Pipedrive API.
 
@@ -130,7 +133,43 @@ def pull_command(
     The files replace the folder's export only when everything was fetched.
     """
     config, environment = _project_env(env)
+    if dry_run:
+        from funnel.pipedrive.estimate import estimate
+
+        _print_estimate(estimate(config, out or environment.export_folder(), since, budget))
+        return
     _pull_into(config, out or environment.export_folder(), since, budget)
+
+
+def _print_estimate(e: Any) -> None:
+    """What `funnel pull --dry-run` found, on stdout."""
+    kept = f"{e.kept:,} kept from an earlier pull, {e.to_fetch:,} to fetch" if e.kept else f"{e.to_fetch:,} to fetch"
+    what = f"changes since {e.since:%Y-%m-%d %H:%M} UTC" if e.since else "everything"
+    print(f"Dry run: funnel pull of {what} from {e.api_url} into {e.out} (nothing written)")
+    print(f"  deals           {e.deals:,} deal change logs ({kept})")
+    print(f"  requests        about {e.requests:,}: {e.list_requests:,} list pages (as read now) and {e.to_fetch:,} change logs")
+    print(f"  API tokens      about {e.tokens:,}: {e.list_tokens:,} for the lists, 40 a change log (Pipedrive's costs)")
+    if e.allowed is None:
+        share = "unknown: the API did not report today's budget (x-daily-ratelimit-token-remaining)"
+    else:
+        share = f"{e.allowed:,} tokens ([pipedrive] budget_share {e.share:g} of the {e.daily_left:,} left today)"
+        if e.fits_share:
+            share = f"fits: {share}"
+        elif e.days is None:
+            share = f"does not fit: {share}; not even the lists fit, try again tomorrow"
+        else:
+            share = (
+                f"does not fit: {share}; about {e.days} days at this share (each run stops at it with exit 3, the next continues)"
+            )
+    print(f"  today's share   {share}")
+    budget = f"{e.budget:,} requests"
+    if e.fits_budget:
+        budget = f"fits: {budget}"
+    elif e.list_requests >= e.budget:
+        budget = f"does not fit: {budget}, not even the lists; raise [pipedrive] request_budget or --budget"
+    else:
+        budget = f"does not fit: {budget}; the pull stops at it with exit 3, the next run continues"
+    print(f"  request budget  {budget}")
 
 
 def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | None = None) -> None:

@@ -24,6 +24,16 @@ def _journal_path(out: Path) -> Path:
     return out.parent / f".{out.name}.resume.jsonl"
 
 
+def _header(api_url: str) -> dict[str, Any]:
+    return {"format": JOURNAL_FORMAT, "api_url": api_url, "fields": list(TRACKED_FIELDS)}
+
+
+def kept_logs(out: Path, api_url: str) -> dict[int, str]:
+    """The deals whose change logs an earlier pull into `out` kept (id -> update_time then); the file is left as it is."""
+    deals, _ = _read_journal(_journal_path(out), _header(api_url))
+    return {deal: updated for deal, (updated, _rows) in deals.items()}
+
+
 @dataclass
 class Journal:
     """An append-only file of fetched deal change logs: a header line, then one line per deal.
@@ -41,12 +51,11 @@ class Journal:
     @classmethod
     @contextlib.contextmanager
     def open(cls, path: Path, api_url: str) -> Iterator[Journal]:
-        header = {"format": JOURNAL_FORMAT, "api_url": api_url, "fields": list(TRACKED_FIELDS)}
-        deals, good = _read_journal(path, header)
+        deals, good = _read_journal(path, _header(api_url))
         journal = cls(path, deals)
         if good == 0:
             with path.open("w", encoding="utf-8") as f:
-                f.write(json.dumps(header) + "\n")
+                f.write(json.dumps(_header(api_url)) + "\n")
             good = path.stat().st_size
         journal._file = path.open("r+b")
         try:

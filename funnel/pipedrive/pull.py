@@ -12,10 +12,11 @@ header (never in a URL), and scrubbed from every message that could quote it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,7 +76,7 @@ def pull(
     out = out.resolve()
     pulled_at = datetime.now(UTC).replace(microsecond=0)
     client = Client(api_url, token, budget, policy or RetryPolicy(), share=share)
-    try:
+    with scrubbed(token, where):
         since_at = _since(since, out, api_url)
         with _scratch(out) as scratch:
             with client, Journal.open(_journal_path(out), api_url) as journal:
@@ -85,14 +86,6 @@ def pull(
             state = {"pulled_at": _rfc3339(pulled_at), "api_url": api_url, "since": since_at and _rfc3339(since_at)}
             _publish(scratch, out, tables, state)
             _journal_path(out).unlink(missing_ok=True)  # the export now holds it all
-    except FunnelError as e:
-        raise type(e)(_scrub(str(e), token)) from None
-    except Exception as e:
-        import httpx
-
-        if isinstance(e, httpx.HTTPError | httpx.InvalidURL):
-            raise PullError(f"{where}: {_scrub(first_line(e), token)}") from None
-        raise
     rows = {name: len(table.rows) for name, table in tables.items()}
     return PullResult(out, rows, client.requests, since_at, time.perf_counter() - started, skipped, client.tokens, resumed)
 
@@ -185,6 +178,21 @@ def deal_flow(client: Client, deal_id: int) -> list[tuple[str, ...]] | None:
         found = True
         rows.extend(r for r in (_deal_change(deal_id, item, path) for item in page) if r is not None)
     return rows if found else None
+
+
+@contextlib.contextmanager
+def scrubbed(token: str, where: str) -> Iterator[None]:
+    """Errors with the token scrubbed from their message; httpx's own errors as one PullError naming `where`."""
+    try:
+        yield
+    except FunnelError as e:
+        raise type(e)(_scrub(str(e), token)) from None
+    except Exception as e:
+        import httpx
+
+        if isinstance(e, httpx.HTTPError | httpx.InvalidURL):
+            raise PullError(f"{where}: {_scrub(first_line(e), token)}") from None
+        raise
 
 
 def _token() -> str:
