@@ -200,6 +200,7 @@ def _load_sources(
             s.conditional,
             s.optional,
             s.patterns,
+            s.optional_columns,
         )
         for s in chosen
     ]

@@ -11,7 +11,7 @@ import csv
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ class CsvLoad:
     conditional: tuple[Conditional, ...] = ()
     optional: bool = False  # absent: an empty table of `columns`
     patterns: tuple[tuple[str, str], ...] = ()
+    optional_columns: tuple[str, ...] = ()  # the last columns, which the file may leave out (NULL)
 
     def rule(self, column: str) -> Rule | None:
         for name, pattern in self.patterns:
@@ -75,12 +76,13 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
     """
     import duckdb
 
-    for load in loads:
-        if not load.absent:
-            check_header(load.path, list(load.columns))
+    headers = {id(load): check_header(load.path, list(load.columns), load.optional_columns) for load in loads if not load.absent}
     counts = []
-    for load in loads:
+    for declared in loads:
         started = time.perf_counter()
+        load = declared
+        if not load.absent:  # read the columns the file has; the optional ones it leaves out are NULL
+            load = replace(declared, columns={c: declared.columns[c] for c in headers[id(declared)]})
         if load.absent:
             columns = ", ".join(f"{quote_ident(c)} {t}" for c, t in load.columns.items())
             con.execute(f"create or replace table {load.target} ({columns})")
@@ -89,7 +91,9 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
                 on_loaded(load, 0, time.perf_counter() - started)
             continue
         try:
-            row = con.execute(f"create or replace table {load.target} as {_select(load)}").fetchone()
+            left_out = [(c, t) for c, t in declared.columns.items() if c not in load.columns]
+            nulls = "".join(f", cast(null as {t}) as {quote_ident(c)}" for c, t in left_out)
+            row = con.execute(f"create or replace table {load.target} as select *{nulls} from ({_select(load)})").fetchone()
             bad = _rejects(con, load)
         except duckdb.InvalidInputException as e:
             if BAD_VALUE not in str(e):
@@ -102,7 +106,7 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
             raise SourceError(_describe(load.path, bad))
         counts.append(int(row[0]) if row else 0)
         if on_loaded:
-            on_loaded(load, counts[-1], time.perf_counter() - started)
+            on_loaded(declared, counts[-1], time.perf_counter() - started)
     return counts
 
 
@@ -238,8 +242,9 @@ def mixed_line_ends(path: Path) -> SourceError | None:
     )
 
 
-def check_header(path: Path, expected: list[str]) -> None:
+def check_header(path: Path, expected: list[str], optional: tuple[str, ...] = ()) -> list[str]:
     """Compare the file's first line with the declared columns; say exactly what differs.
+    Return the columns the file has: `expected`, or it without some of the `optional` last ones.
 
     Only a regular file (or a link to one) is read: a named pipe or a device would block
     the build while it holds the build lock.
@@ -257,10 +262,18 @@ def check_header(path: Path, expected: list[str]) -> None:
         found = next(csv.reader([text.rstrip("\r\n")]))
     except csv.Error as e:
         raise SourceError(f"{path} line 1: the header is not valid CSV ({e}); the header must be {','.join(expected)}.") from None
-    if found == expected:
-        return
-    missing = [c for c in expected if c not in found]
-    extra = [c for c in found if c not in expected]
+    required = len(expected) - len(optional)
+    if found == expected or (required <= len(found) < len(expected) and found == expected[: len(found)]):
+        return found
+    if optional:  # name the short header too: the file may leave out the optional columns
+        expected_text = f"{','.join(expected[:required])} or {','.join(expected)}"
+        if len(optional) > 1:
+            expected_text += " (or leave out only the last ones)"
+    else:
+        expected_text = ",".join(expected)
+    compared = expected[: len(found)] if required <= len(found) < len(expected) else expected  # the optional ones it has
+    missing = [c for c in compared if c not in found]
+    extra = [c for c in found if c not in compared]
     if missing and extra and len(missing) == len(extra) == 1:
         problem = f"column {_quote(missing[0])} is named {_quote(extra[0])}"
     elif missing:
@@ -269,7 +282,7 @@ def check_header(path: Path, expected: list[str]) -> None:
         problem = f"unexpected column(s) {_short_list(extra)}"
     else:
         problem = f"columns are in another order ({_short(','.join(found), 200)})"
-    raise SourceError(f"{path} line 1: {problem}; the header must be exactly {','.join(expected)}.")
+    raise SourceError(f"{path} line 1: {problem}; the header must be exactly {expected_text}.")
 
 
 def _first_line_of_regular_file(path: Path) -> bytes:

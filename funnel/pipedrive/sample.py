@@ -363,7 +363,7 @@ def generate(
                     raise FunnelError(f"{out}: generating {source.file_name} failed ({first_line(e)}).") from None
                 counts[source.table] = int(row[0]) if row else 0
             elif static is not None:
-                _write_static(path, list(source.columns), static)
+                _write_static(path, source.required_columns, static)
                 counts[source.table] = len(static)
             else:
                 part = Path(tmp) / "part.csv"

@@ -60,8 +60,21 @@ class Source:
     # VARCHAR columns whose every value must match a regular expression (whole value), e.g.
     # a currency code: (column, pattern) pairs.
     patterns: tuple[tuple[str, str], ...] = ()
+    # The last columns, which a file may leave out (a header of the columns before them):
+    # they are then NULL. stages.csv of the original export has stage_id and stage_name
+    # only; `funnel pull` adds the stage's pipeline, order and probability.
+    optional_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        names = list(self.columns)
+        if self.optional_columns and (
+            list(self.optional_columns) != names[len(names) - len(self.optional_columns) :]
+            or len(self.optional_columns) == len(names)
+        ):
+            raise SourceError(
+                f"source {self.table}: optional_columns must be the last columns, in their order, after at least one "
+                f"that every file has; got {list(self.optional_columns)}."
+            )
         for column, pattern in self.patterns:
             if self.columns.get(column) != "VARCHAR":
                 raise SourceError(f"source {self.table}: a pattern needs a declared VARCHAR column; got {column!r}.")
@@ -75,11 +88,18 @@ class Source:
                     f"source {self.table}: a conditional rule needs a VARCHAR column and a declared "
                     f"when-column; got {c.column!r} when {c.when_column!r}."
                 )
+            if {c.column, c.when_column} & set(self.optional_columns):
+                raise SourceError(f"source {self.table}: a conditional rule needs columns every file has, not optional ones.")
             c.rule  # noqa: B018 -- fails now for a type without a rule, not at load time
 
     @property
     def file_name(self) -> str:
         return f"{self.table}.csv"
+
+    @property
+    def required_columns(self) -> list[str]:
+        """The columns every file has: the header without the optional last columns."""
+        return list(self.columns)[: len(self.columns) - len(self.optional_columns)]
 
 
 SOURCES: tuple[Source, ...] = (
@@ -117,7 +137,18 @@ SOURCES: tuple[Source, ...] = (
         "fields",
         {"ID": "BIGINT", "FIELD_KEY": "VARCHAR", "NAME": "VARCHAR", "FIELD_VALUE_OPTIONS": "JSON"},
     ),
-    Source("stages", {"stage_id": "BIGINT", "stage_name": "VARCHAR"}),
+    Source(
+        "stages",
+        {
+            "stage_id": "BIGINT",
+            "stage_name": "VARCHAR",
+            "pipeline_id": "BIGINT",
+            "pipeline_name": "VARCHAR",
+            "order_nr": "BIGINT",
+            "deal_probability": "BIGINT",
+        },
+        optional_columns=("pipeline_id", "pipeline_name", "order_nr", "deal_probability"),
+    ),
     Source(
         "users",
         {"id": "BIGINT", "name": "VARCHAR", "email": "VARCHAR", "modified": "TIMESTAMP"},
@@ -146,7 +177,7 @@ SOURCES: tuple[Source, ...] = (
 )
 SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
 DECLARATIONS = "sources.toml"  # in sql/: the project's own declaration of its export
-SOURCE_KEYS = {"columns", "timestamp_format", "rules", "optional", "patterns"}
+SOURCE_KEYS = {"columns", "timestamp_format", "rules", "optional", "patterns", "optional_columns"}
 RULE_KEYS = {"column", "when", "in", "type", "format"}
 PLAIN_TYPES = ("VARCHAR", "JSON")
 
@@ -160,6 +191,7 @@ def declared(sql_dir: Path) -> tuple[Source, ...]:
         rules = [{ column = "new_value", when = "changed_field_key", in = ["stage_id"], type = "BIGINT" }]
         optional = true                           # the file may be absent: an empty table
         patterns = { currency = "[A-Z]{3}" }      # a VARCHAR column's every value matches
+        optional_columns = ["new_value"]          # last columns a file may leave out: NULL
 
     The file is deal_changes.csv in the export folder; its header must be exactly the
     columns, in that order. Unknown keys and types are errors naming the file and key.
@@ -203,8 +235,11 @@ def declared(sql_dir: Path) -> tuple[Source, ...]:
             patterns = spec.get("patterns", {})
             if not isinstance(patterns, dict) or not all(isinstance(v, str) for v in patterns.values()):
                 raise SourceError(f'{where} patterns must be {{ column = "regular expression" }}, e.g. currency = "[A-Z]{{3}}".')
+            trailing = spec.get("optional_columns", [])
+            if not isinstance(trailing, list) or not all(isinstance(c, str) for c in trailing):
+                raise SourceError(f'{where} optional_columns must be a list of the last column names, e.g. ["order_nr"].')
             try:
-                found.append(Source(table, dict(columns), fmt, rules, name, optional, tuple(patterns.items())))
+                found.append(Source(table, dict(columns), fmt, rules, name, optional, tuple(patterns.items()), tuple(trailing)))
             except SourceError as e:
                 raise SourceError(f"{where}: {e}") from None
     tables = [s.table.lower() for s in found]

@@ -1,4 +1,7 @@
--- One row per pipeline stage: its id and name.
+-- One row per pipeline stage: its id and name, its pipeline, its place in the pipeline
+-- (order_nr) and the deal probability it gives. A stages.csv without the pipeline columns
+-- (the original export) is one pipeline, unnamed: pipeline_id and pipeline_name NULL,
+-- stages in stage id order.
 with source as (
     select * from {{ source('pipedrive', 'stages') }}
 ),
@@ -7,10 +10,10 @@ renamed as (
     select
         stage_id,
         stage_name,
-        -- Until stages.csv carries its pipeline (issue 21): one pipeline, unnamed.
-        cast(null as bigint) as pipeline_id,
-        cast(null as varchar) as pipeline_name,
-        cast(null as bigint) as deal_probability,
+        pipeline_id,
+        pipeline_name,
+        coalesce(order_nr, stage_id) as order_nr,
+        deal_probability,
     from source
 )
 

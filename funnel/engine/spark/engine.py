@@ -215,6 +215,7 @@ def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, step_don
             source.conditional,
             source.optional,
             source.patterns,
+            source.optional_columns,
         )
         rows = load(spark, csv, out)
         table(spark, out, source.columns).createOrReplaceTempView(view_name(models.RAW_SCHEMA, source.table))

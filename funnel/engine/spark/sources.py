@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ class SparkCsv:
     conditional: tuple[Conditional, ...] = ()  # new_value of stage_id rows is a whole number, ...
     optional: bool = False  # absent: an empty table of `columns`
     patterns: tuple[tuple[str, str], ...] = ()  # VARCHAR columns whose values match a pattern
+    optional_columns: tuple[str, ...] = ()  # the last columns, which the file may leave out (NULL)
 
 
 def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
@@ -67,7 +68,9 @@ def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
 
     if source.optional and not os.path.lexists(source.path):
         return _empty(spark, source, out)
-    check_header(source.path, list(source.columns))
+    present = check_header(source.path, list(source.columns), source.optional_columns)
+    left_out = {c: t for c, t in source.columns.items() if c not in present}  # optional columns: NULL
+    source = replace(source, columns={c: source.columns[c] for c in present})
     if source.path.is_file() and (mixed := mixed_line_ends(source.path)):
         raise mixed
     rules = {name: _rule(source, name, sql_type) for name, sql_type in source.columns.items()}
@@ -98,6 +101,7 @@ def load(spark: SparkSession, source: SparkCsv, out: str) -> int:
     typed = text.select(
         # Converted only when valid: Spark's ANSI casts fail the whole job on a bad value.
         *[F.when(~bad, converted).alias(name) for name, (bad, converted) in rules.items()],
+        *[F.lit(None).cast(_spark_type(sql_type)).alias(name) for name, sql_type in left_out.items()],
         problem.alias(PROBLEM),
         value.alias(VALUE),
     )
