@@ -72,8 +72,8 @@ def test_show_table_has_the_month_rows(built, runner):
 def test_show_another_model(built, runner):
     result = runner.invoke(app, ["show", "--model", "stg_stages", "-f", "csv"])
     assert result.exit_code == 0, result.output
-    header = "stage_id,stage_name,pipeline_id,pipeline_name,deal_probability"
-    assert result.stdout.splitlines()[:2] == [header, "1,Lead Generation,,,"]
+    header = "stage_id,stage_name,pipeline_id,pipeline_name,order_nr,deal_probability"
+    assert result.stdout.splitlines()[:2] == [header, "1,Lead Generation,,,1,"]
 
 
 @pytest.mark.slow  # the golden test compares two environments too

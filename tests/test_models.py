@@ -70,6 +70,7 @@ def test_refs_render_to_the_environment_schema(dag):
             "stg_stages+",
             [
                 "stg_stages",
+                "int_funnel_steps",
                 "rep_sales_cycle",
                 "rep_win_rate_monthly",
                 "rep_won_value_monthly",
@@ -83,7 +84,7 @@ def test_refs_render_to_the_environment_schema(dag):
             ],
         ),
         ("+int_completed_activities", ["stg_activity", "stg_activity_types", "int_completed_activities"]),
-        ("intermediate", ["int_completed_activities", "int_stage_entries", "int_deal_stage_history"]),
+        ("intermediate", ["int_completed_activities", "int_funnel_steps", "int_stage_entries", "int_deal_stage_history"]),
         ("stg_users rep_sales_funnel_monthly", ["stg_users", "rep_sales_funnel_monthly"]),
         (
             "stg_users reporting",

@@ -57,6 +57,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, tiny_export: Path) -> dict
         users.write_text("\n".join(lines) + "\n")
         _replace(root / FOLDER / "fields.csv", '""Customer Not Ready""', json.dumps(REASON).replace('"', '""'))
         _replace(root / "sql" / "seeds" / "funnel_steps.csv", "Step 1: Lead Generation", KPI)
+        # The stage is named so too: the seed's steps must name the export's stages (issue 21).
+        _replace(root / FOLDER / "stages.csv", "1,Lead Generation", "1," + KPI.removeprefix("Step 1: "))
         (root / "sql" / "tests" / "owners_named_with_escapes.sql").write_text(
             "{{ config(severity='warn', description='owners whose name holds ESC') }}\n"
             "select user_id, user_name from {{ ref('stg_users') }} where contains(user_name, chr(27))\n"

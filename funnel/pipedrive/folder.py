@@ -138,7 +138,9 @@ def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str
         source = SOURCES_BY_TABLE[name]
         with (scratch / source.file_name).open("w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(source.columns)
+            # Rows may stop before the optional last columns (stages: stage_id and stage_name until
+            # the pull writes the stage's pipeline too, issue 21): the header stops with them.
+            writer.writerow(list(source.columns)[: len(table.rows[0])] if table.rows else source.columns)
             rows = sorted(table.rows, key=_row_order)
             writer.writerows(rows)
             f.flush()
