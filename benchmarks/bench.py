@@ -3,7 +3,7 @@
     python benchmarks/bench.py build [--raw-data ../shared/raw_data] [--runs 7] [--same-models] [--other FUNNEL]
     python benchmarks/bench.py scale [--deals 10000,100000,1000000] [--runs 3] [--memory-limit 1GB]
     python benchmarks/bench.py export [--rows 1000000] [--runs 5]
-    python benchmarks/bench.py versus --other ../base/.venv/bin/funnel [--deals 1000000] [--runs 5]
+    python benchmarks/bench.py versus --other ../base/.venv/bin/funnel [--other-sql ../base/sql] [--deals 1000000] [--runs 5]
 
 Each run is a fresh process, timed from start to exit; the two commands alternate so that
 both see the same machine state, and the median of the runs is reported with the peak
@@ -56,10 +56,10 @@ def funnel_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "funnel"]
 
 
-def project(workdir: Path, memory_limit: str | None, threads: int | None) -> Path:
-    """A throwaway project: the repo's sql/ and an environment writing into `workdir`."""
+def project(workdir: Path, memory_limit: str | None, threads: int | None, sql: Path | None = None) -> Path:
+    """A throwaway project: the repo's sql/ (or `sql`) and an environment writing into `workdir`."""
     root = workdir / "project"
-    shutil.copytree(REPO / "sql", root / "sql")
+    shutil.copytree(sql or REPO / "sql", root / "sql")
     lines = ["[bench]", 'database = "target/bench.duckdb"', 'schema = "public_pipedrive_analytics"']
     if memory_limit:
         lines.append(f'memory_limit = "{memory_limit}"')
@@ -158,20 +158,25 @@ def compare(
         }
 
 
-def versus(raw: Path, other: str, runs: int, other_flags: tuple[str, ...] = ()) -> None:
+def versus(raw: Path, other: str, runs: int, other_flags: tuple[str, ...] = (), other_sql: Path | None = None) -> None:
     """Alternate `funnel build` of this checkout with another installation's (e.g. the base
-    commit's, in its own venv) on the same export; print medians of wall and CPU time."""
+    commit's, in its own venv) on the same export; print medians of wall and CPU time.
+    With `other_sql` the other builds that project's models (e.g. the base commit's sql/,
+    to measure what new models cost) in a project of its own; else both build this sql/."""
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         root = project(Path(tmp), None, None)
-        env = process_env(FUNNEL_PROJECT_DIR=str(root))
+        envs = {"this": process_env(FUNNEL_PROJECT_DIR=str(root)), "other": process_env(FUNNEL_PROJECT_DIR=str(root))}
+        if other_sql is not None:
+            other_root = project(Path(tmp) / "other", None, None, sql=other_sql)
+            envs["other"] = process_env(FUNNEL_PROJECT_DIR=str(other_root))
         args = ["build", "--env", "bench", "--raw-data", str(raw)]
         commands = {"this": [*funnel_command(), *args, "--full-refresh"], "other": [other, *args, *other_flags]}
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-        for command in commands.values():
-            timed_cpu(command, env)  # warm the file cache and the compiled-project cache
+        for name, command in commands.items():
+            timed_cpu(command, envs[name])  # warm the file cache and the compiled-project cache
         for _ in range(runs):
             for name, command in commands.items():
-                times[name].append(timed_cpu(command, env))
+                times[name].append(timed_cpu(command, envs[name]))
     wall = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
     cpu = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
     print(f"Machine: {machine()}; median of {runs} alternating runs; other = {other}.\n")
@@ -362,6 +367,9 @@ def main() -> None:
     other.add_argument("--deals", type=int, default=1_000_000)
     other.add_argument("--runs", type=int, default=5)
     other.add_argument("--other-full-refresh", action="store_true", help="the other funnel has a plan too: force its full build")
+    other.add_argument(
+        "--other-sql", type=Path, default=None, help="the other builds this sql/ folder (default: this checkout's)"
+    )
     planned = sub.add_parser("plan", help="full build vs one model edited vs nothing changed")
     planned.add_argument("--deals", type=int, default=1_000_000)
     planned.add_argument("--runs", type=int, default=5)
@@ -372,7 +380,8 @@ def main() -> None:
         return
 
     if args.case == "versus":
-        versus(export_for(args.deals), args.other, args.runs, ("--full-refresh",) if args.other_full_refresh else ())
+        flags = ("--full-refresh",) if args.other_full_refresh else ()
+        versus(export_for(args.deals), args.other, args.runs, flags, args.other_sql)
         return
 
     if args.case == "export":

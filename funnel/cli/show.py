@@ -41,14 +41,21 @@ def show(
     ] = None,
     compare: Annotated[str | None, typer.Option(help="Another env to put side by side, with the difference.")] = None,
     summary: Annotated[
-        bool, typer.Option("--summary", help="After the month's funnel: conversion, days in stage, top lost reasons.")
+        bool,
+        typer.Option(
+            "--summary",
+            help="After the month's funnel: conversion, days in stage, top lost reasons, win rate, won value, "
+            "open pipeline, sales cycle.",
+        ),
     ] = False,
 ) -> None:
     """Print a model of the last build.
 
     The monthly funnel by default, in funnel order; other models in their own order.
     --summary adds, for the month (default: the latest), each stage step's conversion and
-    median days and the top lost reasons.
+    median days and the top lost reasons; then win rate by month added and won value per
+    month and currency (the month and the five before it), the open and weighted pipeline
+    by step at the month's end, and the sales cycle (from deals.csv).
     """
     from funnel.cli import console
     from funnel.outputs import query as report
@@ -70,7 +77,12 @@ def show(
             param_hint="'--model'",
         )
     if summary:
-        console.print_summary(report.summary(manifest.env, month))
+        from funnel.cli.summary import print_deal_summary
+        from funnel.outputs.manager import deal_summary
+
+        shown = report.summary(manifest.env, month)
+        console.print_summary(shown)
+        print_deal_summary(deal_summary(manifest.env, shown.month))
         return
     months = report.Months(since, until) if since or until else report.Months.one(month)
     if compare:
