@@ -117,15 +117,17 @@ def _fetch(
     # message says how many were kept once they are all in (KEPT is replaced where it surfaces).
     client.stop_note = KEPT
     report("deal change logs", done, len(deals))
+    flows = client.each(lambda deal: deal_flow(client, deal), to_fetch)
     try:
-        for deal_id, rows in client.each(lambda deal: deal_flow(client, deal), to_fetch):
-            if rows is None:
-                skipped += 1  # deleted after it was listed: it has no log any more
-            else:
-                journal.add(deal_id, deals[deal_id], rows)
-                changes.extend(rows)
-            done += 1
-            report("deal change logs", done, len(deals))
+        with contextlib.closing(flows):  # on any exit (Ctrl-C too) the fetches under way end before the client closes
+            for deal_id, rows in flows:
+                if rows is None:
+                    skipped += 1  # deleted after it was listed: it has no log any more
+                else:
+                    journal.add(deal_id, deals[deal_id], rows)
+                    changes.extend(rows)
+                done += 1
+                report("deal change logs", done, len(deals))
     except PullStopped as e:
         raise PullStopped(str(e).replace(KEPT, note())) from None
     tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deals})

@@ -48,16 +48,18 @@ class Window:
         while True:
             with self._lock:
                 now = self._now()
-                while self._sent and self._sent[0] <= now - self.length - SLACK:
+                span = self.length + SLACK
+                # One expression for "out of the window" in both places: a rounding of the sum
+                # must not let a send through that the next check would still count.
+                while self._sent and self._sent[0] + span <= now:
                     self._sent.popleft()
-                wait = self._pause_until - now
-                if wait <= 0 and self.limit is not None and len(self._sent) >= self.limit:
-                    wait = self._sent[0] + self.length + SLACK - now
-                if wait <= 0:
+                until = self._pause_until
+                if until <= now and self.limit is not None and len(self._sent) >= self.limit:
+                    until = self._sent[0] + span
+                if until <= now:
                     self._sent.append(now)
                     return
-                until = now + wait
-            self._wait(wait, until)
+            self._wait(until - now, until)
 
     def note(self, limit: float | None, remaining: float | None, reset: float | None) -> None:
         """What an answer's x-ratelimit-* headers say; a used-up window is waited out here."""
@@ -68,7 +70,13 @@ class Window:
                 self.length = reset
             if remaining != 0 or reset is None:
                 return
-            until = self._now() + reset
+            now = self._now()
+            ours = sum(1 for sent in self._sent if sent + self.length + SLACK > now)
+            if self.limit is not None and ours >= self.limit:
+                return  # used up by this pull's own requests: acquire() already waits for the oldest to leave
+            # Used up by someone else with the same token: wait as long as the API says (the
+            # reset may be rounded up to whole seconds, so this is kept for that case only).
+            until = now + reset
             self._pause_until = max(self._pause_until, until)
         self._wait(reset, until)
 
