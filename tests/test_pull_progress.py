@@ -8,6 +8,7 @@ import pytest
 
 from funnel.cli import progress
 from funnel.cli.progress import Meter, duration
+from tests import test_pipedrive as api
 
 
 class Clock:
@@ -65,3 +66,21 @@ def test_without_a_terminal_a_plain_line_comes_at_least_every_period(monkeypatch
     first = [line for line in lines if line == "deal change logs 0/4 (0 %)"]
     later = [line for line in lines if re.fullmatch(r"deal change logs 1/4 \(25 %\), [\d.]+/s, about \d+ s left", line)]
     assert len(first) >= 2 and len(later) >= 2 and len(first) + len(later) == len(lines), lines
+
+
+fake, sleeps, subset = api.fake, api.sleeps, api.subset  # the fake API of test_pipedrive.py
+
+
+def test_a_pull_in_a_log_says_how_far_it_is_and_ends_with_requests_tokens_and_time(project, runner, fake, sleeps, monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.1)
+    fake.delay = 0.05  # each deal's log page
+    fake.daily = 10**6  # so that the fake counts what it charges
+    result = api.pull_cli(runner)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    logs = [line for line in lines if line.startswith("deal change logs ")]
+    assert logs and all(
+        re.fullmatch(r"deal change logs \d+/12 \(\d+ %\)(, [\d.]+/s, about \d+ s left)?", line) for line in logs
+    ), lines
+    summary = rf"Pulled everything into .+ \({len(fake.log)} requests, about {fake.spent:,} API tokens, \d+\.\ds\)"
+    assert re.fullmatch(summary, lines[-1]), lines[-1]
