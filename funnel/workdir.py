@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel import atomic
 from funnel.engine.database import is_duckdb
 from funnel.errors import BuildBusy, ExportError, FunnelError
 
@@ -62,7 +63,7 @@ def spark_settings(env: Environment) -> Path:
 
 
 def temp_path(database: Path) -> Path:
-    return database.with_name(f".{database.name}.{os.getpid()}.tmp")
+    return atomic.temp_beside(database)
 
 
 def _temp_glob(database: Path) -> list[Path]:
@@ -245,9 +246,7 @@ def save_failures(env: Environment, rows: list[Any]) -> None:
     from datetime import UTC, datetime
 
     data = {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "tests": [asdict(r) for r in rows]}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(temp, path)
+    atomic.write_text(path, json.dumps(data, indent=1))
 
 
 def load_failures(env: Environment) -> dict[str, Any] | None:
@@ -292,7 +291,7 @@ def remove_abandoned_scratch(parent: Path) -> None:
         except FileNotFoundError:
             # Killed before it named its lock, or still starting: only a dead owner's goes.
             owner = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
-            if owner.isdigit() and not _alive(int(owner)):
+            if owner.isdigit() and not atomic.alive(int(owner)):
                 shutil.rmtree(folder, ignore_errors=True)
             continue
         except OSError:
@@ -303,13 +302,3 @@ def remove_abandoned_scratch(parent: Path) -> None:
             except BlockingIOError:
                 continue  # a live export's
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -218,7 +218,7 @@ def test_report_is_one_offline_file_with_plotly_once(report: Path) -> None:
     assert "default-src 'none'" in text  # the browser itself refuses any request
     assert len(re.findall(r"\* plotly\.js v\d", text)) == 1
     assert report.stat().st_size <= 5_000_000
-    assert not list(report.parent.glob(".*.part"))
+    assert not list(report.parent.glob(".*.tmp"))
 
 
 @needs_chromium
@@ -322,7 +322,7 @@ def test_a_failed_write_leaves_the_previous_report(report: Path, runner: Any, mo
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("funnel.outputs.html.os.fsync", full_disk)
+    monkeypatch.setattr("funnel.atomic.os.fsync", full_disk)
     result = runner.invoke(app, ["report", "--month", "2024-04", "--out", "out/report.html"])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {report}: cannot write (No space left on device)")

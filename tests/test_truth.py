@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from funnel.cli import app
 from funnel import workdir
+from funnel.cli import app
 from funnel.engine import database
 from funnel.pipedrive.sample import generate
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from funnel import __version__, workdir
+from funnel import __version__, atomic, workdir
 from funnel.build import plan, record
 from funnel.engine import database
 from funnel.engine.loading import CsvLoad, load_csvs
@@ -146,7 +146,7 @@ def build(
                 con.close()
             # A signal arriving now waits until the caller knows the new build is published, so
             # whatever it prints about the build is true.
-            with database.signals_deferred():
+            with atomic.signals_deferred():
                 database.commit(temp, env.database)
                 workdir.save_failures(env, [])  # the failing rows of an earlier build are history now
                 if on_published:

@@ -12,13 +12,12 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel import atomic
 from funnel.errors import BuildBusy, BuildMissing, ConfigError, FunnelError, first_line
 from funnel.project.config import Environment, require_outside_export
 
@@ -43,14 +42,7 @@ def is_duckdb(path: Path) -> bool:
 
 def commit(temp: Path, database: Path) -> None:
     """Make `temp` the environment's database in one atomic rename, durably."""
-    with open(temp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(temp, database)
-    dir_fd = os.open(database.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic.replace(temp, database)
 
 
 def is_machine_fault(error: Exception) -> bool:
@@ -64,19 +56,6 @@ def is_machine_fault(error: Exception) -> bool:
         return True
     text = str(error)
     return "No space left on device" in text or "Could not write file" in text
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block (they are delivered right after it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # A build's memory when the env sets no memory_limit: DuckDB's own default is 80 % of the

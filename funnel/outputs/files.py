@@ -8,13 +8,13 @@ file appears complete or not at all.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from funnel import atomic
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError, first_line
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 FILE_FORMATS = ("csv", "parquet")
 DEFINITIONS_FILE = "_funnel_definitions"  # beside the models when the build's definitions are not the defaults
-
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ def export_files(
     on_table: Callable[[Exported], None] | None = None,
 ) -> list[Exported]:
     """Write the selected models as `out/<model>.<fmt>`; each file appears complete or not at all."""
-    import duckdb
 
     if fmt not in FILE_FORMATS:
         raise ConfigError(f"--format {fmt}: files can be {', '.join(FILE_FORMATS)}.")
@@ -57,20 +55,8 @@ def export_files(
     with database.read(env) as duck:
         for name in names:
             started = time.perf_counter()
-            final = out / f"{name}.{fmt}"
-            temp = out / f".{name}.{fmt}.{os.getpid()}.tmp"
-            options = "format csv, header true" if fmt == "csv" else "format parquet"
-            try:
-                row = duck.execute(
-                    f"copy (select * from {relation(env.schema, name)}) to {quote_literal(str(temp))} ({options})"
-                ).fetchone()
-                os.replace(temp, final)
-            except (duckdb.Error, OSError) as e:
-                raise ExportError(f"{final}: cannot be written ({first_line(e)}); check the folder and free space.") from None
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
-            item = Exported(name, int(row[0]) if row else 0, time.perf_counter() - started)
+            rows = _copy(duck, f"select * from {relation(env.schema, name)}", out / f"{name}.{fmt}")
+            item = Exported(name, rows, time.perf_counter() - started)
             done.append(item)
             if on_table:
                 on_table(item)
@@ -81,28 +67,27 @@ def export_files(
 def _write_definitions(duck: duckdb.DuckDBPyConnection, out: Path, fmt: str, built_with: dict[str, object]) -> None:
     """`out/_funnel_definitions.<fmt>`: the non-default definitions (README "Definitions")
     the exported build counts with, one row each; none (and no stale file) for the defaults."""
-    import duckdb
-
     final = out / f"{DEFINITIONS_FILE}.{fmt}"
     if not built_with:
         with contextlib.suppress(FileNotFoundError):
             final.unlink()
         return
-    temp = out / f".{DEFINITIONS_FILE}.{fmt}.{os.getpid()}.tmp"
-    options = "format csv, header true" if fmt == "csv" else "format parquet"
     values = ", ".join("(?, ?)" for _ in built_with)
     params = [str(p) for pair in built_with.items() for p in (pair[0], definitions.text(pair[1]))]
+    _copy(duck, f"select * from (values {values}) as t(definition, value)", final, params)
+
+
+def _copy(duck: duckdb.DuckDBPyConnection, query: str, final: Path, params: list[str] | None = None) -> int:
+    """Write what `query` returns to `final` (CSV or Parquet, by its suffix) all-or-nothing; its row count."""
+    import duckdb
+
+    options = "format csv, header true" if final.suffix == ".csv" else "format parquet"
     try:
-        duck.execute(
-            f"copy (select * from (values {values}) as t(definition, value)) to {quote_literal(str(temp))} ({options})",
-            params,
-        )
-        os.replace(temp, final)
+        with atomic.writing(final) as temp:
+            row = duck.execute(f"copy ({query}) to {quote_literal(str(temp))} ({options})", params).fetchone()
     except (duckdb.Error, OSError) as e:
         raise ExportError(f"{final}: cannot be written ({first_line(e)}); check the folder and free space.") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    return int(row[0]) if row else 0
 
 
 def columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tuple[str, str]]:
@@ -116,5 +101,3 @@ def columns(duck: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tup
 def selected(manifest: Manifest, select: str | None) -> list[str]:
     """The models an export writes: `select`, or the reporting layer."""
     return manifest.graph.select(select or "reporting")
-
-

@@ -10,15 +10,14 @@ Every value from the build or the export is escaped here: an owner named
 
 from __future__ import annotations
 
-import contextlib
 import html
-import os
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from funnel import atomic
 from funnel.errors import FunnelError
 
 # The page may run its own inline scripts and styles and show inline images; nothing else,
@@ -138,16 +137,9 @@ def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` through a temporary file and a rename: a reader (or a mail
     client attaching the file) sees the old file or the new one, never half of one."""
     path = path.absolute()
-    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
+        atomic.write_text(path, text)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise FunnelError(f"{path}: cannot write ({e.strerror or e}); check the folder exists and is writable.") from None
     return path

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel import atomic
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError, first_line
@@ -293,7 +294,7 @@ def _swap_all(
         try:
             # Ctrl-C waits for this try to commit or roll back, so that what the caller then
             # says about the PostgreSQL tables is true.
-            with database.signals_deferred():
+            with atomic.signals_deferred():
                 with pg.transaction():
                     pg.execute("select set_config('lock_timeout', %s, true)", [f"{int(wait * 1000)}ms"])
                     existing = [t for t in tables if _exists(pg, t)]

@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from funnel import __version__, workdir
+from funnel import __version__, atomic, workdir
 from funnel.project import checks, models
 from funnel.project.config import Config, Environment
 from funnel.project.sources import SOURCES, Source, declared
@@ -114,9 +113,7 @@ def _write(cache: Path, key: str, graph: models.Graph, tests: tuple[checks.DataT
         "models": [asdict(m) for m in graph.models.values()],
         "tests": [asdict(t) for t in tests],
     }
-    temp = cache.with_name(f"{cache.name}.{os.getpid()}.part")
-    # A cache that cannot be written only costs the next run its speed.
+    # A cache that cannot be written only costs the next run its speed; nor need it survive a power cut.
     with contextlib.suppress(OSError):
         cache.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_text(json.dumps(data, default=str), encoding="utf-8")
-        os.replace(temp, cache)
+        atomic.write_text(cache, json.dumps(data, default=str), durable=False)

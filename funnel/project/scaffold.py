@@ -12,6 +12,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from funnel import atomic
 from funnel.errors import ConfigError
 
 PARTS = ("environments.toml", "sql", "raw_data")
@@ -43,9 +44,7 @@ def init(target: Path) -> list[Path]:
         for folder in ("sql", "raw_data"):
             shutil.copytree(source / folder, staging / folder, ignore=shutil.ignore_patterns("__pycache__", ".*"))
         (staging / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
-        if target.exists():
-            target.rmdir()  # empty: checked above
-        os.replace(staging, target)
+        atomic.replace(staging, target)  # an existing target is empty: checked above
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(p for p in target.rglob("*") if p.is_file())

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from funnel import workdir
+from funnel import atomic, workdir
 from funnel.build import plan, record
 from funnel.build.runner import BuildResult, Step, make_record
 from funnel.engine import database
@@ -109,7 +109,7 @@ def build(
                 try:
                     made = make_record(result, None, engine="spark", warehouse=store.root, build=build_id)
                     _write_database(temp, manifest, folder, made)
-                    with database.signals_deferred():
+                    with atomic.signals_deferred():
                         store.publish(build_id)
                         database.commit(temp, env.database)
                         if on_published:

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel import atomic
 from funnel.errors import ConfigError, FunnelError
 from funnel.project.config import URI, Environment
 
@@ -83,13 +84,9 @@ class Warehouse:
         path = f"{self.root}/{name}"
         temp = f"{self.root}/.{name}.{os.getpid()}.tmp"
         if not self.remote:
-            local, local_temp = Path(local_path(path)), Path(local_path(temp))
+            local = Path(local_path(path))
             local.parent.mkdir(parents=True, exist_ok=True)
-            with local_temp.open("w", encoding="utf-8") as f:
-                f.write(text + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(local_temp, local)
+            atomic.write_text(local, text + "\n")
             return
         # Object stores have no atomic rename over a file: delete, then rename. Readers of the
         # env's DuckDB file are not affected; they switch with its rename.
