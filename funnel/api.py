@@ -37,7 +37,7 @@ class Project:
         return compile(self.config, self.env, vars)
 
     def plan(self, select: str | None = None, vars: dict[str, Any] | None = None, full_refresh: bool = False) -> Plan:
-        """What a build would load, run and test now, and why (a DuckDB env; Spark always builds everything)."""
+        """What a build would load, run and test now, and why (on Spark: everything, always)."""
         from funnel.build.runner import make_plan
 
         return make_plan(self.manifest(vars), select, full_refresh)
@@ -46,17 +46,9 @@ class Project:
         self, select: str | None = None, vars: dict[str, Any] | None = None, full_refresh: bool = False, wait: float = 0.0
     ) -> BuildResult:
         """Build the env on its engine and publish it if every error test passes (else TestFailure)."""
-        manifest = self.manifest(vars)
-        if self.env.engine == "spark":
-            from funnel.engine.spark import engine as spark
-            from funnel.errors import ConfigError
-
-            if select is not None:
-                raise ConfigError(f"env '{self.env.name}' builds on Spark, which always builds everything; drop select.")
-            return spark.build(manifest, wait)
         from funnel.build.runner import build
 
-        return build(manifest, select, wait, full_refresh)
+        return build(self.manifest(vars), select, wait, full_refresh)
 
     def test(self, select: str | None = None) -> list[TestResult]:
         """Run the data tests on the last build."""

@@ -1,9 +1,10 @@
-"""`funnel build`: plan, then load -> run -> test -> publish.
+"""`funnel build` on any engine: plan -> lock -> load -> run -> test -> record -> publish.
 
-The plan (funnel/build/plan.py) says what to load, run and test. Everything happens in a
-temporary DuckDB file, a fresh one for a full build or a copy of the committed build for
-an incremental one, that replaces the committed file only when every model ran and no
-data test of severity `error` failed. Nothing to do: nothing is written.
+The plan (funnel/build/plan.py) says what to load, run and test; the env's engine
+(funnel/build/engine.py: DuckDB, or Spark) does it in a workspace of its own, which becomes
+the published build only when every model ran and no data test of severity `error` failed.
+Nothing to do: nothing is written. This is the one build loop; an engine only answers
+its steps.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__, atomic, workdir
 from funnel.build import plan, record
+from funnel.build.engine import Engine, Work, engine_for
 from funnel.engine import database
-from funnel.engine.loading import CsvLoad, load_csvs
-from funnel.errors import FunnelError, ModelError, TestFailure, first_line
-from funnel.project import checks, models
-from funnel.quoting import quote_ident, relation
+from funnel.errors import ConfigError, TestFailure
+from funnel.project import checks
 
 if TYPE_CHECKING:
     import duckdb
 
     from funnel.project.manifest import Manifest
     from funnel.project.selectors import Selector
+    from funnel.project.sources import Source
 
 StepKind = Literal["source", "seed", "view", "table"]
 
@@ -63,11 +64,21 @@ def make_plan(
     full_refresh: bool = False,
     exclude: Selector | str | None = None,
     known: dict[str, plan.Fingerprint] | None = None,
+    engine: Engine | None = None,
 ) -> plan.Plan:
     """What a build would do now (for `--dry-run`, and as the build's first step).
 
-    Raises ConfigError when the env's `database` names a file a build must not replace.
+    An engine that cannot build incrementally (Spark) always plans a full build, and refuses
+    a selection. Raises ConfigError when the env's `database` names a file a build must not
+    replace.
     """
+    engine = engine or engine_for(manifest.env)
+    if not engine.incremental:
+        if select is not None or exclude is not None:
+            raise ConfigError(
+                f"env '{manifest.env.name}' builds on {engine.name}, which always builds everything; drop --select and --exclude."
+            )
+        full_refresh = True
     database.require_replaceable(manifest.env)
     chosen = manifest.graph.select(select, exclude) if select is not None or exclude is not None else None
     # A full refresh owes nothing to the last build: its record is not even opened.
@@ -84,17 +95,19 @@ def build(
     on_test: Callable[[checks.TestResult], None] | None = None,
     on_published: Callable[[], None] | None = None,
     exclude: Selector | str | None = None,
+    engine: Engine | None = None,
 ) -> BuildResult:
-    """Carry out the plan for `manifest.env` and publish it if every error test passes.
+    """Carry out the plan for `manifest.env` on its engine (or `engine`) and publish it if
+    every error test passes.
 
-    Raises SourceError, ModelError or TestFailure, in which case the committed build is
+    Raises SourceError, ModelError or TestFailure, in which case the published build is
     exactly as it was before.
     """
-    import duckdb
-
     started = time.perf_counter()
     env = manifest.env
-    decided = make_plan(manifest, select, full_refresh, exclude)
+    engine = engine or engine_for(env)
+    decided = make_plan(manifest, select, full_refresh, exclude, engine=engine)
+    engine.prepare(manifest)
     if decided.up_to_date:  # checked before taking the lock: an up-to-date build writes nothing
         if workdir.stale_temps(env):  # ... but what a killed build left behind goes
             with workdir.build_lock(env, wait):
@@ -106,7 +119,7 @@ def build(
         return result
     with workdir.build_lock(env, wait):
         # Again: another build may have published meanwhile. The files are not hashed twice.
-        decided = make_plan(manifest, select, full_refresh, exclude, known=decided.fingerprints)
+        decided = make_plan(manifest, select, full_refresh, exclude, known=decided.fingerprints, engine=engine)
         if on_plan:
             on_plan(decided)
         result = BuildResult(manifest, decided)
@@ -116,116 +129,60 @@ def build(
             if on_step:
                 on_step(step)
 
-        temp = workdir.temp_path(env.database)
-        try:
-            if not decided.full:
-                database.copy_committed(env.database, temp)
-            con = database.connect(temp, env)
-            try:
-                _make_room(con, manifest, decided)
-                _load_sources(con, manifest, decided, step_done)
-                con.execute(f"create schema if not exists {quote_ident(env.schema)}")
-                for name in decided.names("model", "run"):
-                    step_done(_run_model(con, manifest.graph.models[name], env.schema))
-                to_run = set(decided.names("test", "test"))
-                chosen = [t for t in manifest.tests if t.name in to_run]
-                fresh = checks.run(con, chosen, input_rows=sum(_source_rows(result).values()))
-                result.tests = _merge_results(manifest, decided, fresh)
-                for test_result in result.tests:
-                    if on_test:
-                        on_test(test_result)
-                failed = [t for t in result.tests if t.status == "ERROR"]
-                if failed:
-                    rows = checks.failing_rows(con, failed)
-                    workdir.save_failures(env, rows)
-                    raise TestFailure(_failure_message(failed), rows)
-                result.seconds = time.perf_counter() - started
-                record.write(con, make_record(result, select))
-                con.execute("checkpoint")
-            finally:
-                con.close()
+        with engine.start(manifest, decided) as work:
+            _run(work, result, step_done)
+            _test(work, result, on_test)
+            result.seconds = time.perf_counter() - started
+            made = make_record(result, select, **work.record_fields)
+            work.finish(lambda con: record.write(con, made))
             # A signal arriving now waits until the caller knows the new build is published, so
             # whatever it prints about the build is true.
             with atomic.signals_deferred():
-                database.commit(temp, env.database)
+                work.publish()
                 workdir.save_failures(env, [])  # the failing rows of an earlier build are history now
                 if on_published:
                     on_published()
-        except duckdb.Error as e:
-            # Not the data's fault (a full disk, an I/O error, memory): say what DuckDB said.
-            raise FunnelError(
-                f"{temp.parent}: DuckDB failed while building env '{env.name}' ({first_line(e)}); "
-                "the last good build is unchanged. Check free disk space there and memory_limit, then rebuild."
-            ) from None
-        finally:
-            workdir.remove_temp(temp)
+    result.seconds = time.perf_counter() - started
     return result
+
+
+def _run(work: Work, result: BuildResult, step_done: Callable[[Step], None]) -> None:
+    """Load the plan's sources and run its models, in order."""
+    manifest, decided = result.manifest, result.plan
+
+    def loaded(source: Source, rows: int, seconds: float) -> None:
+        step_done(Step(f"{source.source_name}.{source.table}", "source", seconds, rows))
+
+    wanted = set(decided.names("source", "load"))
+    work.load_sources([s for s in manifest.sources if s.table in wanted], loaded)
+    for name in decided.names("model", "run"):
+        model = manifest.graph.models[name]
+        started = time.perf_counter()
+        rows = work.run_model(model)
+        kind: StepKind = "seed" if model.is_seed else "view" if model.materialized == "view" else "table"
+        step_done(Step(name, kind, time.perf_counter() - started, rows))
+
+
+def _test(work: Work, result: BuildResult, on_test: Callable[[checks.TestResult], None] | None) -> None:
+    """Run the plan's tests; keep the rows that break an error test and stop, if one fails."""
+    manifest, decided = result.manifest, result.plan
+    to_run = set(decided.names("test", "test"))
+    chosen = [t for t in manifest.tests if t.name in to_run]
+    fresh = work.run_tests(chosen, sum(_source_rows(result).values()))
+    result.tests = _merge_results(manifest, decided, fresh)
+    for test_result in result.tests:
+        if on_test:
+            on_test(test_result)
+    failed = [t for t in result.tests if t.status == "ERROR"]
+    if failed:
+        rows = work.failing_rows(failed)
+        workdir.save_failures(manifest.env, rows)
+        raise TestFailure(_failure_message(failed), rows)
 
 
 def _previous(manifest: Manifest) -> plan.Previous | None:
     found = record.committed(manifest.env)
     return None if found is None else plan.Previous.from_record(found)
-
-
-def _make_room(con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan) -> None:
-    """In a copied build, drop what is about to be replaced and checkpoint: the new data
-    then reuses the freed blocks, and the file does not grow from one build to the next."""
-    if decided.full:
-        return
-    kinds = dict(con.execute("select table_schema || '.' || table_name, table_type from information_schema.tables").fetchall())
-    by_table = {s.table: s for s in manifest.sources}
-    doomed = [(by_table[t].source_name, t) for t in decided.names("source", "load")]
-    doomed += [(manifest.env.schema, n) for n in decided.names("model", "run")]
-    for schema, name in doomed:
-        kind = kinds.get(f"{schema}.{name}")
-        if kind:
-            con.execute(f"drop {'view' if kind == 'VIEW' else 'table'} {relation(schema, name)}")
-    con.execute("checkpoint")
-
-
-def _load_sources(
-    con: duckdb.DuckDBPyConnection, manifest: Manifest, decided: plan.Plan, step_done: Callable[[Step], None]
-) -> None:
-    folder = manifest.env.export_folder()
-    wanted = set(decided.names("source", "load"))
-    chosen = [s for s in manifest.sources if s.table in wanted]
-    for schema in sorted({s.source_name for s in chosen}):
-        con.execute(f"create schema if not exists {quote_ident(schema)}")
-    loads = [
-        CsvLoad(
-            folder / s.file_name,
-            relation(s.source_name, s.table),
-            s.columns,
-            s.timestamp_format,
-            s.conditional,
-            s.optional,
-            s.patterns,
-            s.optional_columns,
-        )
-        for s in chosen
-    ]
-    names = {load.target: f"{s.source_name}.{s.table}" for load, s in zip(loads, chosen, strict=True)}
-    load_csvs(con, loads, lambda load, rows, seconds: step_done(Step(names[load.target], "source", seconds, rows)))
-
-
-def _run_model(con: duckdb.DuckDBPyConnection, model: models.Model, schema: str) -> Step:
-    import duckdb
-
-    started = time.perf_counter()
-    target = relation(schema, model.name)
-    try:
-        if model.is_seed:
-            (rows,) = load_csvs(con, [CsvLoad(model.path, target, model.seed_columns)])
-            return Step(model.name, "seed", time.perf_counter() - started, rows)
-        if model.materialized == "view":
-            con.execute(f"create or replace view {target} as {model.sql}")
-            return Step(model.name, "view", time.perf_counter() - started)
-        row = con.execute(f"create or replace table {target} as {model.sql}").fetchone()
-    except duckdb.Error as e:
-        if database.is_machine_fault(e):
-            raise  # a full disk or too little memory is not the model's fault: build() says so
-        raise ModelError(models.describe_sql_error(model, str(e))) from None
-    return Step(model.name, "table", time.perf_counter() - started, int(row[0]) if row else 0)
 
 
 def _source_rows(result: BuildResult) -> dict[str, int]:

@@ -53,7 +53,9 @@ def build(
 
         require_replaceable(environment)  # before the pull: a build that cannot publish pulls nothing
         _pull_into(manifest.config, environment.export_folder())
-    if dry_run and environment.engine != "spark":
+    if environment.engine == "spark" and (select or exclude or full_refresh or dry_run):
+        raise typer.BadParameter("a Spark env always builds everything; drop --select, --full-refresh and --dry-run.")
+    if dry_run:
         console.plan_lines(builder.make_plan(manifest, select, full_refresh, exclude), detail=True)
         return
     console.info(f"Building env [bold]{environment.name}[/] from ", str(environment.export_folder()))
@@ -62,13 +64,6 @@ def build(
     def published() -> None:
         _interrupted_means(f"Interrupted after the new build of env '{environment.name}' was published; it is complete")
 
-    if environment.engine == "spark":
-        if select or full_refresh or dry_run:
-            raise typer.BadParameter("a Spark env always builds everything; drop --select, --full-refresh and --dry-run.")
-        from funnel.engine.spark import engine as spark
-
-        console.build_summary(spark.build(manifest, wait, console.step_line, console.test_line, published))
-        return
     result = builder.build(
         manifest, select, wait, full_refresh, console.plan_lines, console.step_line, console.test_line, published, exclude
     )

@@ -24,29 +24,32 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from funnel import atomic, workdir
-from funnel.build import plan, record
-from funnel.build.runner import BuildResult, Step, make_record
+from funnel import workdir
 from funnel.engine import database
 from funnel.engine.spark.sources import SparkCsv, load, table
 from funnel.engine.spark.sql import compiled_sql, view_name
 from funnel.engine.spark.warehouse import Warehouse, local_path
-from funnel.errors import ConfigError, FunnelError, ModelError, TestFailure, first_line
+from funnel.errors import ConfigError, FunnelError, ModelError, first_line
 from funnel.project import checks, models
 from funnel.project.config import Environment
 from funnel.quoting import quote_ident, quote_literal, relation
 
 if TYPE_CHECKING:
+    import duckdb
     from pyspark.sql import SparkSession
 
+    from funnel.build.engine import OnLoaded
+    from funnel.build.plan import Plan
+    from funnel.build.runner import BuildResult
     from funnel.project.manifest import Manifest
+    from funnel.project.sources import Source
 
-__all__ = ["build", "compiled_sql", "session", "stop"]
+__all__ = ["SparkEngine", "build", "compiled_sql", "session", "stop"]
 
 # Settings the numbers depend on: timestamps without time zone, read and written as such
 # (Parquet TIMESTAMP, which DuckDB reads as TIMESTAMP), and month boundaries in UTC.
@@ -63,59 +66,31 @@ RAW_FOLDER = "_raw"  # builds/<id>/_raw/<source table>: the typed sources
 _sessions: dict[str, SparkSession] = {}
 
 
-def build(
-    manifest: Manifest,
-    wait: float = 0.0,
-    on_step: Callable[[Step], None] | None = None,
-    on_test: Callable[[checks.TestResult], None] | None = None,
-    on_published: Callable[[], None] | None = None,
-    keep_session: bool = False,
-) -> BuildResult:
-    """Build `manifest.env` on Spark and publish it if every error test passes.
+class SparkEngine:
+    """Builds on Spark: always a full build, into a new folder of the warehouse."""
 
-    Always a full build. Raises SourceError, ModelError or TestFailure, in which case the
-    published build (CURRENT and the env's database) is exactly as it was.
-    """
-    started = time.perf_counter()
-    env = manifest.env
-    database.require_replaceable(env)
-    sql = compiled_sql(manifest)  # before Spark starts: untranslatable SQL fails fast
-    decided = plan.make(manifest, None, full_refresh=True)
-    result = BuildResult(manifest, decided)
+    name = "Spark"
+    incremental = False
 
-    def step_done(step: Step) -> None:
-        result.steps.append(step)
-        if on_step:
-            on_step(step)
+    def __init__(self, keep_session: bool = False) -> None:
+        self.keep_session = keep_session  # for a caller building again soon (tests): Spark starts in seconds
+        self._sql: dict[str, str] | None = None
 
-    with workdir.build_lock(env, wait):
+    def prepare(self, manifest: Manifest) -> None:
+        self._sql = compiled_sql(manifest)  # before Spark starts: untranslatable SQL fails fast
+
+    @contextlib.contextmanager
+    def start(self, manifest: Manifest, plan: Plan) -> Iterator[SparkWork]:
+        env = manifest.env
+        sql = self._sql if self._sql is not None else compiled_sql(manifest)
         spark = session(env)
         try:
             store = Warehouse(spark, env)
             store.remove_unpublished()
             build_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
-            folder = store.build_folder(build_id)
+            work = SparkWork(manifest, spark.newSession(), store, build_id, sql)  # its own temporary views
             try:
-                run = spark.newSession()  # its own temporary views
-                _load_sources(run, manifest, folder, step_done)
-                for name in manifest.graph.order:
-                    step_done(_run_model(run, manifest, manifest.graph.models[name], folder, sql))
-                result.tests = _run_tests(run, manifest, sql, on_test)
-                failed = [t for t in result.tests if t.status == "ERROR"]
-                if failed:
-                    raise TestFailure(_failure_message(failed))
-                result.seconds = time.perf_counter() - started
-                temp = workdir.temp_path(env.database)
-                try:
-                    made = make_record(result, None, engine="spark", warehouse=store.root, build=build_id)
-                    _write_database(temp, manifest, folder, made)
-                    with atomic.signals_deferred():
-                        store.publish(build_id)
-                        database.commit(temp, env.database)
-                        if on_published:
-                            on_published()
-                finally:
-                    workdir.remove_temp(temp)
+                yield work
             except BaseException as e:
                 if store.current() != build_id:
                     store.remove(build_id)
@@ -126,12 +101,19 @@ def build(
                         f"unchanged. Spark's log: {workdir.spark_log(env)}."
                     ) from None
                 raise
+            finally:
+                workdir.remove_temp(work.temp)
             store.remove_unpublished()
         finally:
-            if not keep_session:
+            if not self.keep_session:
                 stop()
-    result.seconds = time.perf_counter() - started
-    return result
+
+
+def build(manifest: Manifest, wait: float = 0.0, keep_session: bool = False, **hooks: Any) -> BuildResult:
+    """`funnel.build.runner.build` on Spark (whatever the env says), keeping the session if asked."""
+    from funnel.build.runner import build as run
+
+    return run(manifest, wait=wait, engine=SparkEngine(keep_session), **hooks)
 
 
 def _is_spark_error(error: BaseException) -> bool:
@@ -203,78 +185,91 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _load_sources(spark: SparkSession, manifest: Manifest, folder: str, step_done: Callable[[Step], None]) -> None:
-    export = manifest.env.export_folder()
-    for source in manifest.sources:
-        started = time.perf_counter()
-        out = f"{folder}/{RAW_FOLDER}/{source.table}"
-        csv = SparkCsv(
-            export / source.file_name,
-            source.columns,
-            source.timestamp_format,
-            source.conditional,
-            source.optional,
-            source.patterns,
-            source.optional_columns,
-        )
-        rows = load(spark, csv, out)
-        table(spark, out, source.columns).createOrReplaceTempView(view_name(models.RAW_SCHEMA, source.table))
-        step_done(Step(f"{models.RAW_SCHEMA}.{source.table}", "source", time.perf_counter() - started, rows))
+class SparkWork:
+    """A build writing Parquet into its own folder of the warehouse, `builds/<build_id>`."""
 
+    def __init__(self, manifest: Manifest, spark: SparkSession, store: Warehouse, build_id: str, sql: dict[str, str]):
+        self.manifest, self.spark, self.store, self.sql = manifest, spark, store, sql
+        self.build_id, self.folder = build_id, store.build_folder(build_id)
+        self.temp = workdir.temp_path(manifest.env.database)  # the readers' DuckDB file, until published
+        self.record_fields: dict[str, Any] = {"engine": "spark", "warehouse": store.root, "build": build_id}
 
-def _run_model(spark: SparkSession, manifest: Manifest, model: models.Model, folder: str, sql: dict[str, str]) -> Step:
-    from pyspark.errors import PySparkException
+    def load_sources(self, sources: Sequence[Source], on_loaded: OnLoaded) -> None:
+        export = self.manifest.env.export_folder()
+        for source in sources:
+            started = time.perf_counter()
+            out = f"{self.folder}/{RAW_FOLDER}/{source.table}"
+            csv = SparkCsv(
+                export / source.file_name,
+                source.columns,
+                source.timestamp_format,
+                source.conditional,
+                source.optional,
+                source.patterns,
+                source.optional_columns,
+            )
+            rows = load(self.spark, csv, out)
+            table(self.spark, out, source.columns).createOrReplaceTempView(view_name(models.RAW_SCHEMA, source.table))
+            on_loaded(source, rows, time.perf_counter() - started)
 
-    started = time.perf_counter()
-    view, out = view_name(manifest.env.schema, model.name), f"{folder}/{model.name}"
-    if model.is_seed:
-        rows = load(spark, SparkCsv(model.path, model.seed_columns), out)
-        table(spark, out, model.seed_columns).createOrReplaceTempView(view)
-        return Step(model.name, "seed", time.perf_counter() - started, rows)
-    try:
-        frame = spark.sql(sql[model.name])
-        if model.materialized == "view":
-            frame.createOrReplaceTempView(view)
-            return Step(model.name, "view", time.perf_counter() - started)
-        frame.write.mode("errorifexists").parquet(out)
-        written = spark.read.parquet(out)
-        written.createOrReplaceTempView(view)
-        rows = written.count()
-    except PySparkException as e:
-        raise ModelError(f"{model.path}: Spark: {first_line(e)}") from None
-    return Step(model.name, "table", time.perf_counter() - started, int(rows))
+    def run_model(self, model: models.Model) -> int | None:
+        from pyspark.errors import PySparkException
 
-
-def _run_tests(
-    spark: SparkSession, manifest: Manifest, sql: dict[str, str], on_test: Callable[[checks.TestResult], None] | None
-) -> list[checks.TestResult]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pyspark.errors import PySparkException
-
-    def run(test: checks.DataTest) -> checks.TestResult:
-        started = time.perf_counter()
+        view, out = view_name(self.manifest.env.schema, model.name), f"{self.folder}/{model.name}"
+        if model.is_seed:
+            rows = load(self.spark, SparkCsv(model.path, model.seed_columns), out)
+            table(self.spark, out, model.seed_columns).createOrReplaceTempView(view)
+            return rows
         try:
-            row = spark.sql(f"select count(*) from ({sql[test.name]}) as failing").collect()
-            return checks.TestResult(test, int(row[0][0]), time.perf_counter() - started)
+            frame = self.spark.sql(self.sql[model.name])
+            if model.materialized == "view":
+                frame.createOrReplaceTempView(view)
+                return None
+            frame.write.mode("errorifexists").parquet(out)
+            written = self.spark.read.parquet(out)
+            written.createOrReplaceTempView(view)
+            return int(written.count())
         except PySparkException as e:
-            return checks.TestResult(test, 0, time.perf_counter() - started, error=f"Spark: {first_line(e)}")
+            raise ModelError(f"{model.path}: Spark: {first_line(e)}") from None
 
-    # Most tests are small jobs: several at once keep the executors busy. Reported in project order.
-    results = []
-    with ThreadPoolExecutor(max_workers=TEST_THREADS) as pool:
-        for result in pool.map(run, manifest.tests):
-            results.append(result)
-            if on_test:
-                on_test(result)
-    return results
+    def run_tests(self, tests: Sequence[checks.DataTest], input_rows: int | None) -> list[checks.TestResult]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pyspark.errors import PySparkException
+
+        def run(test: checks.DataTest) -> checks.TestResult:
+            started = time.perf_counter()
+            try:
+                row = self.spark.sql(f"select count(*) from ({self.sql[test.name]}) as failing").collect()
+                return checks.TestResult(test, int(row[0][0]), time.perf_counter() - started)
+            except PySparkException as e:
+                return checks.TestResult(test, 0, time.perf_counter() - started, error=f"Spark: {first_line(e)}")
+
+        # Most tests are small jobs: several at once keep the executors busy. Results in project order.
+        with ThreadPoolExecutor(max_workers=TEST_THREADS) as pool:
+            return list(pool.map(run, tests))
+
+    def failing_rows(self, failed: list[checks.TestResult], limit: int = 5) -> list[checks.FailingRows]:
+        out = []
+        for r in failed:
+            if r.status == "PASS" or r.error is not None:
+                continue
+            frame = self.spark.sql(f"select * from ({self.sql[r.test.name]}) as failing limit {int(limit)}")
+            rows = tuple(tuple("" if v is None else str(v) for v in row) for row in frame.collect())
+            out.append(checks.FailingRows(r.test.name, r.status, r.failures, tuple(frame.columns), rows))
+        return out
+
+    def finish(self, write_record: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        _write_database(self.temp, self.manifest, self.folder, write_record)
+
+    def publish(self) -> None:
+        self.store.publish(self.build_id)
+        database.commit(self.temp, self.manifest.env.database)
 
 
-def _failure_message(failed: list[checks.TestResult]) -> str:
-    return f"{checks.failed_summary(failed)}; the last good build is unchanged. Inspect with funnel test after fixing the data."
-
-
-def _write_database(path: Path, manifest: Manifest, folder: str, made: record.BuildRecord) -> None:
+def _write_database(
+    path: Path, manifest: Manifest, folder: str, write_record: Callable[[duckdb.DuckDBPyConnection], None]
+) -> None:
     """The env's DuckDB file for readers: views over the build's Parquet, and build_info.
 
     Sources and seeds are cast to their declared DuckDB types (ENUM, JSON); staging views
@@ -298,7 +293,7 @@ def _write_database(path: Path, manifest: Manifest, folder: str, made: record.Bu
                 con.execute(f"create view {target} as {model.sql}")
             else:
                 con.execute(f"create view {target} as select * from read_parquet({quote_literal(f'{folder}/{name}/*.parquet')})")
-        record.write(con, made)
+        write_record(con)
         con.execute("checkpoint")
     except duckdb.Error as e:
         raise FunnelError(
