@@ -276,7 +276,7 @@ def scratch_folder(env: Environment) -> Iterator[Path]:
     handle = (folder / "lock.new").open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.replace(folder / "lock.new", folder / "lock")
+        atomic.replace(folder / "lock.new", folder / "lock", durable=False)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)

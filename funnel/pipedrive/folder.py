@@ -12,13 +12,13 @@ import json
 import os
 import re
 import shutil
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from funnel import atomic
 from funnel.pipedrive.client import PullError
 from funnel.project.sources import SOURCES_BY_TABLE
 
@@ -111,7 +111,7 @@ def _scratch(out: Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.pull-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+        if pid.isdigit() and atomic.alive(int(pid)) and int(pid) != os.getpid():
             raise PullError(f"another funnel pull into {out} is running (pid {pid}); wait for it to finish.")
         shutil.rmtree(stale, ignore_errors=True)
     scratch = out.parent / f".{out.name}.pull-{os.getpid()}"
@@ -120,16 +120,6 @@ def _scratch(out: Path) -> Iterator[Path]:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str, Any]) -> None:
@@ -143,40 +133,19 @@ def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str
             writer.writerow(list(source.columns)[: len(table.rows[0])] if table.rows else source.columns)
             rows = sorted(table.rows, key=_row_order)
             writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
         names.append(source.file_name)
     state["rows"] = {name: len(table.rows) for name, table in tables.items()}
     (scratch / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     out.mkdir(exist_ok=True)
-    # Seven renames take microseconds; Ctrl-C or SIGTERM waits until they are all done.
-    with _signals_deferred():
+    # Seven renames take milliseconds; Ctrl-C or SIGTERM waits until they are all done.
+    with atomic.signals_deferred():
         for name in [*names, STATE_FILE]:
-            os.replace(scratch / name, out / name)
-        _fsync_dir(out)
+            atomic.replace(scratch / name, out / name)
 
 
 def _row_order(row: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
     """Numeric ids in numeric order, then the remaining columns as text: the same file every time."""
     return tuple((0, int(v), "") if v.isdigit() else (1, 0, v) for v in row)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    signals = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _rfc3339(moment: datetime) -> str:
