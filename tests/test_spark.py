@@ -74,13 +74,20 @@ def manifest_of(root: Path, env: str, raw_data: Path | None = None):
     return compile(config, config.environment(env, raw_data))
 
 
+def spark_build(manifest):
+    """A Spark build through the one runner, keeping the session for the next test (Spark starts in seconds)."""
+    from funnel.build.runner import build
+    from funnel.engine.spark.engine import SparkEngine
+
+    return build(manifest, engine=SparkEngine(keep_session=True))
+
+
 def build_both(root: Path, raw_data: Path | None = None):
     """Build dev (DuckDB) and spark from the same export; return the spark result."""
     from funnel.build import runner as build
-    from funnel.engine.spark import engine as spark
 
     build.build(manifest_of(root, "dev", raw_data))
-    return spark.build(manifest_of(root, "spark", raw_data), keep_session=True)
+    return spark_build(manifest_of(root, "spark", raw_data))
 
 
 def assert_same_builds(root: Path, raw_data: Path | None = None) -> None:
@@ -172,10 +179,9 @@ def _bad_export(project: Path, case: str) -> Path:
 @pytest.fixture
 def published(spark_project):
     """A Spark build of the sample, published; returns (manifest, CURRENT, database bytes)."""
-    from funnel.engine.spark import engine as spark
 
     manifest = manifest_of(spark_project, "spark")
-    spark.build(manifest, keep_session=True)
+    spark_build(manifest)
     current = spark_project / "target" / "warehouse" / "spark" / "CURRENT"
     return current.read_text(), (spark_project / "target" / "spark.duckdb").read_bytes()
 
@@ -187,11 +193,10 @@ ERROR_CASES = sorted(c for c, spec in CASES.items() if spec["outcome"] == "error
 @needs_spark
 @pytest.mark.parametrize("case", ERROR_CASES, ids=str)
 def test_bad_input_stops_a_spark_build_with_the_duckdb_loaders_words(spark_project, case):
-    from funnel.engine.spark import engine as spark
 
     export = _bad_export(spark_project, case)
     with pytest.raises((SourceError, TestFailure)) as failure:
-        spark.build(manifest_of(spark_project, "spark", export), keep_session=True)
+        spark_build(manifest_of(spark_project, "spark", export))
     message = str(failure.value)
     assert CASES[case]["words"] in message
     assert len(message.splitlines()) == 1
@@ -215,7 +220,6 @@ def test_a_strict_value_failure_names_file_line_column_and_value(spark_project, 
 @pytest.mark.slow
 @needs_spark
 def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_project, published):
-    from funnel.engine.spark import engine as spark
     from funnel.outputs import query as report
 
     current_before, _ = published
@@ -225,7 +229,7 @@ def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_pr
         "select * from {{ ref('stg_stages') }} where stage_id = 9"  # an error test that fails
     )
     with pytest.raises(TestFailure, match="no_stage_nine"):
-        spark.build(manifest_of(spark_project, "spark"), keep_session=True)
+        spark_build(manifest_of(spark_project, "spark"))
     assert (spark_project / "target" / "warehouse" / "spark" / "CURRENT").read_text() == current_before
     assert report.show(env).rows == before
 
@@ -233,12 +237,11 @@ def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_pr
 @pytest.mark.slow
 @needs_spark
 def test_old_spark_builds_go_and_the_previous_one_stays(spark_project, published):
-    from funnel.engine.spark import engine as spark
 
     current_before, _ = published
     manifest = manifest_of(spark_project, "spark")
-    spark.build(manifest, keep_session=True)
-    spark.build(manifest, keep_session=True)
+    spark_build(manifest)
+    spark_build(manifest)
     warehouse = spark_project / "target" / "warehouse" / "spark"
     current, previous = (warehouse / "CURRENT").read_text().strip(), (warehouse / "PREVIOUS").read_text().strip()
     assert sorted(p.name for p in (warehouse / "builds").iterdir()) == sorted([current, previous])
@@ -440,9 +443,7 @@ def test_export_to_postgresql_and_parity_work_on_a_spark_build(project, runner):
     with (project / "environments.toml").open("a") as f:
         f.write(SPARK_ENV.replace('"public_pipedrive_analytics"', f'"{schema}"'))
     try:
-        from funnel.engine.spark import engine as spark
-
-        spark.build(manifest_of(project, "spark"), keep_session=True)
+        spark_build(manifest_of(project, "spark"))
         exported = runner.invoke(app, ["export", "--env", "spark", "--dsn", dsn])
         assert exported.exit_code == 0, exported.output
         compared = runner.invoke(app, ["parity", "--env", "spark", "--dsn", dsn])
@@ -458,11 +459,10 @@ def test_export_to_postgresql_and_parity_work_on_a_spark_build(project, runner):
 @pytest.mark.parametrize("case", ["header_only", "quoted_commas_newlines"], ids=str)
 def test_legal_odd_input_builds_on_spark_as_on_duckdb(spark_project, case):
     from funnel.build import runner as build
-    from funnel.engine.spark import engine as spark
 
     export = _bad_export(spark_project, case)
     build.build(manifest_of(spark_project, "dev", export))
-    result = spark.build(manifest_of(spark_project, "spark", export), keep_session=True)
+    result = spark_build(manifest_of(spark_project, "spark", export))
     if CASES[case]["outcome"] == "warn":
         assert CASES[case]["words"] in {r.test.name for r in result.tests if r.status == "WARN"}
     assert_same_builds(spark_project, export)

@@ -21,10 +21,12 @@ from funnel.build.engine import Engine, Work, engine_for
 from funnel.engine import database
 from funnel.errors import ConfigError, TestFailure
 from funnel.project import checks
+from funnel.project.config import require_outside_export
 
 if TYPE_CHECKING:
     import duckdb
 
+    from funnel.project.config import Environment
     from funnel.project.manifest import Manifest
     from funnel.project.selectors import Selector
     from funnel.project.sources import Source
@@ -79,10 +81,52 @@ def make_plan(
                 f"env '{manifest.env.name}' builds on {engine.name}, which always builds everything; drop --select and --exclude."
             )
         full_refresh = True
-    database.require_replaceable(manifest.env)
+    require_replaceable(manifest.env)
     chosen = manifest.graph.select(select, exclude) if select is not None or exclude is not None else None
     # A full refresh owes nothing to the last build: its record is not even opened.
     return plan.make(manifest, None if full_refresh else _previous(manifest), chosen, full_refresh, known)
+
+
+def require_replaceable(env: Environment) -> None:
+    """Refuse a build of `env` whose `database` names a file a build must not replace.
+
+    A build replaces the file by renaming a new one over it, whatever it held: a path that
+    names the user's CSV or notes by mistake, a DuckDB database funnel did not write, or a
+    place inside the export folder (where the lock and temporary files would land among
+    the export's files) is a ConfigError naming the key, and nothing is written. A damaged
+    build of funnel's is reported by `read`, with the way out (funnel clean).
+    """
+    import duckdb
+
+    env.export_folder()  # an env that names no export builds nothing: say that first
+    require_outside_export(env)
+    path = env.database
+    where = f"{env.config_path}: [{env.name}] database {path}"
+    instead = f"point database at a file of its own, e.g. target/{env.name}.duckdb"
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not path.is_file():
+        raise ConfigError(f"{where} is not a regular file, and a build would replace it; {instead}.")
+    if record.committed(env) is not None:
+        return  # the last build of this env
+    if not database.is_duckdb(path):
+        raise ConfigError(
+            f"{where} is not a DuckDB file, and a build would replace it; if the file is yours, {instead}; "
+            "if it is a damaged build, delete it."
+        )
+    with database.read(env) as con:  # a damaged or locked file is reported as such
+        try:
+            ours = con.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = 'build_info'",
+                [database.INFO_SCHEMA],
+            ).fetchone()
+        except duckdb.Error as e:
+            raise database.unreadable(env, e) from None
+    if not ours or not ours[0]:
+        raise ConfigError(
+            f"{where} is a DuckDB database funnel did not build (it has no {database.INFO_SCHEMA}.build_info), and a build "
+            f"would replace it; {instead}."
+        )
 
 
 def build(

@@ -48,8 +48,8 @@ def build(
     manifest = _manifest(env, raw_data, var, select, exclude)
     environment = manifest.env
     if pull:
+        from funnel.build.runner import require_replaceable
         from funnel.cli.export import _pull_into
-        from funnel.engine.database import require_replaceable
 
         require_replaceable(environment)  # before the pull: a build that cannot publish pulls nothing
         _pull_into(manifest.config, environment.export_folder())

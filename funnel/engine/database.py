@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel import atomic
-from funnel.errors import BuildBusy, BuildMissing, ConfigError, FunnelError, first_line
-from funnel.project.config import Environment, require_outside_export
+from funnel.errors import BuildBusy, BuildMissing, FunnelError, first_line
+from funnel.project.config import Environment
 
 if TYPE_CHECKING:
     import duckdb
@@ -100,7 +100,7 @@ def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
         except duckdb.Error as e:
             locked = isinstance(e, duckdb.IOException) and "lock" in str(e).lower()
             if not locked:
-                raise _unreadable(env, e) from None
+                raise unreadable(env, e) from None
             if time.monotonic() >= deadline:
                 raise BuildBusy(
                     f"{env.database}: cannot be opened ({first_line(e)}); close other programs using it and retry."
@@ -112,7 +112,7 @@ def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def _unreadable(env: Environment, error: Exception) -> FunnelError:
+def unreadable(env: Environment, error: Exception) -> FunnelError:
     """What to say about a database file DuckDB cannot open (not for want of a lock)."""
     path = env.database
     if "Permission denied" in str(error):
@@ -126,50 +126,6 @@ def _unreadable(env: Environment, error: Exception) -> FunnelError:
         f"{path}: not a DuckDB database ({first_line(error)}); if it is a damaged build, delete it and run "
         f"funnel build --env {env.name}; if it is another file, point [{env.name}] database in {env.config_path.name} elsewhere."
     )
-
-
-def require_replaceable(env: Environment) -> None:
-    """Refuse a build of `env` whose `database` names a file a build must not replace.
-
-    A build replaces the file by renaming a new one over it, whatever it held: a path that
-    names the user's CSV or notes by mistake, a DuckDB database funnel did not write, or a
-    place inside the export folder (where the lock and temporary files would land among
-    the export's files) is a ConfigError naming the key, and nothing is written. A damaged
-    build of funnel's is reported by `read`, with the way out (funnel clean).
-    """
-    import duckdb
-
-    env.export_folder()  # an env that names no export builds nothing: say that first
-    require_outside_export(env)
-    path = env.database
-    where = f"{env.config_path}: [{env.name}] database {path}"
-    instead = f"point database at a file of its own, e.g. target/{env.name}.duckdb"
-    if not (path.exists() or path.is_symlink()):
-        return
-    if not path.is_file():
-        raise ConfigError(f"{where} is not a regular file, and a build would replace it; {instead}.")
-    from funnel.build import record  # the record's reader lives above the engines
-
-    if record.committed(env) is not None:
-        return  # the last build of this env
-    if not is_duckdb(path):
-        raise ConfigError(
-            f"{where} is not a DuckDB file, and a build would replace it; if the file is yours, {instead}; "
-            "if it is a damaged build, delete it."
-        )
-    with read(env) as con:  # a damaged or locked file is reported as such
-        try:
-            ours = con.execute(
-                "select count(*) from information_schema.tables where table_schema = ? and table_name = 'build_info'",
-                [INFO_SCHEMA],
-            ).fetchone()
-        except duckdb.Error as e:
-            raise _unreadable(env, e) from None
-    if not ours or not ours[0]:
-        raise ConfigError(
-            f"{where} is a DuckDB database funnel did not build (it has no {INFO_SCHEMA}.build_info), and a build "
-            f"would replace it; {instead}."
-        )
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, schema: str, catalog: str | None = None) -> dict[str, list[tuple[str, str]]]:

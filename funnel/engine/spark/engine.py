@@ -1,6 +1,7 @@
 """`funnel build` on Apache Spark, for an environment with `engine = "spark"`.
 
-The same compiled project (`Manifest`) as a DuckDB build: sources are read strictly
+The build loop is funnel/build/runner.py's, as for DuckDB; SparkEngine answers its steps
+(funnel/build/engine.py). The same compiled project (`Manifest`) as a DuckDB build: sources are read strictly
 (funnel/engine/spark/sources.py), models and data tests run as Spark SQL translated from the
 project's DuckDB SQL (funnel/engine/spark/sql.py), and the outputs are Parquet under the
 warehouse, published all-or-nothing:
@@ -14,7 +15,7 @@ kept, older ones are removed. Then the env's `database` becomes a small DuckDB f
 views over the published Parquet with the same `_funnel.build_info` a DuckDB build writes,
 so show, test, export, report and parity read a Spark build like any other.
 
-pyspark and sqlglot are imported only by funnel/spark*.py: without them
+pyspark and sqlglot are imported only under funnel/engine/spark/: without them
 (`pip install 'pipedrive-funnel[spark]'`) every DuckDB command works as before.
 """
 
@@ -45,11 +46,10 @@ if TYPE_CHECKING:
 
     from funnel.build.engine import OnLoaded
     from funnel.build.plan import Plan
-    from funnel.build.runner import BuildResult
     from funnel.project.manifest import Manifest
     from funnel.project.sources import Source
 
-__all__ = ["SparkEngine", "build", "compiled_sql", "session", "stop"]
+__all__ = ["SparkEngine", "compiled_sql", "session", "stop"]
 
 # Settings the numbers depend on: timestamps without time zone, read and written as such
 # (Parquet TIMESTAMP, which DuckDB reads as TIMESTAMP), and month boundaries in UTC.
@@ -107,13 +107,6 @@ class SparkEngine:
         finally:
             if not self.keep_session:
                 stop()
-
-
-def build(manifest: Manifest, wait: float = 0.0, keep_session: bool = False, **hooks: Any) -> BuildResult:
-    """`funnel.build.runner.build` on Spark (whatever the env says), keeping the session if asked."""
-    from funnel.build.runner import build as run
-
-    return run(manifest, wait=wait, engine=SparkEngine(keep_session), **hooks)
 
 
 def _is_spark_error(error: BaseException) -> bool:
