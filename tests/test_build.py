@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 
 import duckdb
 import pytest
@@ -107,23 +106,6 @@ def test_a_model_error_names_the_model_file(project):
     (project / "sql" / "reporting" / "rep_extra.sql").write_text("select 1/0 as x, * from {{ ref('nope') }}")
     with pytest.raises(ModelError, match=r"rep_extra.sql line 1: ref\('nope'\)"):
         build(compiled(project))
-
-
-def test_core_never_imports_typer_or_rich():
-    code = textwrap.dedent(
-        """
-        import sys
-        import funnel.build.runner, funnel.outputs.query, funnel.pipedrive.sample, funnel.project.config
-        import funnel.project.models, funnel.project.checks, funnel.project.templates, funnel.project.sources
-        import funnel.engine.loading, funnel.engine.database, funnel.outputs.postgres, funnel.outputs.parity
-        import funnel.outputs.files
-        bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'))
-        print(bad)
-        sys.exit(1 if bad else 0)
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_help_does_not_import_duckdb_jinja_or_plotly():
