@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -248,7 +248,7 @@ class Client:
         reset = _number_header(response, "x-ratelimit-reset", path)
         self.window.note(limit, remaining, None if reset is None else min(reset, self.policy.max_wait))
 
-    def each(self, fetch: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+    def each(self, fetch: Callable[[T], R], items: Iterable[T]) -> Generator[tuple[T, R], None, None]:
         """`(item, fetch(item))` for every item, in order, with as many fetches under way as the window allows.
 
         The results come in the order of `items` whatever order the answers arrive in, so what
