@@ -4,7 +4,7 @@ The command modules are imported in the order `funnel --help` lists their comman
 """
 
 # isort: off
-from funnel.cli import build, show, project, export, docs, env  # noqa: F401  (registers the commands)
+from funnel.cli import build, show, project, steps, export, docs, env  # noqa: F401  (registers the commands)
 
 # isort: on
 from funnel.cli.app import app, main

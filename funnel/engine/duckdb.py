@@ -118,7 +118,8 @@ class DuckDBWork:
         target = relation(self.manifest.env.schema, model.name)
         try:
             if model.is_seed:
-                (rows,) = load_csvs(self.con, [CsvLoad(model.path, target, model.seed_columns)])
+                seed = CsvLoad(model.path, target, model.seed_columns, optional_columns=model.seed_optional)
+                (rows,) = load_csvs(self.con, [seed])
                 return rows
             if model.materialized == "view":
                 self.con.execute(f"create or replace view {target} as {model.sql}")

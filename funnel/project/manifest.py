@@ -24,8 +24,8 @@ from funnel.project.config import Config, Environment
 from funnel.project.sources import SOURCES, Source, declared
 
 SUFFIXES = (".sql", ".csv", ".toml")
-CACHE_FORMAT = 4  # raised whenever what the cache holds changes (2: the sources a SQL test reads, 3: a model's vars,
-# 4: no graph whose names collide in case)
+CACHE_FORMAT = 5  # raised whenever what the cache holds changes (2: the sources a SQL test reads, 3: a model's vars,
+# 4: no graph whose names collide in case, 5: a seed's optional columns)
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ def _read(cache: Path, key: str) -> tuple[models.Graph, tuple[checks.DataTest, .
                         "sources": tuple(m["sources"]),
                         "tags": tuple(m["tags"]),
                         "vars": tuple(m["vars"]),
+                        "seed_optional": tuple(m["seed_optional"]),
                     }
                 )
                 for m in data["models"]

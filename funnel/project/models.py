@@ -39,6 +39,7 @@ class Model:
     refs: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     seed_columns: dict[str, str] = field(default_factory=dict)
+    seed_optional: tuple[str, ...] = ()  # the seed's last columns, which its file may leave out (NULL)
     tags: tuple[str, ...] = ()
     line_offset: int = 0  # line N of `sql` is line N + line_offset of the file (without Jinja loops)
     vars: tuple[str, ...] = ()  # the var()s it reads: a change to one reruns it, selected or not
@@ -144,7 +145,8 @@ def load(
     models: dict[str, Model] = {}
     for name, (layer, path) in files.items():
         if layer == SEEDS_FOLDER:
-            models[name] = Model(name, layer, path, "table", "", seed_columns=seed_types[name])
+            columns, optional = seed_types[name]
+            models[name] = Model(name, layer, path, "table", "", seed_columns=columns, seed_optional=optional)
         else:
             models[name] = _model(name, layer, path, schema, files, folders.get(layer, "table"), variables or {}, sources, macros)
     return Graph(models=models, order=_order(models), schema=schema, variables=dict(variables or {}))
@@ -209,7 +211,7 @@ def _model(
     )
 
 
-def _seed_types(sql_dir: Path, names: list[str]) -> dict[str, dict[str, str]]:
+def _seed_types(sql_dir: Path, names: list[str]) -> dict[str, tuple[dict[str, str], tuple[str, ...]]]:
     import tomllib
 
     path = sql_dir / "seeds" / "seeds.toml"
@@ -226,7 +228,11 @@ def _seed_types(sql_dir: Path, names: list[str]) -> dict[str, dict[str, str]]:
         columns = declared.get(name, {}).get("columns")
         if not isinstance(columns, dict) or not columns:
             raise ModelError(f'{path}: declare [{name}] columns = {{ column = "TYPE", ... }} for sql/seeds/{name}.csv.')
-        out[name] = columns
+        optional = declared[name].get("optional_columns", [])
+        last = list(columns)[len(columns) - len(optional) :] if isinstance(optional, list) else None
+        if optional != last or len(optional) == len(columns):
+            raise ModelError(f"{path}: [{name}] optional_columns must name its last columns, in order, after at least one other.")
+        out[name] = (columns, tuple(optional))
     extra = sorted(set(declared) - set(names))
     if extra:
         raise ModelError(f"{path}: [{extra[0]}] has no sql/seeds/{extra[0]}.csv.")

@@ -210,7 +210,7 @@ class SparkWork:
 
         view, out = view_name(self.manifest.env.schema, model.name), f"{self.folder}/{model.name}"
         if model.is_seed:
-            rows = load(self.spark, SparkCsv(model.path, model.seed_columns), out)
+            rows = load(self.spark, SparkCsv(model.path, model.seed_columns, optional_columns=model.seed_optional), out)
             table(self.spark, out, model.seed_columns).createOrReplaceTempView(view)
             return rows
         try:
