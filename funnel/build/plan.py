@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from funnel import __version__
 from funnel.build.record import BuildRecord
-from funnel.engine.loading import require_regular_file
+from funnel.engine.csv_file import require_regular_file
 from funnel.errors import SourceError
 
 if TYPE_CHECKING:

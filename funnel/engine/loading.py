@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel.engine.csv_file import check_header, first_non_utf8_line, mixed_line_ends, quote, short, where
 from funnel.errors import SourceError, first_line
 from funnel.project.sources import Conditional
 from funnel.project.values import Rule
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 REJECTS = "_funnel_rejects"  # DuckDB appends every bad row of every read_csv here
 PLAIN_READ = "_funnel_plain_read"  # the file read as text, on the error path only
 MAX_BAD_TEXTS = 10_000  # distinct bad values listed for the line search; beyond, Python rules
-HEADER_LIMIT = 1 << 20  # bytes of the first line that are read
 BAD_VALUE = "funnel: a value breaks its rule"  # raised by error() in the load query
 TYPE_WORDS = {"JSON": "valid JSON"}
 
@@ -100,7 +99,7 @@ def load_csvs(con: duckdb.DuckDBPyConnection, loads: list[CsvLoad], on_loaded: A
                 raise _read_error(load, e) from None
             bad, rows = _diagnose(con, load)
             if not bad:  # cannot happen (same rules); still say which value DuckDB stopped at
-                raise SourceError(f"{load.path}: {_short(first_line(e))}; fix or remove that value.") from None
+                raise SourceError(f"{load.path}: {short(first_line(e))}; fix or remove that value.") from None
             raise SourceError(_describe(load.path, bad, more_values=max(rows - 1, 0))) from None
         if bad:
             raise SourceError(_describe(load.path, bad))
@@ -225,115 +224,27 @@ def _diagnose(con: duckdb.DuckDBPyConnection, load: CsvLoad) -> tuple[list[BadLi
 def _read_error(load: CsvLoad, error: Exception) -> SourceError:
     """A reader error that stopped the whole file, said with its line where we can find it."""
     if "unicode" in str(error).lower():
-        line = _first_non_utf8_line(load.path)
-        return SourceError(f"{_where(load.path, line)}: bytes that are not UTF-8; save the file as UTF-8 and rebuild.")
-    return mixed_line_ends(load.path) or SourceError(f"{load.path}: {_short(first_line(error), 200)}")
-
-
-def mixed_line_ends(path: Path) -> SourceError | None:
-    """The error for a file whose lines end in both CRLF and LF, naming the first odd line."""
-    mixed = _mixed_line_end(path)
-    if not mixed:
-        return None
-    line, found, first = mixed
-    return SourceError(
-        f"{path} line {line}: the line ends with {found} but line 1 with {first}; "
-        "save the file with one kind of line end (all CRLF or all LF) and rebuild."
-    )
-
-
-def check_header(path: Path, expected: list[str], optional: tuple[str, ...] = ()) -> list[str]:
-    """Compare the file's first line with the declared columns; say exactly what differs.
-    Return the columns the file has: `expected`, or it without some of the `optional` last ones.
-
-    Only a regular file (or a link to one) is read: a named pipe or a device would block
-    the build while it holds the build lock.
-    """
-    first = _first_line_of_regular_file(path)
-    if not first.strip():
-        raise SourceError(f"{path}: file is empty; expected a header line: {','.join(expected)}.")
-    if len(first) == HEADER_LIMIT and not first.endswith(b"\n"):
-        raise SourceError(f"{path} line 1: the header is longer than 1 MB; the header must be exactly {','.join(expected)}.")
-    try:
-        text = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SourceError(f"{path} line 1: bytes that are not UTF-8; save the file as UTF-8 and rebuild.") from None
-    try:
-        found = next(csv.reader([text.rstrip("\r\n")]))
-    except csv.Error as e:
-        raise SourceError(f"{path} line 1: the header is not valid CSV ({e}); the header must be {','.join(expected)}.") from None
-    required = len(expected) - len(optional)
-    if found == expected or (required <= len(found) < len(expected) and found == expected[: len(found)]):
-        return found
-    if optional:  # name the short header too: the file may leave out the optional columns
-        expected_text = f"{','.join(expected[:required])} or {','.join(expected)}"
-        if len(optional) > 1:
-            expected_text += " (or leave out only the last ones)"
-    else:
-        expected_text = ",".join(expected)
-    compared = expected[: len(found)] if required <= len(found) < len(expected) else expected  # the optional ones it has
-    missing = [c for c in compared if c not in found]
-    extra = [c for c in found if c not in compared]
-    if missing and extra and len(missing) == len(extra) == 1:
-        problem = f"column {_quote(missing[0])} is named {_quote(extra[0])}"
-    elif missing:
-        problem = f"missing column(s) {_short_list(missing)}"
-    elif extra:
-        problem = f"unexpected column(s) {_short_list(extra)}"
-    else:
-        problem = f"columns are in another order ({_short(','.join(found), 200)})"
-    raise SourceError(f"{path} line 1: {problem}; the header must be exactly {expected_text}.")
-
-
-def _first_line_of_regular_file(path: Path) -> bytes:
-    try:
-        # O_NONBLOCK: opening a named pipe with no writer must not wait; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise SourceError(
-            f"{path}: file not found; export it from Pipedrive or point --raw-data at the folder that has it."
-        ) from None
-    except PermissionError:
-        raise SourceError(f"{path}: permission denied; make the file readable and rebuild.") from None
-    with open(fd, "rb", closefd=True) as f:
-        require_regular_file(path, os.fstat(fd).st_mode)
-        return f.readline(HEADER_LIMIT)
-
-
-def require_regular_file(path: Path, mode: int) -> None:
-    """SourceError unless `mode` (of `path`) is a regular file: a pipe or device never ends."""
-    if stat.S_ISDIR(mode):
-        raise SourceError(f"{path}: is a folder, expected a CSV file.")
-    if not stat.S_ISREG(mode):
-        raise SourceError(f"{path}: is {_file_kind(mode)}, not a regular file; save the export as a plain CSV file.")
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a file"
+        line = first_non_utf8_line(load.path)
+        return SourceError(f"{where(load.path, line)}: bytes that are not UTF-8; save the file as UTF-8 and rebuild.")
+    return mixed_line_ends(load.path) or SourceError(f"{load.path}: {short(first_line(error), 200)}")
 
 
 def _describe_reject(load: CsvLoad, line: int, column: str, kind: str, csv_line: str, message: str) -> BadLine:
-    where = _where(load.path, line)
+    at = where(load.path, line)
     if kind == "CAST":
         value = _cast_value(message)
-        return BadLine(line, f"{where}, column {column}: {_quote(value)} is not {_type_words(load.columns[column])}")
+        return BadLine(line, f"{at}, column {column}: {quote(value)} is not {_type_words(load.columns[column])}")
     if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
         found = csv_line.count(",") + 1
-        fields = f"{where}: {found} fields, expected {len(load.columns)} ({_quote(csv_line)})"
+        fields = f"{at}: {found} fields, expected {len(load.columns)} ({quote(csv_line)})"
         return BadLine(line, fields, "fix the row's commas or quoting")
     if kind == "INVALID ENCODING":
-        return BadLine(line, f"{where}: bytes that are not UTF-8", "save the file as UTF-8 and rebuild")
+        return BadLine(line, f"{at}: bytes that are not UTF-8", "save the file as UTF-8 and rebuild")
     if kind == "UNQUOTED VALUE":
-        return BadLine(line, f"{where}, column {column}: a quote is not closed", "close the quote or remove the row")
+        return BadLine(line, f"{at}, column {column}: a quote is not closed", "close the quote or remove the row")
     if kind == "LINE SIZE OVER MAXIMUM":
-        return BadLine(line, f"{where}: the line is longer than DuckDB's 2 MB limit", "shorten the field")
-    return BadLine(line, f"{where}, column {column}: {_short(first_line(message), 200)}")
+        return BadLine(line, f"{at}: the line is longer than DuckDB's 2 MB limit", "shorten the field")
+    return BadLine(line, f"{at}, column {column}: {short(first_line(message), 200)}")
 
 
 def _cast_value(message: str) -> str:
@@ -370,9 +281,9 @@ def _first_bad_value(load: CsvLoad, checks: list[ValueCheck], texts: list[set[st
                 if value in bad if bad is not None else check.rule.problem(value):
                     column = names[check.index]
                     if check.when is not None:
-                        column += f" ({names[check.when]} {_short(row[check.when], 30)})"
+                        column += f" ({names[check.when]} {short(row[check.when], 30)})"
                     problem = check.rule.problem(value) or check.rule.words()
-                    return BadLine(line, f"{_where(load.path, line)}, column {column}: {_quote(value)} {problem}")
+                    return BadLine(line, f"{where(load.path, line)}, column {column}: {quote(value)} {problem}")
     return None
 
 
@@ -404,10 +315,6 @@ def _type_words(sql_type: str) -> str:
     return TYPE_WORDS.get(sql_type.split("(")[0], sql_type)
 
 
-def _where(path: Path, line: int | None) -> str:
-    return f"{path} line {line}" if line else str(path)
-
-
 def _physical_lines(path: Path, positions: list[int | None]) -> dict[int, int]:
     """DuckDB's `line` counts records, not lines, and a quoted newline makes them differ;
     the byte position of each record gives the line an editor shows. One pass."""
@@ -421,45 +328,3 @@ def _physical_lines(path: Path, positions: list[int | None]) -> dict[int, int]:
             offset = position
             lines[position] = newlines + 1
     return lines
-
-
-def _first_non_utf8_line(path: Path) -> int | None:
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return None
-
-
-def _mixed_line_end(path: Path) -> tuple[int, str, str] | None:
-    """The first line whose end (CRLF or LF) differs from line 1's, outside quotes."""
-    first = None
-    in_quotes = False
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            in_quotes ^= raw.count(b'"') % 2 == 1
-            if in_quotes or not raw.endswith(b"\n"):
-                continue
-            kind = "CRLF (\\r\\n)" if raw.endswith(b"\r\n") else "LF (\\n)"
-            if first is None:
-                first = kind
-            elif kind != first:
-                return number, kind, first
-    return None
-
-
-def _short(text: str, limit: int = 60) -> str:
-    text = text.rstrip("\r\n")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _quote(text: str, limit: int = 60) -> str:
-    """A value from the file, shortened and quoted so that it stays on one line."""
-    return repr(_short(text, limit))
-
-
-def _short_list(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(_short(n, 40) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -21,7 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.engine.loading import TYPE_WORDS, check_header, mixed_line_ends
+from funnel.engine.csv_file import check_header, mixed_line_ends
+from funnel.engine.loading import TYPE_WORDS
 from funnel.errors import SourceError
 from funnel.project.sources import TS, Conditional
 from funnel.project.values import FIRST_YEAR, LAST_YEAR, Rule
