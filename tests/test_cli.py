@@ -448,7 +448,7 @@ def test_show_bars_are_proportional_to_the_count(sample_built, runner):
 def test_a_bar_of_1_is_shorter_than_a_bar_of_17():
     from datetime import date
 
-    from funnel.cli.console import _bars
+    from funnel.cli.tables import _bars
     from funnel.outputs.query import Table
 
     rows = [(date(2024, 1, 1), "a", 1.0, 237), (date(2024, 1, 1), "b", 2.0, 17), (date(2024, 1, 1), "c", 3.0, 1)]

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from funnel.build.runner import build
-from funnel.cli.console import rich_table
+from funnel.cli.tables import rich_table
 from funnel.outputs import query as report
 from funnel.project.config import load_config
 from funnel.project.manifest import compile
@@ -58,7 +58,7 @@ def test_compare_two_environments(built_env):
 def test_bars_are_relative_to_each_months_largest_step():
     from datetime import date
 
-    from funnel.cli.console import _bars
+    from funnel.cli.tables import _bars
     from funnel.outputs.query import Table
 
     jan, feb = date(2024, 1, 1), date(2024, 2, 1)
@@ -69,7 +69,7 @@ def test_bars_are_relative_to_each_months_largest_step():
 
 
 def test_show_summary_of_one_month(built_env):
-    from funnel.cli.console import rich_summary
+    from funnel.cli.tables import rich_summary
 
     _, env = built_env
     console = Console(width=100, file=io.StringIO(), color_system=None, legacy_windows=False)

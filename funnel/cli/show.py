@@ -57,7 +57,7 @@ def show(
     month and currency (the month and the five before it), the open and weighted pipeline
     by step at the month's end, and the sales cycle (from deals.csv).
     """
-    from funnel.cli import console
+    from funnel.cli import tables
     from funnel.outputs import query as report
 
     if summary and (format != Format.table or compare or model != report.DEFAULT_MODEL):
@@ -81,7 +81,7 @@ def show(
         from funnel.outputs.manager import deal_summary
 
         shown = report.summary(manifest.env, month)
-        console.print_summary(shown)
+        tables.print_summary(shown)
         print_deal_summary(deal_summary(manifest.env, shown.month))
         return
     months = report.Months(since, until) if since or until else report.Months.one(month)
@@ -91,7 +91,7 @@ def show(
     else:
         rows = SHOW_LIMIT if limit is None and format == Format.table else (limit or None)
         table = report.show(manifest.env, model, months, rows)
-    console.print_table(table, format.value)
+    tables.print_table(table, format.value)
 
 
 @app.command()
@@ -101,7 +101,7 @@ def models(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
 ) -> None:
     """List models, layers and dependencies."""
-    from funnel.cli import console
+    from funnel.cli import tables
     from funnel.outputs.query import Table
 
     manifest = _manifest(env)
@@ -113,4 +113,4 @@ def models(
         for m in (dag.models[n] for n in dag.order)
     ]
     table = Table(("model", "layer", "materialized", "depends_on"), rows, "models in run order")
-    console.print_table(table, format.value, compact=True)
+    tables.print_table(table, format.value, compact=True)

@@ -7,7 +7,8 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from funnel.cli.console import _cell, _days, _percent, _text
+from funnel.cli.console import rich_text
+from funnel.cli.tables import cell, days, percent
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
@@ -19,25 +20,25 @@ if TYPE_CHECKING:
 SHOWN: dict[str, tuple[str, Any]] = {
     "cohort_month": ("added in", lambda v: _month(v)),
     "month": ("won in", lambda v: _month(v)),
-    "pipeline": ("pipeline", _cell),
-    "funnel_step": ("step", _cell),
-    "kpi_name": ("kpi_name", _cell),
-    "currency": ("currency", _cell),
-    "deals": ("deals", _cell),
-    "won": ("won", _cell),
-    "lost": ("lost", _cell),
-    "open": ("open", _cell),
-    "win_rate": ("win rate", _percent),
-    "won_deals": ("won deals", _cell),
+    "pipeline": ("pipeline", cell),
+    "funnel_step": ("step", cell),
+    "kpi_name": ("kpi_name", cell),
+    "currency": ("currency", cell),
+    "deals": ("deals", cell),
+    "won": ("won", cell),
+    "lost": ("lost", cell),
+    "open": ("open", cell),
+    "win_rate": ("win rate", percent),
+    "won_deals": ("won deals", cell),
     "won_value": ("won value", lambda v: _money(v)),
     "avg_won_value": ("average", lambda v: _money(v)),
-    "open_deals": ("open deals", _cell),
+    "open_deals": ("open deals", cell),
     "open_value": ("open value", lambda v: _money(v)),
     "weighted_value": ("weighted", lambda v: _money(v)),
-    "outcome": ("outcome", _cell),
-    "median_days": ("median days", _days),
-    "p75_days": ("75th pct days", _days),
-    "avg_days": ("average days", _days),
+    "outcome": ("outcome", cell),
+    "median_days": ("median days", days),
+    "p75_days": ("75th pct days", days),
+    "avg_days": ("average days", days),
 }
 TEXT_COLUMNS = {"pipeline", "kpi_name", "currency", "outcome", "cohort_month", "month"}
 
@@ -47,7 +48,7 @@ def print_deal_summary(deals: DealSummary) -> None:
 
     console = Console(highlight=False)
     if deals.missing:
-        console.print(_text(f"deals: {deals.missing}."))
+        console.print(rich_text(f"deals: {deals.missing}."))
         return
     for renderable in rich_deal_summary(deals):
         console.print(renderable)
@@ -69,13 +70,13 @@ def _rich(table: Table, none: str) -> RichTable:
 
     pipeline_at = table.columns.index("pipeline")
     columns = [c for c in table.columns if c != "pipeline" or any(r[pipeline_at] is not None for r in table.rows)]
-    out = RichTable(title=_text(table.title), title_justify="left")
+    out = RichTable(title=rich_text(table.title), title_justify="left")
     for column in columns:
         justify = "left" if column in TEXT_COLUMNS else "right"
         out.add_column(SHOWN[column][0], justify=justify, no_wrap=column not in ("kpi_name", "pipeline"))
     for row in table.rows:
         values = dict(zip(table.columns, row, strict=True))
-        out.add_row(*(_text(SHOWN[c][1](values[c])) for c in columns))
+        out.add_row(*(rich_text(SHOWN[c][1](values[c])) for c in columns))
     if not table.rows:
         out.add_row(none, *("—" for _ in columns[1:]))
     return out
