@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel import names
+
 if TYPE_CHECKING:
     from funnel.build.plan import Plan
     from funnel.build.runner import BuildResult
@@ -57,7 +59,7 @@ class Project:
         results, _ = run_tests(self.manifest(), select=select)
         return results
 
-    def df(self, model: str = "rep_sales_funnel_monthly", month: str | None = None) -> Any:
+    def df(self, model: str = names.SALES_FUNNEL, month: str | None = None) -> Any:
         """The rows of `model` in the last build (only `month`, YYYY-MM, when given).
 
         A pandas DataFrame when pandas is installed, else a list of dicts (one per row).

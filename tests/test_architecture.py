@@ -145,3 +145,12 @@ def test_heavy_libraries_are_imported_inside_the_function_that_needs_them():
 def test_no_module_is_longer_than_a_few_screens(module):
     lines = len(MODULES[module].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{MODULES[module]}: {lines} lines; split it where it holds two things"
+
+
+def test_every_model_the_python_reads_by_name_is_in_the_shipped_project():
+    from funnel import names
+
+    sql = PACKAGE.parent / "sql"
+    shipped = {p.stem for p in sql.rglob("*") if p.suffix in (".sql", ".csv")}
+    named = {value for key, value in vars(names).items() if key.isupper()}
+    assert named - shipped == set()

@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from funnel import names
 from funnel.cli.app import (
     EnvOption,
     Format,
@@ -34,7 +35,7 @@ def show(
     month: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.", callback=_month)] = None,
     since: Annotated[str | None, typer.Option("--from", help="From this month on, YYYY-MM.", callback=_month)] = None,
     until: Annotated[str | None, typer.Option("--to", help="Up to this month, YYYY-MM (inclusive).", callback=_month)] = None,
-    model: Annotated[str, typer.Option(help="Model to show.", callback=_model_name)] = "rep_sales_funnel_monthly",
+    model: Annotated[str, typer.Option(help="Model to show.", callback=_model_name)] = names.SALES_FUNNEL,
     format: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
     limit: Annotated[
         int | None, typer.Option(help=f"At most N rows; 0 for all (default: {SHOW_LIMIT} in a table, all in csv/json).", min=0)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnel import names
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import FunnelError, first_line, n_rows, shorten
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
 
     from funnel.project.manifest import Manifest
 
-FUNNEL, STEPS = report.DEFAULT_MODEL, "funnel_steps"
-CONVERSION, COHORTS, VELOCITY = "rep_stage_conversion", "rep_deal_cohorts", "rep_stage_velocity"
-OWNERS, LOST_REASONS = "rep_owner_funnel_monthly", "rep_lost_reasons_monthly"
+FUNNEL, STEPS = names.SALES_FUNNEL, names.FUNNEL_STEPS
+CONVERSION, COHORTS, VELOCITY = names.STAGE_CONVERSION, names.DEAL_COHORTS, names.STAGE_VELOCITY
+OWNERS, LOST_REASONS = names.OWNER_FUNNEL, names.LOST_REASONS
 TOP_OWNERS_CHART, TOP_OWNERS_TABLE, TOP_REASONS = 15, 100, 10
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 # A small look of our own: plotly's default template weighs ~10 kB in every figure, and

@@ -13,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from funnel import names
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.outputs.query import Table, check_month
 from funnel.project.config import Environment
 from funnel.quoting import quote_literal, relation
 
-WIN_RATE, WON_VALUE = "rep_win_rate_monthly", "rep_won_value_monthly"
-OPEN_PIPELINE, SALES_CYCLE = "rep_open_pipeline_month_end", "rep_sales_cycle"
+WIN_RATE, WON_VALUE = names.WIN_RATE, names.WON_VALUE
+OPEN_PIPELINE, SALES_CYCLE = names.OPEN_PIPELINE, names.SALES_CYCLE
 DEAL_MODELS = (WIN_RATE, WON_VALUE, OPEN_PIPELINE, SALES_CYCLE)
 NO_DEALS = "no deals.csv in this export; `funnel pull` writes one"
 RECENT_MONTHS = 6  # the summary's win rate and won value: the month and the five before it

@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from funnel import names
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, FunnelError, did_you_mean
 from funnel.project.config import IDENTIFIER, Environment
 from funnel.quoting import quote_ident, quote_literal, relation
 
-DEFAULT_MODEL = "rep_sales_funnel_monthly"
+DEFAULT_MODEL = names.SALES_FUNNEL
 MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # use with fullmatch
 KEY = ("month", "kpi_name", "funnel_step")
 MEASURE = "deals_count"
@@ -194,7 +195,7 @@ def _month_range(con: Any, env: Environment, model: str, columns: list[str]) -> 
     return f"the build covers {low} to {high}" if low else "the report is empty"
 
 
-CONVERSION, VELOCITY, LOST_REASONS = "rep_stage_conversion", "rep_stage_velocity", "rep_lost_reasons_monthly"
+CONVERSION, VELOCITY, LOST_REASONS = names.STAGE_CONVERSION, names.STAGE_VELOCITY, names.LOST_REASONS
 TOP_LOST_REASONS = 5
 
 
@@ -238,7 +239,7 @@ def summary(env: Environment, month: str | None = None) -> Summary:
                 conversion.converted,
                 conversion.conversion_rate,
                 velocity.median_days,
-            from {relation(env.schema, "funnel_steps")} as steps
+            from {relation(env.schema, names.FUNNEL_STEPS)} as steps
             left join {relation(env.schema, CONVERSION)} as conversion
                 on steps.funnel_step = conversion.from_step and conversion.cohort_month = ?::date
             left join {relation(env.schema, VELOCITY)} as velocity on steps.funnel_step = velocity.funnel_step

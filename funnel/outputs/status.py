@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from funnel import __version__, workdir
+from funnel import __version__, names, workdir
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import FunnelError, first_line
@@ -23,7 +23,7 @@ from funnel.project.config import Config, Environment
 from funnel.quoting import relation
 
 POSTGRES_TIMEOUT = 2  # seconds; libpq's smallest connect_timeout
-REPORT = "rep_sales_funnel_monthly"
+REPORT = names.SALES_FUNNEL
 
 
 @dataclass(frozen=True)
