@@ -20,12 +20,16 @@ from funnel.cli.app import (
 @handle_errors
 def report(
     env: EnvOption = "dev",
-    month: Annotated[str | None, typer.Option(help="The funnel chart's month, YYYY-MM.", callback=_month)] = None,
+    month: Annotated[
+        str | None,
+        typer.Option(help="The month the page opens on, YYYY-MM (default: the latest complete month).", callback=_month),
+    ] = None,
     out: Annotated[Path, typer.Option(parser=_path, help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """Write the last build as one self-contained HTML file (charts, tables, data quality).
 
-    It opens offline in any browser: nothing is fetched from the network.
+    Every month is in it (a month picker); it opens on --month, by default the latest
+    complete month. It opens offline in any browser: nothing is fetched from the network.
     """
     from funnel.cli import console
     from funnel.outputs.html_report import write_report

@@ -11,7 +11,7 @@ Every value from the build or the export is escaped here: an owner named
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +44,12 @@ pre { background: #f5f7fa; padding: 8px 12px; overflow: auto; font-size: 12.5px;
 code { font-size: 12.5px; }
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; }
 dl.facts dt { color: #52606d; } dl.facts dd { margin: 0; }
+tr.incomplete td { background: #fdf1e8; font-style: italic; }
+.incomplete-note { color: #a15c00; font-weight: 600; }
+.caption { color: #7b8794; font-size: 12px; font-weight: normal; margin-left: 8px; }
+.pickers { margin: 8px 0 4px; } .pickers label { margin-right: 18px; }
+.beside { display: flex; gap: 12px; align-items: flex-start; } .beside .wide { flex: 3; min-width: 0; }
+.beside .narrow { flex: 1.3; min-width: 0; }
 """
 
 # Click a header to sort by that column (again: the other way). Cells with data-v sort
@@ -121,12 +127,17 @@ def table(
     table_id: str = "",
     kinds: dict[str, str] | None = None,
     scroll: bool = False,
+    marked: Callable[[Sequence[Any]], bool] | None = None,
 ) -> str:
-    """A sortable table; `kinds` maps a column to "percent" (or "n": a number that may be NULL)."""
+    """A sortable table; `kinds` maps a column to "percent" (or "n": a number that may be NULL).
+    Rows `marked` says are of an incomplete month are shaded and say so on hover."""
     kinds = kinds or {}
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "\n".join(
-        "<tr>" + "".join(cell(v, kinds.get(c, "")) for c, v in zip(columns, row, strict=True)) + "</tr>" for row in rows
+        ('<tr class="incomplete" title="incomplete month">' if marked and marked(row) else "<tr>")
+        + "".join(cell(v, kinds.get(c, "")) for c, v in zip(columns, row, strict=True))
+        + "</tr>"
+        for row in rows
     )
     attribute = f' id="{esc(table_id)}"' if table_id else ""
     markup = f'<table class="sortable"{attribute}><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>'
