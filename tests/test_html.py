@@ -148,13 +148,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
     chrome.close()
 
 
+# The charts drawn (a report draws a chart when it first shows: those of other months wait).
 ALL_CHARTS = (
-    "Object.fromEntries(Array.from(document.querySelectorAll('div[id^=chart-]')).map(d => "
+    "Object.fromEntries(Array.from(document.querySelectorAll('div[id^=chart-]')).filter(d => d._fullData).map(d => "
     "[d.id, d._fullData.map(t => ({name: t.name, x: Array.from(t.x || []), y: Array.from(t.y || []), "
     "z: t.z ? t.z.map(r => Array.from(r)) : null}))]))"
 )
-CHARTS_DRAWN = (
-    "Array.from(document.querySelectorAll('div[id^=chart-]'))"
+CHARTS_DRAWN = (  # every chart on show is drawn
+    "Array.from(document.querySelectorAll('div[id^=chart-]')).filter(d => d.offsetParent !== null)"
     ".every(d => d.classList.contains('js-plotly-plot') && d._fullData && d.querySelector('svg.main-svg'))"
 )
 

@@ -202,4 +202,10 @@ def test_the_deal_charts_and_the_month_picker_draw_the_builds_numbers(sample_bui
         "order by s.funnel_step",
     )
     assert shown == [list(r) for r in counts]
+    # Its charts are drawn as it shows (not before: a chart waits until its month is picked).
+    assert browser.evaluate(CHARTS_DRAWN)
+    funnel_id = browser.evaluate("document.querySelector('#funnel .per-month:not([hidden]) div[id^=chart-]').id")
+    (funnel,) = browser.evaluate(ALL_CHARTS)[funnel_id]
+    stage_counts = dict(zip(funnel["y"], funnel["x"], strict=True))
+    assert stage_counts == {name: count for name, count in counts if name in stage_counts} and len(stage_counts) == 9
     assert browser.problems() == []

@@ -14,6 +14,7 @@ imported only here); plotly.js is embedded once, so the file opens offline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -61,22 +62,33 @@ TEMPLATE = {
 }
 
 
-# Show the blocks of the month (and pipeline) picked; a chart drawn while hidden is resized
-# when it shows (plotly measured nothing then).
-PICKER_SCRIPT = """
+# Show the blocks of the month (and pipeline) picked, and draw the charts that show: each
+# chart's figure waits in a JSON script beside its div until it is first seen (a page of
+# 20 months would otherwise draw some 80 charts before it answers); a chart seen before is
+# resized, in case the window changed while it was hidden.
+PAGE_SCRIPT = """
 (function () {
+  var config = %s;
+  function draw() {
+    document.querySelectorAll("div.chart").forEach(function (d) {
+      if (d.offsetParent === null) { return; }
+      if (d.dataset.drawn) { window.Plotly.Plots.resize(d); return; }
+      var figure = JSON.parse(document.getElementById(d.id + "-figure").textContent);
+      d.dataset.drawn = "yes";
+      window.Plotly.newPlot(d, figure.data, figure.layout, config);
+    });
+  }
   var month = document.getElementById("month-picker"), pipeline = document.getElementById("pipeline-picker");
   function show() {
     document.querySelectorAll(".per-month").forEach(function (b) { b.hidden = b.dataset.month !== month.value; });
     if (pipeline) {
       document.querySelectorAll(".per-pipeline").forEach(function (b) { b.hidden = b.dataset.pipeline !== pipeline.value; });
     }
-    document.querySelectorAll("div.js-plotly-plot").forEach(function (d) {
-      if (d.offsetParent !== null && window.Plotly) { window.Plotly.Plots.resize(d); }
-    });
+    draw();
   }
   month.addEventListener("change", show);
   if (pipeline) { pipeline.addEventListener("change", show); }
+  draw();
 })();
 """
 
@@ -169,7 +181,7 @@ def render(report_page: Page, draw: Callable[..., str]) -> str:
             first = False
             number += 1
         parts.append("</section>")
-    parts.append(f"<script>{PICKER_SCRIPT}</script>")
+    parts.append(f"<script>{PAGE_SCRIPT % json.dumps(PLOT_CONFIG)}</script>")
     return page(report_page.title, "\n".join(parts))
 
 
@@ -206,6 +218,7 @@ def _plotly_to_html() -> Callable[..., str]:
     """plotly's figure-to-div function, or a one-line error saying how to install it."""
     try:
         import plotly.io as pio
+        from plotly.offline import get_plotlyjs
     except ImportError:
         raise FunnelError(
             "funnel report draws its charts with plotly, which is not installed; "
@@ -213,16 +226,16 @@ def _plotly_to_html() -> Callable[..., str]:
         ) from None
 
     def draw(figure: dict[str, Any], include_plotlyjs: bool, div_id: str) -> str:
-        return str(
-            pio.to_html(
-                {**chart_text(figure), "layout": {"template": TEMPLATE, **figure["layout"]}},
-                include_plotlyjs=include_plotlyjs,
-                full_html=False,
-                div_id=div_id,
-                config=PLOT_CONFIG,
-                default_width="100%",
-                validate=True,
-            )
+        """The chart's div and its figure as JSON (PAGE_SCRIPT draws it when it shows);
+        plotly.js before it when `include_plotlyjs`. plotly validates the figure here."""
+        shown = {**chart_text(figure), "layout": {"template": TEMPLATE, **figure["layout"]}}
+        # "<" only occurs inside JSON strings, where \\u003c is the same text: no "</script>".
+        data = pio.to_json(shown, validate=True).replace("<", "\\u003c")
+        script = f"<script>{get_plotlyjs()}</script>\n" if include_plotlyjs else ""
+        height = int(figure["layout"].get("height", 450))
+        return (
+            f'{script}<div id="{div_id}" class="plotly-graph-div chart" style="height:{height}px; width:100%;"></div>'
+            f'<script type="application/json" id="{div_id}-figure">{data}</script>'
         )
 
     return draw
