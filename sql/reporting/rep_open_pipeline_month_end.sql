@@ -36,10 +36,16 @@ bounds as (
         {{ month('(select max(changed_at) from deal_changes)') }} as last_month,
 ),
 
-months as (
-    select unnest(generate_series(first_month, last_month, interval 1 month))::date as month
+-- The cast to date is a step of its own: Spark refuses a generator inside an expression.
+month_starts as (
+    select unnest(generate_series(first_month, last_month, interval 1 month)) as month_start
     from bounds
     where first_month is not null and last_month is not null
+),
+
+months as (
+    select cast(month_start as date) as month
+    from month_starts
 ),
 
 month_ends as (

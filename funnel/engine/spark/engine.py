@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -138,6 +139,11 @@ def session(env: Environment) -> SparkSession:
     log4j = workdir.spark_settings(env)
     log4j.write_text(LOG4J)
     builder = SparkSession.builder.master(env.master).appName(f"funnel {env.name}")
+    if env.master.startswith("local"):
+        # Python workers run this interpreter (PySpark reads PYSPARK_PYTHON, else `python3`
+        # on PATH, which may be a shim such as pyenv's that fails once the JVM's working
+        # folder is removed, or a Python without pyspark's dependencies).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = {**DEFAULT_SETTINGS, **env.spark, **FIXED_SETTINGS}
     java_options = settings.get("spark.driver.extraJavaOptions", "")
     settings["spark.driver.extraJavaOptions"] = f"{java_options} -Dlog4j2.configurationFile=file:{log4j}".strip()
