@@ -1,10 +1,12 @@
 -- Lost deals per month, reason and the funnel step they were lost at. A deal counts once,
--- with its latest lost_reason row: month is that row's month, lost_reason the label of its
--- id in the options of the lost_reason field (NULL when the id has none), and
--- last_funnel_step the step of the deal's latest stage entry at or before the loss (NULL
+-- with its latest lost_reason row: month is that row's month; a value written as a whole
+-- number is an option id, lost_reason its label in the options of the lost_reason field
+-- (NULL when the id has none); any other value (a free-text reason, a deleted option the API
+-- gave as its label) is reported as it is, with lost_reason_id NULL (a warn test counts
+-- them: lost_reasons_given_as_text); and last_funnel_step the step of the deal's latest stage entry at or before the loss (NULL
 -- when there is none, or when that stage is no funnel step).
--- Ties: rows of a deal with the same change_time are ordered by their value (the id), the
--- larger one counting as the later change.
+-- Ties: rows of a deal with the same change_time are ordered by their value (the id, then
+-- the text), the larger one counting as the later change.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
 with stage_entries as (
     select * from {{ ref('int_stage_entries') }}
@@ -18,16 +20,26 @@ funnel_steps as (
     select * from {{ ref('funnel_steps') }}
 ),
 
--- A non-numeric new_value stops the build (test deal_change_values_are_whole_numbers).
 -- stg_deal_changes is read here only: a CTE read twice would be materialized whole.
-losses as (
+latest_reasons as (
     select
         deal_id,
         max(changed_at) as lost_at,
-        arg_max(try_cast(new_value as bigint), (changed_at, try_cast(new_value as bigint))) as lost_reason_id,
+        arg_max(new_value, (changed_at, try_cast(new_value as bigint), new_value)) as reason,
     from {{ ref('stg_deal_changes') }}
     where changed_field_key = 'lost_reason'
     group by deal_id
+),
+
+-- An id is written exactly as a whole number ('7', not '07' or ' 7', which DuckDB's cast
+-- would also read as 7): anything else is text.
+losses as (
+    select
+        deal_id,
+        lost_at,
+        case when reason = try_cast(reason as bigint)::varchar then try_cast(reason as bigint) end as lost_reason_id,
+        reason,
+    from latest_reasons
 ),
 
 -- The latest stage entry at or before the loss: the one whose next entry is after it (or
@@ -60,7 +72,7 @@ final as (
     select
         {{ month('losses.lost_at') }} as month,
         losses.lost_reason_id,
-        lost_reason_labels.label as lost_reason,
+        case when losses.lost_reason_id is null then losses.reason else lost_reason_labels.label end as lost_reason,
         funnel_steps.funnel_step as last_funnel_step,
         count(*) as deals_count,
     from losses
@@ -71,4 +83,4 @@ final as (
 )
 
 select * from final
-order by month, lost_reason_id, last_funnel_step nulls first
+order by month, lost_reason_id nulls last, lost_reason, last_funnel_step nulls first
