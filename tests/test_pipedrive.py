@@ -74,7 +74,12 @@ class FakePipedrive:
         self.daily: int | None = None  # tokens left today, reported in x-daily-ratelimit-token-remaining
         self.spent = 0  # tokens charged, at the costs below
         body = {name: rows[1:] for name, rows in tables.items()}
-        self.stages = [{"id": int(i), "name": n, "pipeline_id": 1} for i, n in body["stages.csv"]]
+        # v2 StageItem and PipelineItem; a two-column stages.csv is one pipeline, ordered by stage id.
+        self.pipelines = [{"id": 1, "name": "Sales", "order_nr": 1, "is_deleted": False, "update_time": OLD}]
+        self.stages = [
+            {"id": int(row[0]), "name": row[1], "pipeline_id": 1, "order_nr": int(row[0]), "deal_probability": 100}
+            for row in body["stages.csv"]
+        ]
         self.users = [
             {"id": int(i), "name": n, "email": e, "modified": m, "active_flag": True} for i, n, e, m in body["users.csv"]
         ]
@@ -100,9 +105,12 @@ class FakePipedrive:
             }
             for i, t, u, d, done, due in body["activity.csv"]
         ]
+        # The API gives a lost reason as its label (v2 DealItem lost_reason: string); the export, the id.
+        reasons = {o["id"]: o["label"] for key, o in self.options() if key == "lost_reason"}
         self.flows: dict[int, list[dict]] = {}
         for n, (deal, at, key, value) in enumerate(body["deal_changes.csv"]):
             api_value = value.replace("T", " ") if key == "add_time" else value  # the API writes a space
+            api_value = reasons.get(value, value) if key == "lost_reason" else api_value
             change = {"id": n, "item_id": int(deal), "field_key": key, "old_value": None, "new_value": api_value, "log_time": at}
             self.flows.setdefault(int(deal), []).append({"object": "dealChange", "timestamp": at, "data": change})
         for deal, items in self.flows.items():
@@ -116,23 +124,54 @@ class FakePipedrive:
             items.append({"object": "dealChange", "timestamp": noise["log_time"], "data": noise})
             items.append({"object": "activity", "timestamp": "2024-01-03 00:00:00", "data": {"id": 1, "subject": "Call"}})
             items.reverse()  # newest first, like the API
-        self.deals = [{"id": deal, "title": f"Deal {deal}", "update_time": OLD} for deal in self.flows]
+        self.deals = [self.deal(deal) for deal in self.flows]
+        self.archived: list[dict] = []  # GET /api/v2/deals/archived
+
+    def options(self) -> list[tuple[str, dict]]:
+        return [(f["key"], {"id": str(o["id"]), "label": o["label"]}) for f in self.deal_fields for o in f["options"] or []]
+
+    def deal(self, deal: int, **fields: Any) -> dict:
+        """A v2 DealItem: status, money and times as Pipedrive documents them."""
+        item = {
+            "id": deal,
+            "title": f"Deal {deal}",
+            "owner_id": 1,
+            "pipeline_id": 1,
+            "stage_id": 1,
+            "status": "open",
+            "value": 1500.5,
+            "currency": "EUR",
+            "add_time": "2024-01-02T03:04:05Z",
+            "update_time": OLD,
+            "won_time": None,
+            "lost_time": None,
+            "expected_close_date": None,
+            "probability": None,
+            "lost_reason": None,
+            "is_archived": False,
+        }
+        return {**item, **fields}
 
     # --- serving -----------------------------------------------------------------------
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict]:
         v1 = {
-            "/api/v1/stages": self.stages,
             "/api/v1/users": self.users,
             "/api/v1/activityTypes": self.activity_types,
             "/api/v1/dealFields": self.deal_fields,
         }
-        v2 = {"/api/v2/activities": self.activities, "/api/v2/deals": self.deals}
+        v2 = {
+            "/api/v2/stages": self.stages,
+            "/api/v2/pipelines": self.pipelines,
+            "/api/v2/activities": self.activities,
+            "/api/v2/deals": self.deals,
+            "/api/v2/deals/archived": self.archived,
+        }
         if path in v1:
             return 200, self.offset_page(v1[path], query)
         if path in v2:
             since = query.get("updated_since", [""])[0]
-            return 200, self.cursor_page([i for i in v2[path] if i["update_time"] >= since], query)
+            return 200, self.cursor_page([i for i in v2[path] if i.get("update_time", "") >= since], query)
         parts = path.split("/")
         if len(parts) == 6 and parts[:4] == ["", "api", "v1", "deals"] and parts[5] == "flow":
             time.sleep(self.delay)
@@ -218,7 +257,7 @@ def handler_for(fake: FakePipedrive) -> type[BaseHTTPRequestHandler]:
             if fault in ("500", "503", "401", "403", "404"):
                 return self.send(int(fault), b'{"success": false, "error": "fault"}')
             if fault == "echo":
-                text = f"invalid request /api/v1/stages?api_token={TOKEN}, token {TOKEN}"
+                text = f"invalid request /api/v2/stages?api_token={TOKEN}, token {TOKEN}"
                 return self.send(400, json.dumps({"success": False, "error": text}).encode())
             if fault == "invalid":
                 return self.send(200, b'{"success": true, "data": [{"id": 1,')
@@ -334,7 +373,8 @@ def test_pulled_files_build_the_same_report_as_the_csv_export(project, runner, f
 
 def test_every_page_of_every_list_is_fetched(project, runner, fake, subset, sleeps):
     assert pull_cli(runner).exit_code == 0
-    assert [q.get("start") for q in fake.requests_to("/api/v1/stages")] == [None, ["4"], ["8"]]
+    assert [q.get("start") for q in fake.requests_to("/api/v1/users")] == [None, ["4"], ["8"], ["12"]]
+    assert [q.get("cursor") for q in fake.requests_to("/api/v2/stages")] == [None, ["c4"], ["c8"]]
     assert len(fake.requests_to("/api/v2/activities")) == 10  # 40 activities, 4 a page: cursor followed to the end
     assert len(read_csv(project / "raw_data" / "activity.csv")) == len(subset["activity.csv"])
     assert all(q["items"] == ["dealChange"] for q in fake.requests_to("/api/v1/deals/"))
@@ -376,7 +416,7 @@ def test_progress_reports_counts(project, fake, sleeps):
 
 
 def test_429_waits_as_long_as_retry_after_says(project, fake, sleeps):
-    fake.faults = [("/api/v1/stages", "429"), ("/api/v2/deals", "429")]
+    fake.faults = [("/api/v2/stages", "429"), ("/api/v2/deals", "429")]
     result = pipedrive.pull(load_config(), project / "raw_data")
     assert result.rows["stages"] == len(fake.stages)
     assert sleeps == [0.0, 0.0]
@@ -424,14 +464,14 @@ def test_a_server_that_keeps_failing_is_an_error_after_bounded_tries(project, ru
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        ("401", "Error: Pipedrive refused the API token (HTTP 401 on GET /api/v1/stages); check PIPEDRIVE_API_TOKEN"),
-        ("403", "Error: the API token's user may not read GET /api/v1/stages (HTTP 403); use the token of a user with global"),
-        ("404", "Error: GET http://127.0.0.1:{port}/api/v1/stages was not found (HTTP 404); check the api_url"),
+        ("401", "Error: Pipedrive refused the API token (HTTP 401 on GET /api/v2/stages); check PIPEDRIVE_API_TOKEN"),
+        ("403", "Error: the API token's user may not read GET /api/v2/stages (HTTP 403); use the token of a user with global"),
+        ("404", "Error: GET http://127.0.0.1:{port}/api/v2/stages was not found (HTTP 404); check the api_url"),
     ],
     ids=["unauthorized", "forbidden", "not-found"],
 )
 def test_refusals_are_one_line_errors(project, runner, fake, sleeps, fault, message):
-    fake.faults = [("/api/v1/stages", fault)]
+    fake.faults = [("/api/v2/stages", fault)]
     before = export_bytes(project / "raw_data")
     result = pull_cli(runner)
     assert result.exit_code == 1
@@ -444,12 +484,12 @@ def test_an_answer_that_drips_is_cut_off_at_the_deadline(project, runner, fake, 
     """Every read comes within the read timeout, but the whole answer would take minutes."""
     policy = functools.partial(RetryPolicy, timeout=0.3, deadline=0.6, tries=2, sleep=lambda s: None)
     monkeypatch.setattr(pipedrive, "RetryPolicy", policy)
-    fake.faults = [("/api/v1/stages", "drip")] * 2
+    fake.faults = [("/api/v2/stages", "drip")] * 2
     before = export_bytes(project / "raw_data")
     started = time.monotonic()
     result = pull_cli(runner)
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("Error: GET /api/v1/stages failed 2 times (last: ReadTimeout")
+    assert result.stderr.startswith("Error: GET /api/v2/stages failed 2 times (last: ReadTimeout")
     assert result.stderr.count("\n") == 1
     assert time.monotonic() - started < 5  # two answers of 1 s each, not the 60 s the drips would take
     assert export_bytes(project / "raw_data") == before
@@ -459,23 +499,23 @@ def test_a_cursor_that_never_changes_is_an_error_naming_the_endpoint(project, ru
     fake.stuck_cursor = True
     result = pull_cli(runner, "--budget", "300")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: GET /api/v2/activities: the API sent next_cursor 'c4' a second time;")
-    assert len(fake.requests_to("/api/v2/activities")) == 2  # not 300: the second 'c4' is enough
+    assert result.stderr.startswith("Error: GET /api/v2/stages: the API sent next_cursor 'c4' a second time;")
+    assert len(fake.requests_to("/api/v2/stages")) == 2  # not 300: the second 'c4' is enough
 
 
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        ("429|Retry-After|nan", "Error: GET /api/v1/stages: the Retry-After header 'nan' is neither seconds nor an HTTP date"),
-        ("429|Retry-After|-3", "Error: GET /api/v1/stages: the Retry-After header '-3' is neither seconds nor an HTTP date"),
-        ("429|x-ratelimit-reset|nan", "Error: GET /api/v1/stages: the x-ratelimit-reset header 'nan' is not a number"),
-        ("200|x-ratelimit-reset|nan", "Error: GET /api/v1/stages: the x-ratelimit-reset header 'nan' is not a number"),
-        ("200|x-ratelimit-remaining|inf", "Error: GET /api/v1/stages: the x-ratelimit-remaining header 'inf' is not a number"),
+        ("429|Retry-After|nan", "Error: GET /api/v2/stages: the Retry-After header 'nan' is neither seconds nor an HTTP date"),
+        ("429|Retry-After|-3", "Error: GET /api/v2/stages: the Retry-After header '-3' is neither seconds nor an HTTP date"),
+        ("429|x-ratelimit-reset|nan", "Error: GET /api/v2/stages: the x-ratelimit-reset header 'nan' is not a number"),
+        ("200|x-ratelimit-reset|nan", "Error: GET /api/v2/stages: the x-ratelimit-reset header 'nan' is not a number"),
+        ("200|x-ratelimit-remaining|inf", "Error: GET /api/v2/stages: the x-ratelimit-remaining header 'inf' is not a number"),
     ],
     ids=["retry-after-nan", "retry-after-negative", "429-reset-nan", "200-reset-nan", "remaining-inf"],
 )
 def test_headers_that_are_not_numbers_are_one_line_errors(project, runner, fake, sleeps, fault, message):
-    fake.faults = [("/api/v1/stages", fault)]
+    fake.faults = [("/api/v2/stages", fault)]
     before = export_bytes(project / "raw_data")
     result = pull_cli(runner)
     assert result.exit_code == 1, result.output
@@ -490,7 +530,7 @@ def test_a_retry_after_date_in_utc_with_an_unknown_zone_is_waited_for(project, f
     soon = email.utils.format_datetime(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30))
     assert soon.endswith("+0000")
     fake.faults = [
-        ("/api/v1/stages", f"429|Retry-After|{soon[:-5]}-0000"),
+        ("/api/v2/stages", f"429|Retry-After|{soon[:-5]}-0000"),
         ("/api/v1/users", "429|Retry-After|Mon, 01 Jan 2024 00:00:00 -0000"),
     ]
     result = pipedrive.pull(load_config(), project / "raw_data")
@@ -544,14 +584,14 @@ def test_connection_refused_is_an_error_at_once(project, runner, monkeypatch, sl
 
 @pytest.mark.slow
 def test_a_server_that_never_answers_in_time_is_an_error(project, runner, fake, sleeps):
-    fake.faults = [("/api/v1/stages", "slow")] * 5
+    fake.faults = [("/api/v2/stages", "slow")] * 5
     result = pull_cli(runner)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: GET /api/v1/stages failed 5 times (last: ReadTimeout")
+    assert result.stderr.startswith("Error: GET /api/v2/stages failed 5 times (last: ReadTimeout")
 
 
 def test_the_token_never_reaches_output_urls_or_files(project, runner, fake, sleeps):
-    fake.faults = [("/api/v1/stages", "echo")]
+    fake.faults = [("/api/v2/stages", "echo")]
     failed = pull_cli(runner)
     assert failed.exit_code == 1 and "api_token=***" in failed.stderr
     assert pull_cli(runner, "--out", "pulled").exit_code == 0
@@ -755,7 +795,7 @@ def test_a_pull_killed_at_random_points_resumes_to_the_same_files_without_refetc
         fake.flows[twin] = [copy.deepcopy(item) for item in items]
         for item in fake.flows[twin]:
             item["data"]["item_id"] = twin
-        fake.deals.append({"id": twin, "title": f"Deal {twin}", "update_time": OLD})
+        fake.deals.append(fake.deal(twin))
     pipedrive.pull(load_config(), project / "whole")
     flow_requests = len(flows_fetched(fake))
     fake.log.clear()
@@ -808,7 +848,9 @@ def test_since_last_fetches_only_changes_and_merges_them(project, runner, fake, 
     assert result.exit_code == 0, result.output
     assert "Pulled changes since" in result.output
     assert {p for p, _, _ in fake.log if "/flow" in p} == {f"/api/v1/deals/{deal}/flow"}
-    assert all(q["updated_since"] for q in fake.requests_to("/api/v2/"))
+    assert all(q["updated_since"] for q in fake.requests_to("/api/v2/activities"))
+    # The deals are listed whole, every pull: deals.csv is their current state, and a deal missing was deleted.
+    assert not any("updated_since" in q for q in fake.requests_to("/api/v2/deals"))
 
     assert pull_cli(runner, "--out", "full").exit_code == 0
     assert export_bytes(project / "raw_data") == export_bytes(project / "full")

@@ -117,7 +117,7 @@ def _since(value: str | None) -> str | None:
 @handle_errors
 def pull_command(
     env: EnvOption = "dev",
-    out: Annotated[Path | None, typer.Option(parser=_path, help="Folder for the six CSVs (default: the env's raw_data).")] = None,
+    out: Annotated[Path | None, typer.Option(parser=_path, help="Folder for the CSVs (default: the env's raw_data).")] = None,
     since: Annotated[
         str | None,
         typer.Option(help="Only changes since this UTC time (2024-06-01T08:00:00Z), or 'last' (the last pull).", callback=_since),
@@ -127,7 +127,7 @@ def pull_command(
         bool, typer.Option("--dry-run", help="Read the lists only and print what the pull would fetch and cost.")
     ] = False,
 ) -> None:
-    """Fetch the six source files from the Pipedrive API.
+    """Fetch the six source files and deals.csv from the Pipedrive API.
 
     Token from PIPEDRIVE_API_TOKEN, address from [pipedrive] api_url or PIPEDRIVE_API_URL.
     The files replace the folder's export only when everything was fetched.
@@ -193,6 +193,11 @@ def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | 
         + f" ({result.requests:,} requests, about {result.tokens:,} API tokens, "
         + (f"{result.seconds:.1f}s)" if result.seconds < 60 else f"{duration(result.seconds)})")
     )
+    if result.dropped_deals:
+        console.info(
+            f"Dropped {result.dropped_deals:,} deal(s) of the previous export that no longer exist in Pipedrive "
+            "(deleted): their rows are gone from deal_changes.csv."
+        )
     if result.skipped_deals:
         console.info(
             f"[yellow]Skipped[/] {result.skipped_deals:,} deal(s) deleted while the pull ran: Pipedrive answered 404 for their "

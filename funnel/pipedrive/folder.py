@@ -33,6 +33,8 @@ class Table:
     rows: list[tuple[str, ...]]
     refreshed: set[str] = field(default_factory=set)  # --since: keys whose old rows these replace
     key: int = 0  # column of that key
+    current: set[str] | None = None  # the keys that still exist: older rows of other keys are dropped
+    columns: tuple[str, ...] | None = None  # what the rows hold, when more than the file declares
 
 
 def parse_since(text: str) -> str:
@@ -76,14 +78,36 @@ def _parse_since_time(text: str, where: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _merge(out: Path, fresh: dict[str, Table]) -> dict[str, Table]:
-    """The previous export with the fresh rows in: refreshed deals and activities replace their old rows."""
+def _merge(out: Path, fresh: dict[str, Table]) -> tuple[dict[str, Table], int]:
+    """The previous export with the fresh rows in, and how many deals were dropped from it.
+
+    Refreshed deals and activities replace their old rows; the old rows of a deal that is no
+    longer in the account (`current`) are dropped.
+    """
     merged = dict(fresh)
+    dropped: set[str] = set()
     for name in ("activity", "deal_changes"):
         table = fresh[name]
-        kept = [row for row in _read(out, name) if row[table.key] not in table.refreshed]
-        merged[name] = Table(kept + table.rows)
-    return merged
+        kept = []
+        for row in _read(out, name):
+            key = row[table.key]
+            if table.current is not None and key not in table.current:
+                dropped.add(key)
+            elif key not in table.refreshed:
+                kept.append(row)
+        merged[name] = Table(kept + table.rows, current=table.current)
+    return merged, len(dropped)
+
+
+def _dropped(out: Path, current: set[str] | None) -> int:
+    """Deals of the previous export's deal_changes.csv (if any) that are not in `current`."""
+    path = out / SOURCES_BY_TABLE["deal_changes"].file_name
+    if current is None or not path.is_file():
+        return 0
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        return len({row[0] for row in reader if row and row[0] not in current})
 
 
 def _read(out: Path, name: str) -> list[tuple[str, ...]]:
@@ -128,10 +152,8 @@ def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str
         source = SOURCES_BY_TABLE[name]
         with (scratch / source.file_name).open("w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
-            # Rows may stop before the optional last columns (stages: stage_id and stage_name until
-            # the pull writes the stage's pipeline too, issue 21): the header stops with them.
-            writer.writerow(list(source.columns)[: len(table.rows[0])] if table.rows else source.columns)
-            rows = sorted(table.rows, key=_row_order)
+            writer.writerow(source.columns)
+            rows = sorted(_projected(table, tuple(source.columns), source.file_name), key=_row_order)
             writer.writerows(rows)
         names.append(source.file_name)
     state["rows"] = {name: len(table.rows) for name, table in tables.items()}
@@ -141,6 +163,20 @@ def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str
     with atomic.signals_deferred():
         for name in [*names, STATE_FILE]:
             atomic.replace(scratch / name, out / name)
+
+
+def _projected(table: Table, columns: tuple[str, ...], file_name: str) -> list[tuple[str, ...]]:
+    """The table's rows in the declared columns (a table that holds more, like stages, gives those declared)."""
+    if table.columns is None or table.columns == columns:
+        return table.rows
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise PullError(
+            f"sql/sources.toml declares {', '.join(missing)} for {file_name}, which funnel pull cannot fill; "
+            f"it writes {', '.join(table.columns)}."
+        )
+    at = [table.columns.index(c) for c in columns]
+    return [tuple(row[i] for i in at) for row in table.rows]
 
 
 def _row_order(row: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:

@@ -1,4 +1,4 @@
-"""`funnel pull`: the six source files, fetched from the Pipedrive REST API.
+"""`funnel pull`: the six source files and deals.csv, fetched from the Pipedrive REST API.
 
 Pipedrive's export screen has no stage-change history, so deal_changes.csv and its
 companions come from the API (endpoints and field mapping: docs/pipedrive-api.md). The
@@ -25,9 +25,25 @@ from urllib.parse import urlsplit
 
 from funnel.errors import FunnelError, first_line
 from funnel.pipedrive.client import DEFAULT_SHARE, TOKEN_ENV, Client, PullError, PullStopped, RetryPolicy
-from funnel.pipedrive.folder import Table, _merge, _publish, _rfc3339, _scratch, _since
+from funnel.pipedrive.folder import Table, _dropped, _merge, _publish, _rfc3339, _scratch, _since
 from funnel.pipedrive.journal import Journal, _journal_path
-from funnel.pipedrive.rows import _activity, _activity_type, _deal_change, _field, _int, _stage, _text, _user
+from funnel.pipedrive.rows import (
+    STAGE_COLUMNS,
+    _activity,
+    _activity_type,
+    _deal,
+    _deal_change,
+    _field,
+    _int,
+    _pipeline,
+    _stage,
+    _text,
+    _time,
+    _user,
+    lost_reason_ids,
+    with_lost_reason_ids,
+)
+from funnel.project.sources import TS
 
 if TYPE_CHECKING:
     from funnel.project.config import Config
@@ -50,6 +66,7 @@ class PullResult:
     skipped_deals: int = 0
     tokens: int = 0  # estimated from the documented costs
     resumed_deals: int = 0  # change logs taken from the kept progress of an earlier run
+    dropped_deals: int = 0  # deals of the previous export that no longer exist in the account
 
 
 def pull(
@@ -61,7 +78,7 @@ def pull(
     policy: RetryPolicy | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> PullResult:
-    """Fetch the six source files into `out`; `since` ('last' or a timestamp) merges changes only.
+    """Fetch the six source files and deals.csv into `out`; `since` ('last' or a timestamp) merges changes only.
 
     Deal change logs are kept as they come in (`.<out>.resume.jsonl` beside `out`), so a pull
     that stops (a budget, Ctrl-C, a crash) continues where it was next time. Raises PullError,
@@ -82,12 +99,15 @@ def pull(
             with client, Journal.open(_journal_path(out), api_url) as journal:
                 tables, skipped, resumed = _fetch(client, since_at, on_progress, on_notice, journal)
             if since_at is not None:
-                tables = _merge(out, tables)
+                tables, dropped = _merge(out, tables)
+            else:
+                dropped = _dropped(out, tables["deal_changes"].current)
             state = {"pulled_at": _rfc3339(pulled_at), "api_url": api_url, "since": since_at and _rfc3339(since_at)}
             _publish(scratch, out, tables, state)
             _journal_path(out).unlink(missing_ok=True)  # the export now holds it all
     rows = {name: len(table.rows) for name, table in tables.items()}
-    return PullResult(out, rows, client.requests, since_at, time.perf_counter() - started, skipped, client.tokens, resumed)
+    seconds = time.perf_counter() - started
+    return PullResult(out, rows, client.requests, since_at, seconds, skipped, client.tokens, resumed, dropped)
 
 
 def _fetch(
@@ -107,7 +127,7 @@ def _fetch(
         on_notice(f"resuming: {len(kept):,} of {len(deals):,} deals already fetched")
     changes: list[tuple[str, ...]] = [row for rows in kept.values() for row in rows]
     to_fetch = [deal for deal in sorted(deals) if deal not in kept]
-    skipped = 0
+    gone: set[str] = set()  # deleted after they were listed
     done = len(kept)
 
     def note() -> str:
@@ -122,7 +142,7 @@ def _fetch(
         with contextlib.closing(flows):  # on any exit (Ctrl-C too) the fetches under way end before the client closes
             for deal_id, rows in flows:
                 if rows is None:
-                    skipped += 1  # deleted after it was listed: it has no log any more
+                    gone.add(str(deal_id))  # deleted after it was listed: it has no log any more
                 else:
                     journal.add(deal_id, deals[deal_id], rows)
                     changes.extend(rows)
@@ -130,12 +150,20 @@ def _fetch(
                 report("deal change logs", done, len(deals))
     except PullStopped as e:
         raise PullStopped(str(e).replace(KEPT, note())) from None
-    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deals})
-    return tables, skipped, len(kept)
+    changes = with_lost_reason_ids(changes, lost_reason_ids(tables["fields"].rows))
+    current = {row[0] for row in tables["deals"].rows}
+    tables["deal_changes"] = Table(changes, refreshed={str(d) for d in deals}, current=current)
+    tables["deals"].rows = [row for row in tables["deals"].rows if row[0] not in gone]
+    return tables, len(gone), len(kept)
 
 
 def list_account(client: Client, since: datetime | None, report: Progress) -> tuple[dict[str, Table], dict[int, str]]:
-    """Every table but the deal change logs, and the deals (id -> update_time) whose logs to fetch."""
+    """Every table but the deal change logs, and the deals (id -> update_time) whose logs to fetch.
+
+    Every deal is listed, with `since` too: deals.csv is the account's current state, and a deal
+    in neither deal list was deleted. With `since`, the logs to fetch are those of the deals
+    updated since.
+    """
 
     def rows_of(
         label: str,
@@ -150,24 +178,43 @@ def list_account(client: Client, since: datetime | None, report: Progress) -> tu
         return rows
 
     changed = {"updated_since": _rfc3339(since)} if since else {}
+    # v1 stages and pipelines are deprecated for their v2 equivalents (Pipedrive changelog,
+    # "Deprecation of selected API v1 endpoints", effective 2026-01-01; out of support from
+    # 2026-08-01: https://developers.pipedrive.com/changelog/post/deprecated-apiv1-endpoints-become-out-of-support).
+    stages = rows_of("stages", "/api/v2/stages", lambda item: item)
+    pipelines = dict(rows_of("pipelines", "/api/v2/pipelines", _pipeline))
     tables = {
-        "stages": Table(rows_of("stages", "/api/v1/stages", _stage)),
+        "stages": Table([_stage(item, pipelines) for item in stages], columns=STAGE_COLUMNS),
         "users": Table(rows_of("users", "/api/v1/users", _user)),
         "activity_types": Table(rows_of("activity types", "/api/v1/activityTypes", _activity_type)),
         "fields": Table(rows_of("deal fields", "/api/v1/dealFields", _field)),
         "activity": Table(rows_of("activities", "/api/v2/activities", _activity, changed)),
     }
     tables["activity"].refreshed = {r[0] for r in tables["activity"].rows}
-    return tables, list_deals(client, changed)
+    listed = list_deals(client, report)
+    tables["deals"] = Table([row for _updated, _moment, row in listed.values()])
+    since_text = since.strftime(TS) if since else ""
+    return tables, {deal: updated for deal, (updated, moment, _row) in listed.items() if not moment or moment >= since_text}
 
 
-def list_deals(client: Client, params: dict[str, Any]) -> dict[int, str]:
-    """The deals of the v2 list: id -> update_time (text as the API sent it; '' when absent)."""
-    where = "/api/v2/deals"
-    deals: dict[int, str] = {}
-    for page in client.pages(where, params):
-        for deal in page:
-            deals[_int(deal, "id", where)] = _text(deal, "update_time", f"{where} deal {deal.get('id')!r}")
+# Active deals, then archived ones: since 2025-07-15 GET /api/v2/deals no longer returns
+# archived deals; they come from GET /api/v2/deals/archived, same parameters, cursor paginated
+# (https://developers.pipedrive.com/changelog/post/breaking-change-archived-deals-and-leads-will-not-be-returned-in-existing-endpoints-and-will-not-be-editable).
+# Without `status`, both list every deal that is not deleted.
+DEAL_LISTS = ("/api/v2/deals", "/api/v2/deals/archived")
+
+
+def list_deals(client: Client, report: Progress) -> dict[int, tuple[str, str, tuple[str, ...]]]:
+    """Every deal of the account, active and archived: id -> (update_time as sent, in UTC as TS, deals.csv row)."""
+    deals: dict[int, tuple[str, str, tuple[str, ...]]] = {}
+    for path in DEAL_LISTS:
+        for page in client.pages(path):
+            for item in page:
+                where = f"{path} deal {item.get('id')!r}"
+                updated = _text(item, "update_time", where)
+                moment = _time(item, "update_time", where, TS) if updated else ""
+                deals[_int(item, "id", where)] = (updated, moment, _deal(item, where))
+            report("deals", len(deals), 0)
     return deals
 
 

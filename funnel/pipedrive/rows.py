@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from funnel.pipedrive.client import PullError, _short
@@ -16,8 +17,87 @@ TRACKED_FIELDS = ("add_time", "user_id", "stage_id", "lost_reason")
 API_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)(Z|[+-]\d{2}:?\d{2})?")
 
 
-def _stage(item: dict[str, Any]) -> tuple[str, ...]:
-    return (str(_int(item, "id", "stage")), _text(item, "name", "stage"))
+# What stages.csv can hold, in this order (the stage and its pipeline: GET /api/v2/stages,
+# StageItem, and GET /api/v2/pipelines, PipelineItem, in Pipedrive's API reference as the
+# official client documents it: pipedrive/client-php docs/versions/v2/Model/StageItem.md and
+# PipelineItem.md). The file is written with the columns sql/sources.toml declares of these.
+STAGE_COLUMNS = ("stage_id", "stage_name", "pipeline_id", "pipeline_name", "order_nr", "deal_probability")
+DEAL_STATUSES = ("open", "won", "lost")
+
+
+def _pipeline(item: dict[str, Any]) -> tuple[str, ...]:
+    return (str(_int(item, "id", "pipeline")), _text(item, "name", "pipeline"))
+
+
+def _stage(item: dict[str, Any], pipelines: dict[str, str]) -> tuple[str, ...]:
+    """One stage in STAGE_COLUMNS; its pipeline's name from GET /api/v2/pipelines ('' when unknown)."""
+    where = f"stage {item.get('id')!r}"
+    pipeline = _optional_int(item, "pipeline_id", where)
+    return (
+        str(_int(item, "id", where)),
+        _text(item, "name", where),
+        pipeline,
+        pipelines.get(pipeline, ""),
+        _optional_int(item, "order_nr", where),
+        _optional_int(item, "deal_probability", where),
+    )
+
+
+def _deal(item: dict[str, Any], where: str) -> tuple[str, ...]:
+    """One deal of GET /api/v2/deals or /api/v2/deals/archived in deals.csv's columns (sql/sources.toml).
+
+    Fields as Pipedrive's v2 DealItem documents them (pipedrive/client-php
+    docs/versions/v2/Model/DealItem.md): value and probability are numbers, the times RFC 3339,
+    expected_close_date a date; won_time and lost_time are null until the deal is won or lost.
+    """
+    status = _text(item, "status", where)
+    if status not in DEAL_STATUSES:
+        raise PullError(f"{where}: status {_short(repr(status))} is not open, won or lost; the API answer is not as documented.")
+    return (
+        str(_int(item, "id", where)),
+        _optional_int(item, "owner_id", where),
+        _optional_int(item, "pipeline_id", where),
+        _optional_int(item, "stage_id", where),
+        status,
+        _money(item, "value", where),
+        _text(item, "currency", where),
+        _time(item, "add_time", where, TS),
+        _optional_time(item, "won_time", where, TS),
+        _optional_time(item, "lost_time", where, TS),
+        _date(item, "expected_close_date", where),
+        _percent(item, "probability", where),
+    )
+
+
+def lost_reason_ids(fields: list[tuple[str, ...]]) -> dict[str, str]:
+    """label -> option id of the lost_reason deal field, from fields.csv's rows (GET /api/v1/dealFields).
+
+    A label two options share names neither: it stays text.
+    """
+    ids: dict[str, str] = {}
+    shared: set[str] = set()
+    for _id, key, _name, options in fields:
+        if key != "lost_reason" or not options:
+            continue
+        for option in json.loads(options):
+            label = option["label"]
+            if label in ids and ids[label] != option["id"]:
+                shared.add(label)
+            ids[label] = option["id"]
+    return {label: option for label, option in ids.items() if label not in shared}
+
+
+def with_lost_reason_ids(rows: list[tuple[str, ...]], ids: dict[str, str]) -> list[tuple[str, ...]]:
+    """deal_changes rows with each lost_reason label that names an option written as the option's id.
+
+    The API gives a lost reason as its text (v2 DealItem `lost_reason` is a string); the export
+    layout holds the id of the lost_reason field's option. Other text (a free-text reason, a
+    deleted option) is kept as it is; the build reports it as text.
+    """
+    return [
+        (deal, at, key, ids.get(value, value)) if key == "lost_reason" else (deal, at, key, value)
+        for deal, at, key, value in rows
+    ]
 
 
 def _user(item: dict[str, Any]) -> tuple[str, ...]:
@@ -102,6 +182,51 @@ def _int(item: dict[str, Any], key: str, where: str) -> int:
 
 def _optional_int(item: dict[str, Any], key: str, where: str) -> str:
     return "" if item.get(key) is None else str(_int(item, key, where))
+
+
+def _money(item: dict[str, Any], key: str, where: str) -> str:
+    """A JSON number as a plain decimal with at most two places (deals.csv's DECIMAL(18,2)); '' for null."""
+    value = item.get(key)
+    if value is None:
+        return ""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidOperation
+        amount = Decimal(str(value))
+        if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise InvalidOperation
+    except InvalidOperation:
+        raise PullError(f"{where}: {key} {_short(repr(value))} is not an amount of money with at most two decimals.") from None
+    return format(amount.normalize() if amount == amount.to_integral() else amount, "f")
+
+
+def _percent(item: dict[str, Any], key: str, where: str) -> str:
+    """A whole percentage ('' for null): deals.csv's probability is BIGINT."""
+    value = item.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or not 0 <= value <= 100:
+        raise PullError(
+            f"{where}: {key} {_short(repr(value))} is not a whole percentage from 0 to 100; set the deal's probability "
+            "to a whole number in Pipedrive and pull again."
+        )
+    return str(int(value))
+
+
+def _date(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if value is None or value == "":
+        return ""
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise PullError(f"{where}: {key} {_short(repr(value))} is not a date like 2024-01-31.") from None
+
+
+def _optional_time(item: dict[str, Any], key: str, where: str, layout: str) -> str:
+    return "" if item.get(key) in (None, "") else _time(item, key, where, layout)
 
 
 def _text(item: dict[str, Any], key: str, where: str) -> str:
