@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel import atomic
-from funnel.engine.database import is_duckdb
 from funnel.errors import BuildBusy, ExportError, FunnelError
 
 if TYPE_CHECKING:
@@ -40,6 +39,16 @@ SCRATCH_PREFIX = ".funnel-export-"  # + pid + "-" + random: a folder beside the 
 DOCS_FOLDER = Path("target") / "docs"  # funnel docs' default --out, in the project
 DOCS_PAGE = "index.html"
 DOCS_MARK = "<h1>funnel project · env "  # in every page funnel docs writes
+DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
+
+
+def is_duckdb(path: Path) -> bool:
+    """Whether the file starts like a DuckDB database (its magic bytes), whatever its state."""
+    try:
+        with path.open("rb") as f:
+            return f.read(12)[8:12] == DUCKDB_MAGIC
+    except OSError:
+        return False
 
 
 def wal_path(database: Path) -> Path:

@@ -113,6 +113,36 @@ def test_funnel_imports_point_one_way():
     )
 
 
+# The rooms, top to bottom (README "Architecture"): a module imports its own room or a lower one.
+ROOMS = [
+    ("funnel.cli", "funnel.__main__"),
+    ("funnel.api",),
+    ("funnel.outputs",),
+    ("funnel.build",),
+    ("funnel.engine",),
+    ("funnel.project", "funnel.pipedrive"),
+    ("funnel.atomic", "funnel.workdir", "funnel.errors", "funnel.quoting", "funnel.names"),
+]
+
+
+def room(module: str) -> int:
+    for number, prefixes in enumerate(ROOMS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return number
+    raise AssertionError(f"{module} is in no room of ROOMS; add it where it belongs")
+
+
+def test_every_module_imports_only_its_own_room_or_lower_ones():
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if module != "funnel"
+        for target in sorted(targets)
+        if room(target) < room(module)
+    ]
+    assert upward == []
+
+
 def test_typer_and_rich_are_imported_only_under_funnel_cli():
     bad = [
         f"{module} imports {name}"

@@ -109,7 +109,7 @@ def require_replaceable(env: Environment) -> None:
         raise ConfigError(f"{where} is not a regular file, and a build would replace it; {instead}.")
     if record.committed(env) is not None:
         return  # the last build of this env
-    if not database.is_duckdb(path):
+    if not workdir.is_duckdb(path):
         raise ConfigError(
             f"{where} is not a DuckDB file, and a build would replace it; if the file is yours, {instead}; "
             "if it is a damaged build, delete it."

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel import atomic
+from funnel import atomic, workdir
 from funnel.errors import BuildBusy, BuildMissing, FunnelError, first_line
 from funnel.project.config import Environment
 
@@ -26,18 +26,6 @@ if TYPE_CHECKING:
 
 READ_RETRY_SECONDS = 3.0
 INFO_SCHEMA = "_funnel"  # where a build records itself (build_info, funnel/build/record.py): what makes a database funnel's
-
-
-DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
-
-
-def is_duckdb(path: Path) -> bool:
-    """Whether the file starts like a DuckDB database (its magic bytes), whatever its state."""
-    try:
-        with path.open("rb") as f:
-            return f.read(12)[8:12] == DUCKDB_MAGIC
-    except OSError:
-        return False
 
 
 def commit(temp: Path, database: Path) -> None:
@@ -117,7 +105,7 @@ def unreadable(env: Environment, error: Exception) -> FunnelError:
     path = env.database
     if "Permission denied" in str(error):
         return FunnelError(f"{path}: cannot be opened ({first_line(error)}); check its permissions.")
-    if is_duckdb(path):  # funnel clean removes it
+    if workdir.is_duckdb(path):  # funnel clean removes it
         return FunnelError(
             f"{path}: the database is damaged ({first_line(error)}); remove it with funnel clean --env {env.name}, "
             f"then run funnel build --env {env.name}."
