@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from funnel.build.plan import Plan
     from funnel.build.runner import BuildResult, Step
     from funnel.outputs.files import Exported
+    from funnel.outputs.html_docs import Coverage
     from funnel.outputs.parity import TableParity
     from funnel.outputs.status import Status as StatusValue
     from funnel.project.checks import TestResult
@@ -341,10 +342,7 @@ def print_status(status: StatusValue) -> None:
 def clean_report(removed: list[Removed], root: Path) -> None:
     """What `funnel clean` removed, one path a line, and the bytes freed."""
     for item in removed:
-        try:
-            shown = str(item.path.relative_to(root))
-        except ValueError:
-            shown = str(item.path)
+        shown = _relative(item.path, root)
         if item.kept:
             info(f"  kept     {shown}: {item.kept}")
         else:
@@ -352,6 +350,27 @@ def clean_report(removed: list[Removed], root: Path) -> None:
     freed = sum(item.bytes for item in removed if not item.kept)
     count = sum(1 for item in removed if not item.kept)
     info(f"Removed {count} file(s) and folder(s), {_bytes(freed)} freed" if count else "Nothing to clean")
+
+
+def docs_coverage(found: Coverage, root: Path) -> None:
+    """What `funnel docs` found undescribed, and where each description goes."""
+    if found.complete:
+        info("Every model and every reporting column is described.")
+        return
+    count = sum(len(c) for c in found.columns.values())
+    info(f"Not described: {len(found.models)} model(s), {count} reporting column(s)")
+    for model in found.models:
+        where = "# lines above its table in seeds.toml" if model.is_seed else "a -- comment block opening the file"
+        info(f"  model    {model.name}: {where} ({_relative(model.path, root)})")
+    for name, columns in found.columns.items():
+        info(f"  columns  {name}: {', '.join(columns)} (columns.toml beside it, under [{name}])")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _bytes(count: int) -> str:

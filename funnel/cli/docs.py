@@ -49,11 +49,13 @@ def docs(
 ) -> None:
     """Write the project's documentation as a static page: lineage, models, columns, tests.
 
-    Column types and test results come from the env's last build, when there is one.
+    Column types and test results come from the env's last build, when there is one. Then
+    it lists the models and reporting columns that have no description yet.
     """
     from funnel.cli import console
-    from funnel.outputs.html_docs import write_docs
+    from funnel.outputs.html_docs import coverage, write_docs
 
     manifest = _manifest(env)
     path = write_docs(manifest, out or manifest.config.root / "target" / "docs")
     console.info(f"Wrote {path}")
+    console.docs_coverage(coverage(manifest), manifest.config.root)

@@ -118,6 +118,35 @@ def _last_build(manifest: Manifest) -> Build | None:
     return Build(dict(columns), found)
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What the docs do not yet say: what `funnel docs` lists after writing the page."""
+
+    models: list[Model]  # without a description (the opening comment block; a seed's in seeds.toml)
+    columns: dict[str, list[str]]  # reporting model -> its built columns that no columns.toml describes
+
+    @property
+    def complete(self) -> bool:
+        return not self.models and not self.columns
+
+
+def coverage(manifest: Manifest, build: Build | None = None) -> Coverage:
+    """Models without a description, and the columns of reporting models (what a reader is
+    handed) without one; columns as the last build has them, none when there is no build."""
+    build = build if build is not None else _last_build(manifest)
+    described = column_docs(manifest)
+    models = [manifest.graph.models[n] for n in manifest.graph.order if not model_description(manifest.graph.models[n])]
+    columns: dict[str, list[str]] = {}
+    for name in manifest.graph.order:
+        if manifest.graph.models[name].layer != "reporting" or build is None:
+            continue
+        built = build.columns.get((manifest.env.schema, name), [])
+        missing = [c for c, _ in built if c not in described.get(name, {})]
+        if missing:
+            columns[name] = missing
+    return Coverage(models, columns)
+
+
 def write_docs(manifest: Manifest, out: Path) -> Path:
     """Write `out`/index.html and return its path."""
     if out.exists() and not out.is_dir():
