@@ -87,17 +87,7 @@ def _compare(duck: Any, schema: str, name: str, columns: list[tuple[str, str]], 
         f"read_csv({quote_literal(str(path))}, header = false, auto_detect = false, allow_quoted_nulls = false, "
         f"columns = {{{spec}}})"
     )
-    ours = relation(schema, name)
-    total = duck.execute(f"select count(*) from {ours}").fetchone()[0]
-    counts, shown = {}, []
-    for kind, left, right in (("missing", ours, pg_rows), ("unexpected", pg_rows, ours)):
-        # One pass per direction: the first rows that differ, each carrying how many differ.
-        rows = duck.execute(
-            f"select *, count(*) over () from (select * from {left} except all select * from {right}) limit {examples}"
-        ).fetchall()
-        counts[kind] = rows[0][-1] if rows else 0
-        shown += [(kind, row[:-1]) for row in rows]
-    return TableParity(name, total - counts["missing"], counts["missing"], counts["unexpected"], shown)
+    return _compare_relations(duck, relation(schema, name), pg_rows, name, examples)
 
 
 # Two engines (or one with another thread count) add floating-point numbers in another order,
@@ -185,6 +175,7 @@ def _compare_relations(duck: Any, ours: str, theirs: str, name: str, examples: i
     total = duck.execute(f"select count(*) from {ours}").fetchone()[0]
     counts, shown = {}, []
     for kind, left, right in (("missing", ours, theirs), ("unexpected", theirs, ours)):
+        # One pass per direction: the first rows that differ, each carrying how many differ.
         rows = duck.execute(
             f"select *, count(*) over () from (select * from {left} except all select * from {right}) limit {examples}"
         ).fetchall()
