@@ -52,14 +52,13 @@ def test_run_order_respects_refs_and_is_deterministic(dag):
 
 def test_refs_render_to_the_environment_schema(dag):
     prod = load(REPO_SQL, "prod_pipedrive_analytics")
-    assert '"public_pipedrive_analytics"."int_deal_stage_history"' in dag.models["rep_sales_funnel_monthly"].sql
-    assert '"prod_pipedrive_analytics"."int_deal_stage_history"' in prod.models["rep_sales_funnel_monthly"].sql
+    assert '"public_pipedrive_analytics"."int_deal_stage_history"' in dag.models["rep_pipeline_funnel_monthly"].sql
+    assert '"prod_pipedrive_analytics"."int_deal_stage_history"' in prod.models["rep_pipeline_funnel_monthly"].sql
     assert '"pipedrive"."deal_changes"' in dag.models["stg_deal_changes"].sql
-    assert dag.models["rep_sales_funnel_monthly"].refs == (  # the first two through the step_entries macro
-        "int_deal_stage_history",
-        "funnel_steps",
-        "int_completed_activities",
-    )
+    # Through the macros step_entries and step_calls; the one-pipeline report reads the every-pipeline one.
+    pipeline_refs = ("funnel_steps", "int_deal_stage_history", "int_completed_activities")
+    assert dag.models["rep_pipeline_funnel_monthly"].refs == pipeline_refs
+    assert dag.models["rep_sales_funnel_monthly"].refs == ("rep_pipeline_funnel_monthly",)
 
 
 # A project of its own, so that a model added to the shipped example changes nothing here:

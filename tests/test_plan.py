@@ -90,7 +90,7 @@ def test_an_edited_intermediate_model_takes_its_downstream_along(built):
     assert "rep_sales_funnel_monthly" in downstream
     assert plan.names("model", "run") == [n for n in manifest.graph.order if n in downstream | {"int_deal_stage_history"}]
     reasons = {s.name: s.reason for s in plan.steps if s.kind == "model"}
-    assert reasons["rep_sales_funnel_monthly"] == "downstream of int_deal_stage_history"
+    assert reasons["rep_sales_funnel_monthly"] == "downstream of rep_pipeline_funnel_monthly"
     assert plan.names("source", "load") == []
 
 

@@ -126,19 +126,19 @@ def test_compile_prints_the_rendered_sql_of_the_selection(project, runner):
 
 
 def test_a_syntax_error_names_the_file_and_line_at_compile_and_at_build(project, runner):
-    path = project / "sql" / "reporting" / "rep_sales_funnel_monthly.sql"
+    path = project / "sql" / "reporting" / "rep_pipeline_funnel_monthly.sql"
     lines = path.read_text().splitlines()
     where = next(i for i, line in enumerate(lines, start=1) if "group by all" in line)
     lines[where - 1] = lines[where - 1].replace("group by all", "grop by all")
     path.write_text("{{ config(materialized='table') }}\n" + "\n".join(lines[:-0] or lines) + "\n")
     where += 1  # the config line above
-    result = runner.invoke(app, ["compile", "--select", "rep_sales_funnel_monthly"])
+    result = runner.invoke(app, ["compile", "--select", "rep_pipeline_funnel_monthly"])
     assert result.exit_code == 1
-    assert f"rep_sales_funnel_monthly.sql line {where}: syntax error at or near" in result.stderr
+    assert f"rep_pipeline_funnel_monthly.sql line {where}: syntax error at or near" in result.stderr
     assert "'grop by all'" in result.stderr
     build = runner.invoke(app, ["build"])
     assert build.exit_code == 1
-    assert f"rep_sales_funnel_monthly.sql line {where}: Parser Error" in error_line(build)
+    assert f"rep_pipeline_funnel_monthly.sql line {where}: Parser Error" in error_line(build)
 
 
 def test_a_binder_error_names_the_line_with_the_unknown_column(project, runner):

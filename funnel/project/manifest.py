@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from funnel import __version__, atomic, workdir
-from funnel.project import checks, models
+from funnel.project import checks, models, steps
 from funnel.project.config import Config, Environment
 from funnel.project.sources import SOURCES, Source, declared
 
@@ -47,7 +47,7 @@ def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None 
     """The project under `config.root` rendered for `env` (and `--var`s), from the cache when fresh."""
     sql_dir = config.sql_dir
     folders = config.materializations
-    variables = config.variables(env, given_vars)
+    variables = steps.with_pipeline(config.variables(env, given_vars), config.sql_dir)  # the var pipeline's default
     key = _key(sql_dir, env.schema, folders, variables)
     cache = workdir.manifest_cache(env)
     cached = _read(cache, key)

@@ -20,6 +20,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from funnel.errors import ConfigError, SourceError, did_you_mean
 
@@ -327,3 +328,21 @@ def steps(sql_dir: Path, folder: Path, calls: list[str] | None = None, write_see
         write(sql_dir, derived)
         current = read_steps(sql_dir)
     return Steps(folder, path, stages, calls, derived, compare(derived, current, stages, types), write_seed)
+
+
+def with_pipeline(variables: dict[str, Any], sql_dir: Path) -> dict[str, Any]:
+    """`variables` with the var `pipeline` (the pipeline rep_sales_funnel_monthly and the
+    analyses count) set to the seed's first pipeline unless given; a given one must be a
+    pipeline of the seed. A seed without a pipeline column is one pipeline: no var."""
+    named = variables.get(PIPELINE)
+    if named is None:
+        first = first_pipeline(sql_dir)
+        return variables if first is None else {**variables, PIPELINE: first}
+    known = pipelines_of(sql_dir)
+    if named not in known:
+        listed = ", ".join(repr(p) for p in known) if known else "none (it has no pipeline column)"
+        raise ConfigError(
+            f"var pipeline = {str(named)!r} is not a pipeline of {sql_dir / SEED} (its pipelines: {listed}); "
+            f"{WRITE} writes them from stages.csv."
+        )
+    return variables

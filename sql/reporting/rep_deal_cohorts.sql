@@ -12,12 +12,14 @@ step_entries as (
     {{ step_entries() }}
 ),
 
-completed_activities as (
-    select * from {{ ref('int_completed_activities') }}
+-- The activities each call step counts (with several pipelines, its pipeline's deals only).
+step_calls as (
+    {{ step_calls() }}
 ),
 
+-- The chosen pipeline's steps (the var pipeline, sql/macros/pipelines.sql).
 funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 ),
 
 cohort_deals as (
@@ -25,7 +27,7 @@ cohort_deals as (
         deal_id,
         {{ month('min(changed_at)') }} as cohort_month,
     from deal_changes
-    where changed_field_key = 'add_time'
+    where changed_field_key = 'add_time' and {{ in_pipeline('deal_id') }}
     group by deal_id
 ),
 
@@ -54,12 +56,11 @@ stage_reached as (
 call_reached as (
     select
         cohort_deals.cohort_month,
-        funnel_steps.funnel_step,
-        count(distinct completed_activities.deal_id) as reached,
-    from completed_activities
-    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
-    inner join cohort_deals on completed_activities.deal_id = cohort_deals.deal_id
-    group by cohort_deals.cohort_month, funnel_steps.funnel_step
+        step_calls.funnel_step,
+        count(distinct step_calls.deal_id) as reached,
+    from step_calls
+    inner join cohort_deals on step_calls.deal_id = cohort_deals.deal_id
+    group by cohort_deals.cohort_month, step_calls.funnel_step
 ),
 
 reached as (

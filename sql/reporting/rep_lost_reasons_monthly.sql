@@ -16,8 +16,9 @@ fields as (
     select * from {{ ref('stg_fields') }}
 ),
 
+-- The chosen pipeline's steps (the var pipeline, sql/macros/pipelines.sql).
 funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 ),
 
 -- stg_deal_changes is read here only: a CTE read twice would be materialized whole.
@@ -27,7 +28,7 @@ latest_reasons as (
         max(changed_at) as lost_at,
         arg_max(new_value, (changed_at, try_cast(new_value as bigint), new_value)) as reason,
     from {{ ref('stg_deal_changes') }}
-    where changed_field_key = 'lost_reason'
+    where changed_field_key = 'lost_reason' and {{ in_pipeline('deal_id') }}
     group by deal_id
 ),
 

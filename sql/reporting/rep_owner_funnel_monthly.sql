@@ -18,12 +18,14 @@ step_entries as (
     {{ step_entries() }}
 ),
 
-completed_activities as (
-    select * from {{ ref('int_completed_activities') }}
+-- The activities each call step counts (with several pipelines, its pipeline's deals only).
+step_calls as (
+    {{ step_calls() }}
 ),
 
+-- The chosen pipeline's steps (the var pipeline, sql/macros/pipelines.sql).
 funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 ),
 
 users as (
@@ -70,28 +72,26 @@ stage_credits as (
 
 call_credits as (
     select
-        {{ month('completed_activities.due_at') }} as month,
-        completed_activities.user_id as owner_id,
-        funnel_steps.funnel_step,
-        count(distinct completed_activities.deal_id) as deals_count,
-    from completed_activities
-    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+        {{ month('due_at') }} as month,
+        user_id as owner_id,
+        funnel_step,
+        count(distinct deal_id) as deals_count,
+    from step_calls
     group by all
 ),
 {%- else %}
 
 first_calls as (
     select
-        completed_activities.deal_id,
-        completed_activities.user_id,
-        completed_activities.due_at,
-        funnel_steps.funnel_step,
+        deal_id,
+        user_id,
+        due_at,
+        funnel_step,
         row_number() over (
-            partition by completed_activities.deal_id, funnel_steps.funnel_step
-            order by completed_activities.due_at nulls last, completed_activities.user_id nulls last
+            partition by deal_id, funnel_step
+            order by due_at nulls last, user_id nulls last
         ) as call_rank,
-    from completed_activities
-    inner join funnel_steps on completed_activities.activity_type = funnel_steps.activity_type
+    from step_calls
 ),
 
 call_credits as (

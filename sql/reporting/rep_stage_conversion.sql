@@ -6,8 +6,9 @@
 -- equals the report's count of from_step that month. Months where no deal entered from_step
 -- have no row.
 -- Months are calendar months in the time zone of the definition timezone (UTC by default).
+-- The chosen pipeline's steps (the var pipeline, sql/macros/pipelines.sql).
 with funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 ),
 
 step_entries as (

@@ -9,8 +9,9 @@ stage_history as (
     select * from {{ ref('int_deal_stage_history') }}
 ),
 
+-- The chosen pipeline's steps (the var pipeline, sql/macros/pipelines.sql).
 funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 ),
 
 -- Deals that entered some stage more than once (a second lifecycle) need their every

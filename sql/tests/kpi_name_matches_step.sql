@@ -4,7 +4,7 @@ with report as (
 ),
 
 funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 )
 
 select report.*

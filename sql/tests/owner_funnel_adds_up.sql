@@ -10,7 +10,7 @@ by_owner as (
 ),
 
 funnel_steps as (
-    select * from {{ ref('funnel_steps') }}
+    {{ counted_steps() }}
 ),
 
 owner_totals as (
