@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from funnel.pipedrive import pull as pipedrive
 from funnel.pipedrive.client import RetryPolicy
 from funnel.pipedrive.rows import STAGE_COLUMNS, lost_reason_ids, with_lost_reason_ids
 from funnel.project.sources import SOURCES_BY_TABLE
-from tests.conftest import SHARED_RAW, needs_shared_raw, new_project, read_report, reference_rows
+from tests.conftest import REPO, SHARED_RAW, needs_shared_raw, new_project, read_report, reference_rows, work_in
 from tests.test_pipedrive import FILES, TOKEN, FakePipedrive, QuietServer, handler_for, pull_cli, read_csv, sample_subset
 
 DEALS_HEADER = list(SOURCES_BY_TABLE["deals"].columns)
@@ -281,3 +283,40 @@ def test_a_deal_not_as_documented_is_one_error_line_naming_it(project, runner, a
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: /api/v2/deals deal {account.deals[0]['id']}: {message}"), result.stderr
     assert result.stderr.count("\n") == 1
+
+
+# --- where the company's address goes -----------------------------------------------------
+
+
+def test_init_writes_where_the_address_goes_and_a_pull_says_to_fill_it_in(tmp_path, monkeypatch, runner):
+    from funnel.project.config import load_config
+    from funnel.project.scaffold import init
+
+    init(tmp_path / "shop")
+    work_in(tmp_path / "shop", monkeypatch)
+    monkeypatch.delenv("PIPEDRIVE_API_URL", raising=False)
+    monkeypatch.setenv("PIPEDRIVE_API_TOKEN", TOKEN)
+    settings = tmp_path / "shop" / "environments.toml"
+    assert '\n[pipedrive]\n# api_url = "https://yourcompany.pipedrive.com"\n' in settings.read_text()
+    assert load_config().pipedrive.api_url is None
+
+    result = pull_cli(runner)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: no Pipedrive address; set api_url in the [pipedrive] table of {settings} "
+        "(e.g. https://yourcompany.pipedrive.com) or PIPEDRIVE_API_URL.\n"
+    )
+    settings.write_text(settings.read_text().replace("# api_url", "api_url"))
+    assert load_config().pipedrive.api_url == "https://yourcompany.pipedrive.com"
+
+
+def test_every_readme_example_of_environments_toml_shows_the_api_url():
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    settings = [b for b in blocks if not b.startswith("[rep_")]  # the one other is a columns.toml
+    assert len(settings) >= 4
+    for block in settings:
+        address = tomllib.loads(block)["pipedrive"].get("api_url")
+        commented = '\n# api_url = "https://yourcompany.pipedrive.com"\n' in block  # as funnel init writes it
+        assert address == "https://yourcompany.pipedrive.com" or commented, block
+    assert (REPO / "environments.toml").read_text() in settings  # README shows the file init writes
