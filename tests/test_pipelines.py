@@ -208,3 +208,48 @@ def test_a_pipeline_the_steps_do_not_name_is_an_error(account, runner):
         f"Error: var pipeline = 'Renewal' is not a pipeline of {account / 'sql' / 'seeds' / 'funnel_steps.csv'} "
         "(its pipelines: 'New Business', 'Renewals'); funnel steps --write writes them from stages.csv."
     )
+
+
+def test_three_deals_in_two_pipelines_by_hand(tmp_path, monkeypatch, runner):
+    """Pipeline A: stages 1 then 2; pipeline B: stage 3 only (so no call step: it has no step 2).
+    Deal 1 enters 1 (Jan), 2 (Feb), 1 again (Mar: not counted again), a done call in Feb.
+    Deal 2 enters 1 (Jan), then B's 3 (Feb); its March call is not done. Deal 3 enters 3 (Feb)
+    and has a done call in Feb, as has deal 4, which has no stage at all."""
+    export = tmp_path / "tiny"
+    export.mkdir()
+    files = {
+        "stages.csv": "stage_id,stage_name,pipeline_id,pipeline_name,order_nr,deal_probability\n"
+        "1,Intro,1,A,1,\n2,Pitch,1,A,2,\n3,Kickoff,2,B,1,\n",
+        "activity_types.csv": "id,name,active,type\n1,Call,Yes,call\n2,Meeting,Yes,meeting\n",
+        "deal_changes.csv": "deal_id,change_time,changed_field_key,new_value\n"
+        "1,2024-01-05 10:00:00,stage_id,1\n1,2024-02-03 10:00:00,stage_id,2\n1,2024-03-01 10:00:00,stage_id,1\n"
+        "2,2024-01-20 10:00:00,stage_id,1\n2,2024-02-10 10:00:00,stage_id,3\n"
+        "3,2024-02-15 10:00:00,stage_id,3\n",
+        "activity.csv": "activity_id,type,assigned_to_user,deal_id,done,due_to\n"
+        "11,call,1,1,True,2024-02-10T09:00:00\n12,call,1,3,True,2024-02-20T09:00:00\n"
+        "13,call,1,4,True,2024-02-21T09:00:00\n14,call,1,2,False,2024-03-05T09:00:00\n",
+        "fields.csv": "ID,FIELD_KEY,NAME,FIELD_VALUE_OPTIONS\n4,stage_id,Stage,\n",
+        "users.csv": "id,name,email,modified\n1,Ann,ann@example.com,2024-01-01 00:00:00.000000\n",
+    }
+    for name, text in files.items():
+        (export / name).write_text(text)
+    project = new_project(tmp_path / "project", monkeypatch, export)
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call"]).exit_code == 0
+    result = runner.invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    rows = {
+        (p, m.isoformat(), kpi, f"{step:.1f}", n) for p, m, kpi, step, n in report_rows(project, "rep_pipeline_funnel_monthly")
+    }
+    assert rows == {
+        ("A", "2024-01-01", "Step 1: Intro", "1.0", 2),  # deals 1 and 2
+        ("A", "2024-02-01", "Step 2: Pitch", "2.0", 1),  # deal 1
+        ("A", "2024-02-01", "Step 2.1: Call", "2.1", 1),  # deal 1; deal 3 is B's, deal 4 no pipeline's
+        ("B", "2024-02-01", "Step 1: Kickoff", "1.0", 2),  # deals 2 and 3
+    }
+    assert {(m.isoformat(), kpi, n) for m, kpi, _, n in report_rows(project, "rep_sales_funnel_monthly")} == {
+        ("2024-01-01", "Step 1: Intro", 2), ("2024-02-01", "Step 2: Pitch", 1), ("2024-02-01", "Step 2.1: Call", 1),
+    }  # fmt: skip
+    # The analyses count pipeline A's deals (1 and 2): its conversion 1 -> 2 in January.
+    with duckdb.connect(str(project / "target" / "dev.duckdb"), read_only=True) as con:
+        conversion = con.execute(f"select cohort_month, entered, converted from {SCHEMA}.rep_stage_conversion").fetchall()
+    assert [(m.isoformat(), e, c) for m, e, c in conversion] == [("2024-01-01", 2, 1)]

@@ -5,7 +5,7 @@ seed describes the original company's pipeline; an account with other stages nee
 own. `derive` reads it off the export: for each pipeline one step per stage, in the
 stages' order in their pipeline (`order_nr`), named `Step N: <stage name>`, and the call
 steps the user names: the first after stage step 2 (2.1), the second after stage step 3
-(3.1), and so on. With several pipelines a `pipeline` column names each step's pipeline
+(3.1), and so on, as far as the pipeline has stages. With several pipelines a `pipeline` column names each step's pipeline
 and every pipeline's steps are numbered from 1.
 
     >>> stages = [Stage(1, "Qualified"), Stage(2, "Contact Made"), Stage(3, "Demo")]
@@ -160,14 +160,9 @@ def derive(stages: list[Stage], activity_types: dict[str, str], calls: list[str]
         where = f"pipeline {pipeline!r}" if pipeline else "stages.csv"
         if len(ordered) > MAX_STAGES:
             raise SourceError(f"{where}: {len(ordered)} stages; a funnel has at most {MAX_STAGES} steps.")
-        if len(calls) + 1 > len(ordered):
-            raise ConfigError(
-                f"--calls: {len(calls)} call step(s) go after stage steps 2 to {len(calls) + 1}, "
-                f"but {where} has {len(ordered)} stage(s); name fewer call types."
-            )
         for number, stage in enumerate(ordered, start=1):
             steps.append(Step(f"{number}.0", f"Step {number}: {stage.name}", stage.stage_id, None, pipeline))
-            if 2 <= number <= len(calls) + 1:
+            if 2 <= number <= len(calls) + 1:  # a pipeline of fewer stages has fewer call steps
                 call = calls[number - 2]
                 steps.append(Step(f"{number}.1", f"Step {number}.1: {activity_types[call]}", None, call, pipeline))
     return steps
