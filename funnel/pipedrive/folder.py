@@ -159,7 +159,7 @@ def _publish(scratch: Path, out: Path, tables: dict[str, Table], state: dict[str
     state["rows"] = {name: len(table.rows) for name, table in tables.items()}
     (scratch / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     out.mkdir(exist_ok=True)
-    # Seven renames take milliseconds; Ctrl-C or SIGTERM waits until they are all done.
+    # Eight renames (seven files and the state) take milliseconds; Ctrl-C or SIGTERM waits until they are all done.
     with atomic.signals_deferred():
         for name in [*names, STATE_FILE]:
             atomic.replace(scratch / name, out / name)
