@@ -165,13 +165,7 @@ def test_heavy_libraries_are_imported_inside_the_function_that_needs_them():
     assert bad == []
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(reason="being split", strict=False)) if m in BEING_SPLIT else m
-        for m in sorted(MODULES)
-    ],
-)
+@pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_module_is_longer_than_a_few_screens(module):
     lines = len(MODULES[module].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{MODULES[module]}: {lines} lines; split it where it holds two things"
