@@ -93,9 +93,10 @@ def models_script(root: Path, out: Path) -> Path:
         target = relation(schema, name)
         if model.is_seed:
             columns = ", ".join(f"'{c}': '{t}'" for c, t in model.seed_columns.items())
+            pad = ", null_padding = true" if getattr(model, "seed_optional", ()) else ""  # left-out columns: NULL
             lines.append(
                 f"create table {target} as select * from read_csv('{model.path}', header = true, "
-                f"auto_detect = false, columns = {{{columns}}});"
+                f"auto_detect = false, columns = {{{columns}}}{pad});"
             )
         else:
             kind = "view" if model.materialized == "view" else "table"

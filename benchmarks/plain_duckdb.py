@@ -56,6 +56,8 @@ def main(raw: str, out: str, memory_limit: str | None = None, models: str | None
     for s in SOURCES:
         columns = "{" + ", ".join(f"'{c}': '{t.replace(chr(39), chr(39) * 2)}'" for c, t in s.columns.items()) + "}"
         fmt = f", timestampformat = '{s.timestamp_format}'" if s.timestamp_format else ""
+        if s.optional_columns:  # a file may leave out its last columns (stages.csv): NULL, as funnel reads them
+            fmt += ", null_padding = true"
         table = s.table
         if models:
             con.execute(f"create schema if not exists {s.source_name}")
