@@ -232,6 +232,12 @@ def test_a_failing_error_test_leaves_the_previous_spark_build_published(spark_pr
         spark_build(manifest_of(spark_project, "spark"))
     assert (spark_project / "target" / "warehouse" / "spark" / "CURRENT").read_text() == current_before
     assert report.show(env).rows == before
+    # The one runner keeps the rows that stopped it, as for DuckDB: funnel test --failures shows them.
+    from funnel import workdir
+
+    kept = workdir.load_failures(env)
+    assert kept is not None and [(t["test"], t["status"]) for t in kept["tests"]] == [("no_stage_nine", "ERROR")]
+    assert kept["tests"][0]["rows"] and all(row[0] == "9" for row in kept["tests"][0]["rows"])
 
 
 @pytest.mark.slow
