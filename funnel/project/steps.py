@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from funnel import atomic
 from funnel.errors import ConfigError, SourceError, did_you_mean
 
 SEED = Path("seeds") / "funnel_steps.csv"  # under sql/
@@ -183,17 +183,7 @@ def to_csv(steps: list[Step]) -> str:
 def write(sql_dir: Path, steps: list[Step]) -> Path:
     """Replace sql/seeds/funnel_steps.csv with `steps` (whole or not at all), and declare its
     pipeline column in seeds.toml when it has one."""
-    path = sql_dir / SEED
-    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with temp.open("w", encoding="utf-8", newline="") as f:
-            f.write(to_csv(steps))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+    return atomic.write_text(sql_dir / SEED, to_csv(steps))
 
 
 @dataclass(frozen=True)
