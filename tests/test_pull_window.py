@@ -168,7 +168,9 @@ def test_a_pull_uses_the_window_without_a_single_429_and_writes_what_one_at_a_ti
     started = time.monotonic()
     result = pipedrive.pull(load_config(), project / "raw_data")
     seconds = time.monotonic() - started
-    assert windowed.refused == 0 and result.requests == 8 + 60  # one page of each list (users, activity types, deal fields, stages, pipelines, activities, deals, archived deals), a log per deal
+    # one page of each list (users, activity types, deal fields, stages, pipelines,
+    # activities, deals, archived deals), then a log per deal
+    assert windowed.refused == 0 and result.requests == 8 + 60
     assert 1 < windowed.most_in_flight <= 8  # side by side, within the limit of 10
     windows = math.ceil(result.requests / 10)
     assert seconds < windows * (2 + SLACK) + 2  # paced by the window, not by 66 answers of 50 ms one by one
