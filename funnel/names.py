@@ -10,6 +10,7 @@ STAGE_VELOCITY = "rep_stage_velocity"
 LOST_REASONS = "rep_lost_reasons_monthly"
 DEAL_COHORTS = "rep_deal_cohorts"
 OWNER_FUNNEL = "rep_owner_funnel_monthly"
+PIPELINE_FUNNEL = "rep_pipeline_funnel_monthly"  # every pipeline's funnel: show lists them apart
 FUNNEL_STEPS = "funnel_steps"  # the seed naming each step
 WIN_RATE = "rep_win_rate_monthly"
 WON_VALUE = "rep_won_value_monthly"

@@ -253,3 +253,34 @@ def test_three_deals_in_two_pipelines_by_hand(tmp_path, monkeypatch, runner):
     with duckdb.connect(str(project / "target" / "dev.duckdb"), read_only=True) as con:
         conversion = con.execute(f"select cohort_month, entered, converted from {SCHEMA}.rep_stage_conversion").fetchall()
     assert [(m.isoformat(), e, c) for m, e, c in conversion] == [("2024-01-01", 2, 1)]
+
+
+def test_show_prints_each_pipelines_funnel_and_picks_one(account, runner):
+    # Issue 21: with two pipelines, funnel show --month gives both pipelines' rows of
+    # rep_pipeline_funnel_monthly, with a pipeline column; --pipeline keeps one.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    rows = report_rows(account, "rep_pipeline_funnel_monthly")
+    months = defaultdict(set)
+    for pipeline, month, *_ in rows:
+        months[month].add(pipeline)
+    month = max(m for m, found in months.items() if len(found) == 2)
+    of_month = {(p, m.isoformat(), kpi, f"{step:.1f}", str(n)) for p, m, kpi, step, n in rows if m == month}
+
+    def shown(*options: str) -> set[tuple]:
+        result = runner.invoke(app, ["show", "--month", month.strftime("%Y-%m"), "--format", "csv", *options])
+        assert result.exit_code == 0, result.output
+        lines = list(csv.reader(result.stdout.splitlines()))
+        assert lines[0] == ["pipeline", "month", "kpi_name", "funnel_step", "deals_count"]
+        return {(p, m, kpi, f"{float(step):.1f}", n) for p, m, kpi, step, n in lines[1:]}
+
+    assert shown() == of_month
+    assert shown("--pipeline", "Renewals") == {row for row in of_month if row[0] == "Renewals"}
+
+    table = runner.invoke(app, ["show", "--month", month.strftime("%Y-%m")])
+    assert table.exit_code == 0, table.output
+    assert "New Business" in table.stdout and "Renewals" in table.stdout
+
+    wrong = runner.invoke(app, ["show", "--pipeline", "Renewal"])
+    assert wrong.exit_code == 2
+    assert "no pipeline 'Renewal' in the build" in wrong.stderr and "Did you mean 'Renewals'?" in wrong.stderr

@@ -14,6 +14,7 @@ from funnel.project.config import IDENTIFIER, Environment
 from funnel.quoting import quote_ident, quote_literal, relation
 
 DEFAULT_MODEL = names.SALES_FUNNEL
+PIPELINE_FUNNEL = names.PIPELINE_FUNNEL
 MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # use with fullmatch
 KEY = ("month", "kpi_name", "funnel_step")
 MEASURE = "deals_count"
@@ -73,10 +74,12 @@ def show(
     model: str = DEFAULT_MODEL,
     month: str | Months | None = None,
     limit: int | None = None,
+    pipeline: str | None = None,
 ) -> Table:
     """The rows of `model` in `env`'s last build, the first `limit` of them (None: all).
 
-    `month` keeps one month (YYYY-MM) or a range of them (`Months`). The funnel is shown in
+    `month` keeps one month (YYYY-MM) or a range of them (`Months`); `pipeline` one
+    pipeline of a model with a pipeline column (PIPELINE_FUNNEL). The funnel is shown in
     funnel order; any other model in its own order (its `order by`, which the build keeps
     in the table), never re-sorted.
     """
@@ -84,6 +87,9 @@ def show(
     with database.read(env) as con:
         columns = _columns(con, env, model)
         where, params = _month_filter(columns, months)
+        if pipeline is not None:
+            where += (" and " if where else " where ") + "pipeline = ?"
+            params.append(pipeline)
         source = f"from {relation(env.schema, model)}{where}"
         order = " order by month, funnel_step" if model == DEFAULT_MODEL and set(KEY) <= set(columns) else ""
         if limit is None:
@@ -96,9 +102,24 @@ def show(
             covered = _month_range(con, env, model, columns)
             raise FunnelError(f"no rows for {months.label} in {model} (env '{env.name}'); {covered}.")
         built_with = records.recorded(con)
-    title = f"{model} · {env.name}" + (f" · {months.label}" if months.first or months.last else "")
+    title = f"{model} · {env.name}" + (f" · {pipeline}" if pipeline is not None else "")
+    title += f" · {months.label}" if months.first or months.last else ""
     title += f" · {built_with}" if built_with else ""
     return Table(tuple(columns), rows, title, total, built_with)
+
+
+def pipelines(env: Environment) -> list[str]:
+    """The pipelines PIPELINE_FUNNEL names in `env`'s last build, sorted; [] without the model.
+
+    A seed without a pipeline column gives one pipeline, NULL: no name, so [].
+    """
+    with database.read(env) as con:
+        if PIPELINE_FUNNEL not in database.table_columns(con, env.schema, None):
+            return []
+        found = con.execute(
+            f"select distinct pipeline from {relation(env.schema, PIPELINE_FUNNEL)} where pipeline is not null order by 1"
+        ).fetchall()
+    return [str(row[0]) for row in found]
 
 
 def _count(con: Any, source: str, params: list[Any]) -> int:
