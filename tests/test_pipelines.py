@@ -11,7 +11,9 @@ issue 21 and are not read here.
 from __future__ import annotations
 
 import csv
+import json
 import random
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -284,3 +286,50 @@ def test_show_prints_each_pipelines_funnel_and_picks_one(account, runner):
     wrong = runner.invoke(app, ["show", "--pipeline", "Renewal"])
     assert wrong.exit_code == 2
     assert "no pipeline 'Renewal' in the build" in wrong.stderr and "Did you mean 'Renewals'?" in wrong.stderr
+
+
+def _funnel_figures(text: str) -> dict[tuple[str, str], dict[str, int]]:
+    """(pipeline, month) -> {stage step name: deals} of the funnel charts in the report's
+    funnel section, each read from the figure JSON beside its chart."""
+    start = text.index('<section id="funnel">')
+    section = text[start : text.index("</section>", start)]
+    found = {}
+    for month_block in section.split('<div class="per-month" data-month="')[1:]:
+        month = month_block[:7]
+        for block in month_block.split('<div class="per-pipeline" data-pipeline="')[1:]:
+            pipeline = block[: block.index('"')]
+            figure = re.search(r'<script type="application/json" id="[^"]*-figure">(.*?)</script>', block, re.S)
+            assert figure, (pipeline, month)
+            trace = json.loads(figure.group(1))["data"][0]
+            assert trace["type"] == "funnel"
+            found[(pipeline, month)] = {name: count for name, count in zip(trace["y"], trace["x"], strict=True) if count}
+    return found
+
+
+def test_the_report_draws_each_pipelines_funnel(account, runner):
+    # Issue 21: the pipeline picker shows that pipeline's funnel: the funnel chart of each
+    # month and pipeline draws rep_pipeline_funnel_monthly's counts of its stage steps.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    result = runner.invoke(app, ["report", "--out", "r.html"])
+    assert result.exit_code == 0, result.output
+    text = (account / "r.html").read_text(encoding="utf-8")
+    with duckdb.connect(str(account / "target" / "dev.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            f"""
+            select f.pipeline, strftime(f.month, '%Y-%m'), f.kpi_name, f.deals_count
+            from {SCHEMA}.rep_pipeline_funnel_monthly as f
+            inner join {SCHEMA}.funnel_steps as s on f.pipeline = s.pipeline and f.funnel_step = s.funnel_step
+            where s.stage_id is not null and f.deals_count > 0
+            """
+        ).fetchall()
+        months = [
+            m
+            for (m,) in con.execute(f"select distinct strftime(month, '%Y-%m') from {SCHEMA}.rep_sales_funnel_monthly").fetchall()
+        ]
+    expected: dict[tuple[str, str], dict[str, int]] = {(p, m): {} for p in ("New Business", "Renewals") for m in months}
+    for pipeline, month, name, count in rows:
+        if month in months:  # the report's months are rep_sales_funnel_monthly's
+            expected[(pipeline, month)][name] = count
+    assert _funnel_figures(text) == expected
+    assert any(found for (p, _), found in expected.items() if p == "Renewals")

@@ -129,12 +129,13 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         opened = date.fromisoformat(report.check_month(month)) if month else (done or months)[-1]
         steps = read_steps(con, env.schema, present)
         ctx = Context(con, env.schema, months, incomplete, opened, steps, present, found)
-        sections = [funnel_section(ctx), trend_section(ctx)]
+        shown = pipelines(ctx)
+        keyed = [(pipeline_key(p), p) for p in shown]
+        sections = [funnel_section(ctx, keyed), trend_section(ctx)]
         sections += deal_sections(ctx, manager.deals_absent(found))
         sections += [make(ctx) for name, make in ANALYSES if name in present]
         missing = [name for name in (*manager.DEAL_MODELS, *(n for n, _ in ANALYSES)) if name not in present]
         sections.append(quality_section(ctx, manifest, found or records.BuildRecord()))
-        shown = pipelines(ctx)
     sections.append(provenance_section(found, missing))
     facts = [
         ("export", folder_name(found.raw_data if found else None)),

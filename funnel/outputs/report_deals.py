@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from funnel import names
 from funnel.outputs.html import esc, table
 from funnel.outputs.manager import NO_DEALS, OPEN_PIPELINE, SALES_CYCLE, WIN_RATE, WON_VALUE
 from funnel.outputs.report_sections import Context, Section, per_month, shade_incomplete
@@ -22,14 +23,21 @@ MONEY = {"won_value": "n", "avg_won_value": "n", "open_value": "n", "weighted_va
 
 
 def pipelines(ctx: Context) -> list[str | None]:
-    """The pipelines the deal models name, the one with the most deals first; [None] for one
-    unnamed pipeline (no picker then)."""
-    if WIN_RATE not in ctx.present:
-        return []
-    rows = ctx.con.execute(
-        f"select pipeline, sum(deals) from {ctx.rel(WIN_RATE)} group by all order by 2 desc, 1 nulls last"
-    ).fetchall()
-    return [p for p, _ in rows]
+    """The pipelines the deal models name, the one with the most deals first, then those only
+    the funnel names (rep_pipeline_funnel_monthly, e.g. a build without deals.csv); [None]
+    for one unnamed pipeline (no picker then)."""
+    found: list[str | None] = []
+    if WIN_RATE in ctx.present:
+        rows = ctx.con.execute(
+            f"select pipeline, sum(deals) from {ctx.rel(WIN_RATE)} group by all order by 2 desc, 1 nulls last"
+        ).fetchall()
+        found = [p for p, _ in rows]
+    if names.PIPELINE_FUNNEL in ctx.present:
+        rows = ctx.con.execute(
+            f"select distinct pipeline from {ctx.rel(names.PIPELINE_FUNNEL)} where pipeline is not null order by 1"
+        ).fetchall()
+        found += [p for (p,) in rows if p not in found]
+    return found
 
 
 def pipeline_key(pipeline: str | None) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from funnel.project.manifest import Manifest
 
-FUNNEL, STEPS = names.SALES_FUNNEL, names.FUNNEL_STEPS
+FUNNEL, STEPS, PIPELINE_FUNNEL = names.SALES_FUNNEL, names.FUNNEL_STEPS, names.PIPELINE_FUNNEL
 CONVERSION, VELOCITY = names.STAGE_CONVERSION, names.STAGE_VELOCITY
 
 
@@ -136,7 +136,35 @@ def previous_stage(step: Step, steps: list[Step]) -> Step | None:
     return stages[at - 1] if at > 0 else None
 
 
-def funnel_section(ctx: Context) -> Section:
+def _pipeline_funnels(
+    ctx: Context, pipelines: list[tuple[str, str | None]]
+) -> list[tuple[str, list[Step], dict[date, dict[Decimal, int]], bool]]:
+    """Per pipeline of the picker (key, name): its steps, its counts by month and step (from
+    PIPELINE_FUNNEL), and whether it is the pipeline the analyses count (the var pipeline:
+    only its funnel gets the cohort and days columns)."""
+    analysed = (ctx.found.vars.get("pipeline") if ctx.found else None) or None
+    counts: dict[str | None, dict[date, dict[Decimal, int]]] = {}
+    rows = ctx.con.execute(f"select pipeline, month, funnel_step, deals_count from {ctx.rel(PIPELINE_FUNNEL)}")
+    for pipeline, month, step, count in rows.fetchall():
+        counts.setdefault(pipeline, {}).setdefault(month, {})[step] = count
+    if not set(counts) - {None}:
+        return []  # one unnamed pipeline (a seed without a pipeline column): the one funnel
+    found = []
+    for key, pipeline in pipelines:
+        steps = ctx.con.execute(
+            f"select funnel_step, kpi_name, stage_id is not null from {ctx.rel(STEPS)} "
+            "where pipeline is not distinct from ? order by 1",
+            [pipeline],
+        ).fetchall()
+        shown = [Step(number, name, bool(is_stage)) for number, name, is_stage in steps]
+        found.append((key, shown, counts.get(pipeline, {}), pipeline is not None and pipeline == analysed))
+    return found
+
+
+def funnel_section(ctx: Context, pipelines: list[tuple[str, str | None]] | None = None) -> Section:
+    """The month's funnel; with several `pipelines` (picker key, name), one block per
+    pipeline (the pipeline picker shows one), counted by PIPELINE_FUNNEL."""
+    pipelines = pipelines or []
     rows = ctx.con.execute(f"select month, funnel_step, deals_count from {ctx.rel(FUNNEL)}").fetchall()
     counts: dict[date, dict[Decimal, int]] = {}
     for month, step, count in rows:
@@ -151,14 +179,24 @@ def funnel_section(ctx: Context) -> Section:
     if VELOCITY in ctx.present:
         days = dict(ctx.con.execute(f"select funnel_step, median_days from {ctx.rel(VELOCITY)}").fetchall())
     parts: list[str | dict[str, Any]] = []
+    several = _pipeline_funnels(ctx, pipelines) if len(pipelines) > 1 and PIPELINE_FUNNEL in ctx.present else []
     for month in ctx.months:
-        parts += per_month(ctx, month, _funnel_month(ctx, month, counts.get(month, {}), cohort, days))
+        if not several:
+            parts += per_month(ctx, month, _funnel_month(ctx, month, counts.get(month, {}), cohort, days))
+            continue
+        blocks: list[str | dict[str, Any]] = []
+        for at, (key, steps, of_pipeline, analysed) in enumerate(several):
+            blocks.append(f'<div class="per-pipeline" data-pipeline="{esc(key)}"{"" if at == 0 else " hidden"}>')
+            mine = (cohort, days) if analysed else ({}, {})
+            blocks += _funnel_month(ctx, month, of_pipeline.get(month, {}), *mine, steps, f"-{at + 1}")
+            blocks.append("</div>")
+        parts += per_month(ctx, month, blocks)
     note = (
         "Deals that reached each stage step in the month, with the share of the step before (stage steps only); "
         "call steps are drawn beside the funnel. The cohort columns follow the deals that first entered a stage step "
         "that month to the next stage step; median days in the step are over the whole build."
     )
-    return Section("funnel", "Deals at each step", FUNNEL, note, parts)
+    return Section("funnel", "Deals at each step", PIPELINE_FUNNEL if several else FUNNEL, note, parts)
 
 
 def _funnel_month(
@@ -167,13 +205,16 @@ def _funnel_month(
     counts: dict[Decimal, int],
     cohort: dict[tuple[date, Decimal], tuple[Any, ...]],
     days: dict[Decimal, Any],
+    steps: list[Step] | None = None,
+    tag: str = "",
 ) -> list[str | dict[str, Any]]:
-    stages = [s for s in ctx.steps if s.is_stage]
-    calls = [s for s in ctx.steps if not s.is_stage]
+    steps = ctx.steps if steps is None else steps
+    stages = [s for s in steps if s.is_stage]
+    calls = [s for s in steps if not s.is_stage]
     texts, table_rows = [], []
-    for step in ctx.steps:
+    for step in steps:
         count = counts.get(step.number, 0)
-        before = previous_stage(step, ctx.steps)
+        before = previous_stage(step, steps)
         share = count / counts[before.number] if before is not None and counts.get(before.number) else None
         if step.is_stage:
             texts.append(f"{count:,}" + (f" · {100 * share:.1f} % of step {before.number}" if share is not None else ""))
@@ -225,7 +266,7 @@ def _funnel_month(
     charts: list[str | dict[str, Any]] = ['<div class="beside"><div class="wide">', funnel, "</div>"]
     if calls:
         charts += ['<div class="narrow">', beside, "</div>"]
-    return [*charts, "</div>", table(columns, table_rows, f"funnel-{key}", kinds)]
+    return [*charts, "</div>", table(columns, table_rows, f"funnel-{key}{tag}", kinds)]
 
 
 def trend_section(ctx: Context) -> Section:
