@@ -32,18 +32,8 @@ stage_counts as (
     group by all
 ),
 
--- A deal may have several qualifying calls of a type in a month: count it once.
-{%- if var('call_months', 'every') == 'every' %}
-activity_counts as (
-    select
-        pipeline,
-        {{ month('due_at') }} as month,
-        funnel_step,
-        count(distinct deal_id) as deals_count,
-    from step_calls
-    group by all
-),
-{%- else %}
+{%- set every_call_month = var('call_months', 'every') == 'every' %}
+{%- if not every_call_month %}
 -- call_months = first: once per deal and call step, in the month of its earliest call.
 first_calls as (
     select
@@ -54,17 +44,18 @@ first_calls as (
     from step_calls
     group by all
 ),
+{%- endif %}
 
+-- A deal may have several qualifying calls of a type in a month: count it once.
 activity_counts as (
     select
         pipeline,
         {{ month('due_at') }} as month,
         funnel_step,
         count(distinct deal_id) as deals_count,
-    from first_calls
+    from {{ 'step_calls' if every_call_month else 'first_calls' }}
     group by all
 ),
-{%- endif %}
 
 counted as (
     select * from stage_counts
