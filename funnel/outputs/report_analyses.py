@@ -11,7 +11,7 @@ from typing import Any
 
 from funnel import names
 from funnel.outputs.html import esc, table
-from funnel.outputs.report_sections import Context, Section, per_month, shade_incomplete
+from funnel.outputs.report_sections import Context, Section, days_figure, per_month, shade_incomplete
 
 CONVERSION, COHORTS, VELOCITY = names.STAGE_CONVERSION, names.DEAL_COHORTS, names.STAGE_VELOCITY
 OWNERS, LOST_REASONS = names.OWNER_FUNNEL, names.LOST_REASONS
@@ -55,14 +55,7 @@ def cohorts_section(ctx: Context) -> Section:
 def velocity_section(ctx: Context) -> Section:
     columns, rows = _all_rows(ctx, VELOCITY, "funnel_step")
     names = [r[1] for r in rows]
-    figure = {
-        "data": [
-            {"type": "bar", "name": "median days", "x": names, "y": [r[4] for r in rows]},
-            {"type": "bar", "name": "75th percentile", "x": names, "y": [r[5] for r in rows]},
-            {"type": "scatter", "mode": "markers", "name": "average", "x": names, "y": [r[6] for r in rows]},
-        ],
-        "layout": {"height": 420, "barmode": "group", "margin": {"t": 20, "b": 140}, "yaxis": {"title": {"text": "days"}}},
-    }
+    figure = days_figure(names, rows, 4, {"height": 420, "margin": {"t": 20, "b": 140}})
     note = "Days from a deal's first entry into a stage step to its next entry into another stage, over the whole build."
     kinds = {"median_days": "n", "p75_days": "n", "avg_days": "n"}
     return Section(VELOCITY, "Time spent at each step", VELOCITY, note, [figure, table(columns, rows, VELOCITY, kinds)])

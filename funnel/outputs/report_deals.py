@@ -16,7 +16,7 @@ from typing import Any
 from funnel import names
 from funnel.outputs.html import esc, table
 from funnel.outputs.manager import NO_DEALS, OPEN_PIPELINE, SALES_CYCLE, WIN_RATE, WON_VALUE
-from funnel.outputs.report_sections import Context, Section, per_month, shade_incomplete
+from funnel.outputs.report_sections import Context, Section, days_figure, per_month, shade_incomplete
 
 Parts = list[str | dict[str, Any]]
 MONEY = {"won_value": "n", "avg_won_value": "n", "open_value": "n", "weighted_value": "n"}
@@ -212,13 +212,6 @@ def _sales_cycle(ctx: Context, pipeline: str | None, tag: str) -> Parts:
     if not rows:
         return ["<p class='note'>No deal won or lost yet.</p>"]
     outcomes = [r[0] for r in rows]
-    figure = {
-        "data": [
-            {"type": "bar", "name": "median days", "x": outcomes, "y": [r[2] for r in rows]},
-            {"type": "bar", "name": "75th percentile", "x": outcomes, "y": [r[3] for r in rows]},
-            {"type": "scatter", "mode": "markers", "name": "average", "x": outcomes, "y": [r[4] for r in rows]},
-        ],
-        "layout": {"height": 360, "barmode": "group", "margin": {"t": 20}, "yaxis": {"title": {"text": "days"}}},
-    }
+    figure = days_figure(outcomes, rows, 2, {"height": 360, "margin": {"t": 20}})
     kinds = {"median_days": "n", "p75_days": "n", "avg_days": "n"}
     return [figure, table(columns, rows, f"cycle{tag}", kinds)]

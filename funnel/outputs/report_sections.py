@@ -97,6 +97,19 @@ def per_month(ctx: Context, month: date, parts: list[str | dict[str, Any]]) -> I
     yield "</div>"
 
 
+def days_figure(x: list[Any], rows: list[Any], first: int, layout: dict[str, Any]) -> dict[str, Any]:
+    """Median and 75th percentile as bars, the average as markers: columns first, first + 1
+    and first + 2 of rows, over x (the velocity of steps, the sales cycle of outcomes)."""
+    return {
+        "data": [
+            {"type": "bar", "name": "median days", "x": x, "y": [r[first] for r in rows]},
+            {"type": "bar", "name": "75th percentile", "x": x, "y": [r[first + 1] for r in rows]},
+            {"type": "scatter", "mode": "markers", "name": "average", "x": x, "y": [r[first + 2] for r in rows]},
+        ],
+        "layout": {"barmode": "group", "yaxis": {"title": {"text": "days"}}, **layout},
+    }
+
+
 def shade_incomplete(ctx: Context, figure: dict[str, Any], categories: bool = False) -> dict[str, Any]:
     """`figure` (months on its x axis) with the incomplete months shaded and labelled."""
     late = sorted(ctx.incomplete)
