@@ -168,3 +168,16 @@ def sampled(values: list, quick: set[str], ids: list[str] | None = None) -> list
         pytest.param(*(v if isinstance(v, tuple) else (v,)), id=name, marks=() if name in quick else pytest.mark.slow)
         for v, name in zip(values, names, strict=True)
     ]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the models of sql/ that README's Models section does not: its examples ran
+    without them (tests/readme_example.py), so one meant for the example shows here."""
+    from .readme_example import unnamed
+
+    left_out = unnamed(REPO / "README.md", REPO / "sql")
+    if left_out:
+        terminalreporter.write_line(
+            f"README.md's Models section does not name {', '.join(left_out)}: its examples ran without "
+            f"{'it' if len(left_out) == 1 else 'them'} (name a model there to make it part of the example)."
+        )

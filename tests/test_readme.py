@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 
+from . import readme_example
 from .conftest import REPO
 
 FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -201,7 +202,8 @@ def funnel_bin(tmp: Path) -> str:
 class Homes:
     """The home folder the blocks run in, one path for the whole session (a short one, as
     /home/ana is: a long path would wrap lines the examples show whole), holding ~/funnel,
-    a project from `funnel init`. What a list of setup commands leaves in it is kept, so
+    a project from `funnel init` without the models README.md does not name (a fork's own;
+    tests/readme_example.py). What a list of setup commands leaves in it is kept, so
     blocks with the same setup (most: `funnel build`) share one run of it: a build copied
     back to the same path, its files' times kept, is the build it was."""
 
@@ -229,6 +231,9 @@ class Homes:
             ["bash", "-c", command], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT
         )
         assert result.returncode == 0, f"{where}: setup `{command}` failed:\n{result.stdout}{result.stderr}"
+        if not setup:  # the example as README describes it (tests/readme_example.py)
+            sql = self.home / "funnel" / "sql"
+            readme_example.leave_out(sql, readme_example.unnamed(REPO / "README.md", sql))
         self.kept[setup] = self.snapshots / str(len(self.kept))
         shutil.copytree(self.home, self.kept[setup], symlinks=True)
 
