@@ -48,11 +48,12 @@ def leave_out(sql: Path, models: list[str]) -> None:
     files = project_models(sql)
     for model in models:
         files[model].unlink()
-    refs = re.compile(r"""\bref\(\s*['"](%s)['"]""" % "|".join(map(re.escape, models)))
+    names = "|".join(map(re.escape, models))
+    refs = re.compile(rf"""\bref\(\s*['"]({names})['"]""")
     for test in (sql / "tests").glob("*.sql"):
         if refs.search(test.read_text(encoding="utf-8")):
             test.unlink()
-    mentions = re.compile(r"""^\s*(?:model|to)\s*=\s*["'](%s)["']""" % "|".join(map(re.escape, models)), re.M)
+    mentions = re.compile(rf"""^\s*(?:model|to)\s*=\s*["']({names})["']""", re.M)
     for layer in LAYERS:
         for name in ("tests.toml", "columns.toml", "seeds.toml"):
             path = sql / layer / name

@@ -33,7 +33,7 @@ def test_a_model_the_readme_does_not_name_is_left_out_with_what_names_it(tmp_pat
         "-- A manager's own view of the funnel.\nselect * from {{ ref('rep_sales_funnel_monthly') }}\n"
     )
     (sql / "tests" / "my_extra_is_not_empty.sql").write_text(
-        "select 1 where not exists (select 1 from {{ ref( \"rep_my_extra\" ) }})\n"
+        'select 1 where not exists (select 1 from {{ ref( "rep_my_extra" ) }})\n'
     )
     with (sql / "reporting" / "tests.toml").open("a") as f:
         f.write('\n[[test]]\nmodel = "rep_my_extra"\ntype = "not_null"\ncolumns = ["month"]\n')
@@ -55,7 +55,10 @@ def test_a_test_of_a_named_model_that_reads_an_unnamed_one_goes_too(tmp_path: Pa
     (sql / "seeds" / "my_targets.csv").write_text("funnel_step\n1.0\n")
     before = (sql / "reporting" / "tests.toml").read_text()
     with (sql / "reporting" / "tests.toml").open("a") as f:
-        f.write('\n[[test]]\nmodel = "rep_sales_funnel_monthly"\ntype = "relationships"\ncolumns = ["funnel_step"]\nto = "my_targets"\n')
+        f.write(
+            '\n[[test]]\nmodel = "rep_sales_funnel_monthly"\ntype = "relationships"\n'
+            'columns = ["funnel_step"]\nto = "my_targets"\n'
+        )
 
     readme_example.leave_out(sql, readme_example.unnamed(README, sql))
 
