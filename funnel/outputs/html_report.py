@@ -28,13 +28,17 @@ from funnel.outputs import manager
 from funnel.outputs import query as report
 from funnel.outputs.html import esc, page, write_atomic
 from funnel.outputs.report_analyses import ANALYSES
-from funnel.outputs.report_deals import deal_sections, pipeline_key, pipeline_label, pipelines
+from funnel.outputs.report_deals import deal_sections, pipelines
 from funnel.outputs.report_sections import (
     FUNNEL,
+    PIPELINE_FUNNEL,
     Context,
     Section,
     folder_name,
     funnel_section,
+    pipeline_funnels,
+    pipeline_key,
+    pipeline_label,
     provenance_section,
     quality_section,
     read_steps,
@@ -118,11 +122,11 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         if FUNNEL not in present:
             raise FunnelError(f"the build of env '{env.name}' has no {FUNNEL}; run funnel build --env {env.name}.")
         found = records.read(con)
-        months = [m for (m,) in con.execute(f"select distinct month from {relation(env.schema, FUNNEL)} order by 1").fetchall()]
+        months, counted_in = _months(con, env.schema, present)
         if not months:
             raise FunnelError(f"{FUNNEL} in env '{env.name}' has no rows to report; check the export and rebuild.")
-        if month is not None:
-            report.show(env, FUNNEL, month)  # says which months exist when `month` has no rows
+        if month is not None and date.fromisoformat(report.check_month(month)) not in months:
+            report.show(env, counted_in, month)  # says which months exist
         complete = manager.latest_complete_month(con, env.schema, found) if "stg_deal_changes" in present else None
         incomplete = {m for m in months if complete is not None and m.strftime("%Y-%m") > complete}
         done = [m for m in months if m not in incomplete]
@@ -130,8 +134,8 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         steps = read_steps(con, env.schema, present)
         ctx = Context(con, env.schema, months, incomplete, opened, steps, present, found)
         shown = pipelines(ctx)
-        keyed = [(pipeline_key(p), p) for p in shown]
-        sections = [funnel_section(ctx, keyed), trend_section(ctx)]
+        several = pipeline_funnels(ctx, [(pipeline_key(p), p) for p in shown])
+        sections = [funnel_section(ctx, several), trend_section(ctx)]
         sections += deal_sections(ctx, manager.deals_absent(found))
         sections += [make(ctx) for name, make in ANALYSES if name in present]
         missing = [name for name in (*manager.DEAL_MODELS, *(n for n, _ in ANALYSES)) if name not in present]
@@ -152,6 +156,20 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         opened.strftime("%Y-%m"),
         [(pipeline_key(p), pipeline_label(p)) for p in shown] if len(shown) > 1 else [],
     )
+
+
+def _months(con: Any, schema: str, present: set[str]) -> tuple[list[date], str]:
+    """Every month of the report, first days in order, and the model to name when a month
+    is not one of them. The months are every pipeline's: a month only another pipeline than
+    FUNNEL's has deals in is in the picker too, and that pipeline shows its funnel there."""
+    funnel = [m for (m,) in con.execute(f"select distinct month from {relation(schema, FUNNEL)} order by 1").fetchall()]
+    if PIPELINE_FUNNEL not in present:
+        return funnel, FUNNEL
+    every = con.execute(
+        f"select month from {relation(schema, FUNNEL)} union select month from {relation(schema, PIPELINE_FUNNEL)} order by 1"
+    ).fetchall()
+    months = [m for (m,) in every]
+    return months, FUNNEL if months == funnel else PIPELINE_FUNNEL
 
 
 def render(report_page: Page, draw: Callable[..., str]) -> str:

@@ -16,7 +16,15 @@ from typing import Any
 from funnel import names
 from funnel.outputs.html import esc, table
 from funnel.outputs.manager import NO_DEALS, OPEN_PIPELINE, SALES_CYCLE, WIN_RATE, WON_VALUE
-from funnel.outputs.report_sections import Context, Section, days_figure, per_month, shade_incomplete
+from funnel.outputs.report_sections import (
+    Context,
+    Section,
+    days_figure,
+    per_month,
+    per_pipeline,
+    pipeline_key,
+    shade_incomplete,
+)
 
 Parts = list[str | dict[str, Any]]
 MONEY = {"won_value": "n", "avg_won_value": "n", "open_value": "n", "weighted_value": "n"}
@@ -40,14 +48,6 @@ def pipelines(ctx: Context) -> list[str | None]:
     return found
 
 
-def pipeline_key(pipeline: str | None) -> str:
-    return pipeline if pipeline is not None else ""
-
-
-def pipeline_label(pipeline: str | None) -> str:
-    return pipeline if pipeline is not None else "(no pipeline)"
-
-
 def deal_sections(ctx: Context, absent: bool) -> list[Section]:
     """The four sections, those whose model the build holds, in a manager's order."""
     makers: tuple[tuple[str, str, str, Callable[[Context, str | None, str], Parts]], ...] = (
@@ -68,10 +68,7 @@ def deal_sections(ctx: Context, absent: bool) -> list[Section]:
             section.parts += make(ctx, shown[0] if shown else None, "")
         else:
             for at, pipeline in enumerate(shown):
-                hidden = "" if at == 0 else " hidden"
-                section.parts.append(f'<div class="per-pipeline" data-pipeline="{esc(pipeline_key(pipeline))}"{hidden}>')
-                section.parts += make(ctx, pipeline, f"-{at + 1}")
-                section.parts.append("</div>")
+                section.parts += per_pipeline(pipeline_key(pipeline), at, make(ctx, pipeline, f"-{at + 1}"))
         sections.append(section)
     return sections
 

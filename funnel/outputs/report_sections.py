@@ -5,8 +5,9 @@ funnel/outputs/html_report.py reads the build and puts the page together.
 
 A section is a list of parts: markup (escaped here) and plotly figures (dicts, whose export
 text html_report.chart_text escapes). A part of one month sits in a block the month picker
-shows (`per_month`); months after the latest complete one are marked in every chart
-(shaded, `shade_incomplete`) and table (`incomplete` rows).
+shows (`per_month`), a part of one pipeline in a block the pipeline picker shows
+(`per_pipeline`); months after the latest complete one are marked in every chart (shaded,
+`shade_incomplete`) and table (`incomplete` rows).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Context:
 
     con: duckdb.DuckDBPyConnection
     schema: str
-    months: list[date]  # every month of the funnel, first days, in order
+    months: list[date]  # every month of any pipeline's funnel, first days, in order
     incomplete: set[date]  # months that end after the export's latest change
     opened: date
     steps: list[Step]
@@ -95,6 +96,20 @@ def per_month(ctx: Context, month: date, parts: list[str | dict[str, Any]]) -> I
         yield f"<p class='incomplete-note'>{key} is not complete: the export ends during it.</p>"
     yield from parts
     yield "</div>"
+
+
+def per_pipeline(key: str, at: int, parts: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+    """`parts` in a block that shows when the pipeline picker is on `key`; the picker opens
+    on its first pipeline (`at` 0), so the others' blocks start hidden."""
+    return [f'<div class="per-pipeline" data-pipeline="{esc(key)}"{"" if at == 0 else " hidden"}>', *parts, "</div>"]
+
+
+def pipeline_key(pipeline: str | None) -> str:
+    return pipeline if pipeline is not None else ""
+
+
+def pipeline_label(pipeline: str | None) -> str:
+    return pipeline if pipeline is not None else "(no pipeline)"
 
 
 def days_figure(x: list[Any], rows: list[Any], first: int, layout: dict[str, Any]) -> dict[str, Any]:
@@ -149,19 +164,29 @@ def previous_stage(step: Step, steps: list[Step]) -> Step | None:
     return stages[at - 1] if at > 0 else None
 
 
-def _pipeline_funnels(
-    ctx: Context, pipelines: list[tuple[str, str | None]]
-) -> list[tuple[str, list[Step], dict[date, dict[Decimal, int]], bool]]:
-    """Per pipeline of the picker (key, name): its steps, its counts by month and step (from
-    PIPELINE_FUNNEL), and whether it is the pipeline the analyses count (the var pipeline:
-    only its funnel gets the cohort and days columns)."""
+@dataclass(frozen=True)
+class PipelineFunnel:
+    """One pipeline of the picker: its steps and its counts by month and step (PIPELINE_FUNNEL)."""
+
+    key: str
+    name: str
+    steps: list[Step]
+    counts: dict[date, dict[Decimal, int]]
+    analysed: bool  # the var pipeline, which the analyses count: only its funnel gets their columns
+
+
+def pipeline_funnels(ctx: Context, pipelines: list[tuple[str, str | None]]) -> list[PipelineFunnel]:
+    """Per pipeline of the picker (key, name), its funnel; [] with one pipeline, or one
+    unnamed one (a seed without a pipeline column): the page then draws FUNNEL alone."""
+    if len(pipelines) < 2 or PIPELINE_FUNNEL not in ctx.present:
+        return []
     analysed = (ctx.found.vars.get("pipeline") if ctx.found else None) or None
     counts: dict[str | None, dict[date, dict[Decimal, int]]] = {}
     rows = ctx.con.execute(f"select pipeline, month, funnel_step, deals_count from {ctx.rel(PIPELINE_FUNNEL)}")
     for pipeline, month, step, count in rows.fetchall():
         counts.setdefault(pipeline, {}).setdefault(month, {})[step] = count
     if not set(counts) - {None}:
-        return []  # one unnamed pipeline (a seed without a pipeline column): the one funnel
+        return []
     found = []
     for key, pipeline in pipelines:
         steps = ctx.con.execute(
@@ -170,14 +195,14 @@ def _pipeline_funnels(
             [pipeline],
         ).fetchall()
         shown = [Step(number, name, bool(is_stage)) for number, name, is_stage in steps]
-        found.append((key, shown, counts.get(pipeline, {}), pipeline is not None and pipeline == analysed))
+        mine = pipeline is not None and pipeline == analysed
+        found.append(PipelineFunnel(key, pipeline_label(pipeline), shown, counts.get(pipeline, {}), mine))
     return found
 
 
-def funnel_section(ctx: Context, pipelines: list[tuple[str, str | None]] | None = None) -> Section:
-    """The month's funnel; with several `pipelines` (picker key, name), one block per
-    pipeline (the pipeline picker shows one), counted by PIPELINE_FUNNEL."""
-    pipelines = pipelines or []
+def funnel_section(ctx: Context, several: list[PipelineFunnel] | None = None) -> Section:
+    """The month's funnel; with `several` pipelines (pipeline_funnels), one block per
+    pipeline in each month's (the pipeline picker shows one), counted by PIPELINE_FUNNEL."""
     rows = ctx.con.execute(f"select month, funnel_step, deals_count from {ctx.rel(FUNNEL)}").fetchall()
     counts: dict[date, dict[Decimal, int]] = {}
     for month, step, count in rows:
@@ -192,17 +217,16 @@ def funnel_section(ctx: Context, pipelines: list[tuple[str, str | None]] | None 
     if VELOCITY in ctx.present:
         days = dict(ctx.con.execute(f"select funnel_step, median_days from {ctx.rel(VELOCITY)}").fetchall())
     parts: list[str | dict[str, Any]] = []
-    several = _pipeline_funnels(ctx, pipelines) if len(pipelines) > 1 and PIPELINE_FUNNEL in ctx.present else []
     for month in ctx.months:
         if not several:
             parts += per_month(ctx, month, _funnel_month(ctx, month, counts.get(month, {}), cohort, days))
             continue
         blocks: list[str | dict[str, Any]] = []
-        for at, (key, steps, of_pipeline, analysed) in enumerate(several):
-            blocks.append(f'<div class="per-pipeline" data-pipeline="{esc(key)}"{"" if at == 0 else " hidden"}>')
-            mine = (cohort, days) if analysed else ({}, {})
-            blocks += _funnel_month(ctx, month, of_pipeline.get(month, {}), *mine, steps, f"-{at + 1}")
-            blocks.append("</div>")
+        for at, pipeline in enumerate(several):
+            mine = (cohort, days) if pipeline.analysed else ({}, {})
+            of_month = pipeline.counts.get(month, {})
+            drawn = _funnel_month(ctx, month, of_month, *mine, pipeline.steps, f"-{at + 1}", f" of {pipeline.name}")
+            blocks += per_pipeline(pipeline.key, at, drawn)
         parts += per_month(ctx, month, blocks)
     note = (
         "Deals that reached each stage step in the month, with the share of the step before (stage steps only); "
@@ -220,6 +244,7 @@ def _funnel_month(
     days: dict[Decimal, Any],
     steps: list[Step] | None = None,
     tag: str = "",
+    of: str = "",
 ) -> list[str | dict[str, Any]]:
     steps = ctx.steps if steps is None else steps
     stages = [s for s in steps if s.is_stage]
@@ -276,7 +301,9 @@ def _funnel_month(
     kinds = {"of the step before": "percent", "conversion": "percent", "median days": "n", "cohort entered": "n"}
     kinds |= {"converted": "n", "step before": "n", "to step": "n"}
     key = month.strftime("%Y-%m")
-    charts: list[str | dict[str, Any]] = ['<div class="beside"><div class="wide">', funnel, "</div>"]
+    # A month of the picker without a deal of this funnel (another pipeline's month): its zeros, said in words.
+    empty = [] if any(counts.values()) else [f"<p class='note'>No deal{esc(of)} reached a step in {key}.</p>"]
+    charts: list[str | dict[str, Any]] = [*empty, '<div class="beside"><div class="wide">', funnel, "</div>"]
     if calls:
         charts += ['<div class="narrow">', beside, "</div>"]
     return [*charts, "</div>", table(columns, table_rows, f"funnel-{key}{tag}", kinds)]
