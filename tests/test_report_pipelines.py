@@ -7,6 +7,7 @@ the pipeline picker, and Chromium draws what rep_pipeline_funnel_monthly holds."
 from __future__ import annotations
 
 import csv
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -153,3 +154,31 @@ def test_report_opens_on_a_month_only_another_pipeline_has(account: Path, tmp_pa
     assert wrong.stderr.splitlines() == [
         f"Error: no rows for 1999-01 in rep_pipeline_funnel_monthly (env 'dev'); the build covers {months[0]} to {months[-1]}."
     ]
+
+
+def _figures(markup: str) -> list[dict[str, Any]]:
+    return [json.loads(f) for f in re.findall(r'<script type="application/json" id="[^"]*-figure">(.*?)</script>', markup, re.S)]
+
+
+def _trend(account: Path, pipeline: str) -> dict[str, list[int]]:
+    """Step name -> deals per month of the report (0 where no row), for `pipeline`."""
+    return {
+        name: [dict(map(tuple, _counts(account, pipeline, m)))[name] for m in _report_months(account)]
+        for name, _ in _counts(account, pipeline, _report_months(account)[0])
+    }
+
+
+def test_the_trend_follows_the_pipeline_picker(account: Path) -> None:
+    text = (account / "r.html").read_text(encoding="utf-8")
+    trend = _section(text, "trend")
+    assert '<span class="caption">rep_pipeline_funnel_monthly</span>' in trend
+    blocks = re.split(r'<div class="per-pipeline" data-pipeline="', trend)[1:]
+    assert [b[: b.index('"')] for b in blocks] == list(PIPELINES)
+    months = _report_months(account)
+    for pipeline, block in zip(PIPELINES, blocks, strict=True):
+        (figure,) = _figures(block)
+        drawn = {t["name"]: t["y"] for t in figure["data"]}
+        assert drawn == _trend(account, pipeline), pipeline
+        assert all(t["x"] == [f"{m}-01" for m in months] for t in figure["data"])
+        marked = re.findall(r'<tr class="incomplete" title="incomplete month"><td>(\d{4}-\d{2})', block)
+        assert marked == [m for m in months if m >= _latest_change(account / "raw_data").strftime("%Y-%m")]

@@ -135,7 +135,7 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         ctx = Context(con, env.schema, months, incomplete, opened, steps, present, found)
         shown = pipelines(ctx)
         several = pipeline_funnels(ctx, [(pipeline_key(p), p) for p in shown])
-        sections = [funnel_section(ctx, several), trend_section(ctx)]
+        sections = [funnel_section(ctx, several), trend_section(ctx, several)]
         sections += deal_sections(ctx, manager.deals_absent(found))
         sections += [make(ctx) for name, make in ANALYSES if name in present]
         missing = [name for name in (*manager.DEAL_MODELS, *(n for n, _ in ANALYSES)) if name not in present]

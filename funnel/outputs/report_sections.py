@@ -309,30 +309,45 @@ def _funnel_month(
     return [*charts, "</div>", table(columns, table_rows, f"funnel-{key}{tag}", kinds)]
 
 
-def trend_section(ctx: Context) -> Section:
-    rows = ctx.con.execute(f"select month, funnel_step, deals_count from {ctx.rel(FUNNEL)}").fetchall()
-    counts = {(m, s): c for m, s, c in rows}
+def trend_section(ctx: Context, several: list[PipelineFunnel] | None = None) -> Section:
+    """Every step over the months; with `several` pipelines, one block per pipeline (the
+    pipeline picker shows the one picked, as in the funnel section)."""
+    note = (
+        "Deals per step and month over the whole build; call steps are in the legend (click to show). "
+        "Months without a deal in a step show 0."
+    )
+    if not several:
+        counts: dict[date, dict[Decimal, int]] = {}
+        for month, step, count in ctx.con.execute(f"select month, funnel_step, deals_count from {ctx.rel(FUNNEL)}").fetchall():
+            counts.setdefault(month, {})[step] = count
+        return Section("trend", "Month by month", FUNNEL, note, _trend(ctx, ctx.steps, counts, "trend-table"))
+    parts: list[str | dict[str, Any]] = []
+    for at, pipeline in enumerate(several):
+        parts += per_pipeline(pipeline.key, at, _trend(ctx, pipeline.steps, pipeline.counts, f"trend-table-{at + 1}"))
+    note = note.replace("over the whole build", "of the pipeline picked, over the whole build")
+    return Section("trend", "Month by month", PIPELINE_FUNNEL, note, parts)
+
+
+def _trend(ctx: Context, steps: list[Step], counts: dict[date, dict[Decimal, int]], table_id: str) -> list[str | dict[str, Any]]:
+    def count(month: date, step: Step) -> int:
+        return counts.get(month, {}).get(step.number, 0)
+
     traces = [
         {
             "type": "scatter",
             "mode": "lines+markers",
             "name": step.name,
             "x": [m.isoformat() for m in ctx.months],
-            "y": [counts.get((m, step.number), 0) for m in ctx.months],
+            "y": [count(m, step) for m in ctx.months],
             "visible": True if step.is_stage else "legendonly",
         }
-        for step in ctx.steps
+        for step in steps
     ]
     figure = {"data": traces, "layout": {"height": 440, "margin": {"t": 20}, "yaxis": {"title": {"text": "deals"}}}}
-    columns = ("month", *(f"step {s.number}" for s in ctx.steps))
-    table_rows = [(m, *(counts.get((m, s.number), 0) for s in ctx.steps)) for m in ctx.months]
-    note = (
-        "Deals per step and month over the whole build; call steps are in the legend (click to show). "
-        "Months without a deal in a step show 0."
-    )
-    shaded = shade_incomplete(ctx, figure)
-    markup = table(columns, table_rows, "trend-table", scroll=True, marked=ctx.incomplete_row(0))
-    return Section("trend", "Month by month", FUNNEL, note, [shaded, markup])
+    columns = ("month", *(f"step {s.number}" for s in steps))
+    table_rows = [(m, *(count(m, s) for s in steps)) for m in ctx.months]
+    markup = table(columns, table_rows, table_id, scroll=True, marked=ctx.incomplete_row(0))
+    return [shade_incomplete(ctx, figure), markup]
 
 
 def quality_section(ctx: Context, manifest: Manifest, found: records.BuildRecord) -> Section:
