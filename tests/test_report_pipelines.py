@@ -18,8 +18,10 @@ from typer.testing import CliRunner
 
 from funnel.cli import app
 from tests.conftest import new_project, work_in
-from tests.test_html import SCHEMA, _query
+from tests.test_html import ALL_CHARTS, CHARTS_DRAWN, SCHEMA, Browser, _query, browser, needs_chromium
 from tests.test_pipelines import write_account
+
+__all__ = ["browser"]  # the module's Chromium, shared with test_html's fixture
 
 # Renewals deals (stages 21-23) in December 2024, February and March 2025, when New Business
 # has none; March is before the export's latest change (2025-03-23), so it is incomplete.
@@ -182,3 +184,55 @@ def test_the_trend_follows_the_pipeline_picker(account: Path) -> None:
         assert all(t["x"] == [f"{m}-01" for m in months] for t in figure["data"])
         marked = re.findall(r'<tr class="incomplete" title="incomplete month"><td>(\d{4}-\d{2})', block)
         assert marked == [m for m in months if m >= _latest_change(account / "raw_data").strftime("%Y-%m")]
+
+
+def _pick(browser: Browser, picker: str, value: str) -> None:
+    browser.evaluate(
+        f"(() => {{ const p = document.getElementById({json.dumps(picker)}); p.value = {json.dumps(value)};"
+        " p.dispatchEvent(new Event('change')); })()"
+    )
+    assert browser.evaluate(f"document.getElementById({json.dumps(picker)}).value") == value
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_chromium_draws_the_picked_pipelines_month(account: Path, browser: Browser) -> None:
+    browser.open(account / "r.html", CHARTS_DRAWN)
+    assert browser.problems() == []
+    month = _renewals_only(account)[0]
+    _pick(browser, "pipeline-picker", "Renewals")
+    _pick(browser, "month-picker", month)
+    assert browser.evaluate(CHARTS_DRAWN)
+    expected = _counts(account, "Renewals", month)
+    assert any(n for _, n in expected)
+    shown = browser.evaluate(
+        "Array.from(document.querySelectorAll('#funnel .per-month:not([hidden]) .per-pipeline:not([hidden]) tbody tr'))"
+        ".map(r => [r.cells[1].textContent, Number(r.cells[2].dataset.v)])"
+    )
+    assert shown == expected
+    charts = browser.evaluate(ALL_CHARTS)
+    visible = "Array.from(document.querySelectorAll('{} div[id^=chart-]')).filter(d => d.offsetParent !== null).map(d => d.id)"
+    funnel_id, calls_id = browser.evaluate(visible.format("#funnel"))
+    stages = {name for (name,) in _query(account, f"select kpi_name from {SCHEMA}.funnel_steps where stage_id is not null")}
+    (funnel,) = charts[funnel_id]
+    (calls,) = charts[calls_id]
+    assert list(zip(funnel["y"], funnel["x"], strict=True)) == [tuple(r) for r in expected if r[0] in stages]
+    assert list(zip(calls["y"], calls["x"], strict=True)) == [tuple(r) for r in expected if r[0] not in stages]
+    (trend_id,) = browser.evaluate(visible.format("#trend"))
+    assert {t["name"]: t["y"] for t in charts[trend_id]} == _trend(account, "Renewals")
+
+    # The same month of New Business, which has no deal in it: zeros and a note, not Renewals' numbers.
+    _pick(browser, "pipeline-picker", "New Business")
+    shown = browser.evaluate(
+        "Array.from(document.querySelectorAll('#funnel .per-month:not([hidden]) .per-pipeline:not([hidden]) tbody tr'))"
+        ".map(r => [r.cells[1].textContent, Number(r.cells[2].dataset.v)])"
+    )
+    assert shown == _counts(account, "New Business", month) and not any(n for _, n in shown)
+    note = "#funnel .per-month:not([hidden]) .per-pipeline:not([hidden]) p.note"
+    assert browser.evaluate(f"document.querySelector('{note}').textContent") == (
+        f"No deal of New Business reached a step in {month}."
+    )
+    (trend_id,) = browser.evaluate(visible.format("#trend"))
+    assert {t["name"]: t["y"] for t in browser.evaluate(ALL_CHARTS)[trend_id]} == _trend(account, "New Business")
+    assert browser.evaluate(CHARTS_DRAWN)
+    assert browser.problems() == []
