@@ -22,6 +22,8 @@ from tests.test_html import ALL_CHARTS, CHARTS_DRAWN, SCHEMA, Browser, _query, b
 from tests.test_pipelines import write_account
 
 __all__ = ["browser"]  # the module's Chromium, shared with test_html's fixture
+# One worker builds the account once for the module's tests (each worker would build its own).
+pytestmark = pytest.mark.xdist_group("report-two-pipelines")
 
 # Renewals deals (stages 21-23) in December 2024, February and March 2025, when New Business
 # has none; March is before the export's latest change (2025-03-23), so it is incomplete.
@@ -164,10 +166,16 @@ def _figures(markup: str) -> list[dict[str, Any]]:
 
 def _trend(account: Path, pipeline: str) -> dict[str, list[int]]:
     """Step name -> deals per month of the report (0 where no row), for `pipeline`."""
-    return {
-        name: [dict(map(tuple, _counts(account, pipeline, m)))[name] for m in _report_months(account)]
-        for name, _ in _counts(account, pipeline, _report_months(account)[0])
-    }
+    months = _report_months(account)
+    rows = _query(
+        account,
+        f"select s.kpi_name, strftime(f.month, '%Y-%m'), f.deals_count from {SCHEMA}.funnel_steps as s "
+        f"left join {SCHEMA}.rep_pipeline_funnel_monthly as f on f.pipeline = s.pipeline and f.funnel_step = s.funnel_step "
+        "where s.pipeline = ? order by s.funnel_step",
+        [pipeline],
+    )
+    counts = {(name, month): n for name, month, n in rows}
+    return {name: [counts.get((name, m), 0) for m in months] for name in dict.fromkeys(name for name, _, _ in rows)}
 
 
 def test_the_trend_follows_the_pipeline_picker(account: Path) -> None:
