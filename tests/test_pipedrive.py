@@ -73,6 +73,7 @@ class FakePipedrive:
         self.delay = 0.0  # seconds before each deal flow answer
         self.stuck_cursor = False  # v2 lists answer the same next_cursor again and again
         self.daily: int | None = None  # tokens left today, reported in x-daily-ratelimit-token-remaining
+        self.lists_deleted = False  # v2 lists also give items marked deleted (is_deleted true), undocumented
         self.spent = 0  # tokens charged, at the costs below
         body = {name: rows[1:] for name, rows in tables.items()}
         # v2 StageItem and PipelineItem; a two-column stages.csv is one pipeline, ordered by stage id.
@@ -128,6 +129,10 @@ class FakePipedrive:
         self.deals = [self.deal(deal) for deal in self.flows]
         self.archived: list[dict] = []  # GET /api/v2/deals/archived
 
+    def delete_activity(self, activity_id: int, at: str) -> None:
+        """What DELETE /api/v2/activities/{id} does: the activity is marked deleted (purged 30 days later)."""
+        next(a for a in self.activities if a["id"] == activity_id).update(is_deleted=True, update_time=at)
+
     def options(self) -> list[tuple[str, dict]]:
         return [(f["key"], {"id": str(o["id"]), "label": o["label"]}) for f in self.deal_fields for o in f["options"] or []]
 
@@ -172,7 +177,10 @@ class FakePipedrive:
             return 200, self.offset_page(v1[path], query)
         if path in v2:
             since = query.get("updated_since", [""])[0]
-            return 200, self.cursor_page([i for i in v2[path] if i.get("update_time", "") >= since], query)
+            listed = [i for i in v2[path] if i.get("update_time", "") >= since]
+            if not self.lists_deleted:
+                listed = [i for i in listed if not i.get("is_deleted")]
+            return 200, self.cursor_page(listed, query)
         parts = path.split("/")
         if len(parts) == 6 and parts[:4] == ["", "api", "v1", "deals"] and parts[5] == "flow":
             time.sleep(self.delay)
@@ -853,18 +861,22 @@ def test_since_last_fetches_only_changes_and_merges_them(project, runner, fake, 
     assert result.exit_code == 0, result.output
     assert "Pulled changes since" in result.output
     assert {p for p, _, _ in fake.log if "/flow" in p} == {f"/api/v1/deals/{deal}/flow"}
-    assert all(q["updated_since"] for q in fake.requests_to("/api/v2/activities"))
-    # The deals are listed whole, every pull: deals.csv is their current state, and a deal missing was deleted.
-    assert not any("updated_since" in q for q in fake.requests_to("/api/v2/deals"))
+    # Deals and activities are listed whole, every pull: the files are their current state, and
+    # one missing was deleted. That is a page per 500 (here the fake's page size) of each.
+    assert not any("updated_since" in q for q in fake.requests_to("/api/v2/"))
+    assert len(fake.requests_to("/api/v2/activities")) == -(-len(fake.activities) // fake.page_size)
 
     assert pull_cli(runner, "--out", "full").exit_code == 0
     assert export_bytes(project / "raw_data") == export_bytes(project / "full")
 
 
-def test_since_a_timestamp_is_sent_as_updated_since(project, runner, fake, sleeps):
+def test_since_a_timestamp_fetches_the_change_logs_of_the_deals_updated_at_or_after_it(project, runner, fake, sleeps):
     assert pull_cli(runner).exit_code == 0
+    before, after = fake.deals[1], fake.deals[4]
+    before["update_time"], after["update_time"] = "2024-06-01T07:59:59Z", "2024-06-01T08:00:00Z"
+    fake.log.clear()
     assert pull_cli(runner, "--since", "2024-06-01T10:00:00+02:00").exit_code == 0
-    assert {q["updated_since"][0] for q in fake.requests_to("/api/v2/") if "updated_since" in q} == {"2024-06-01T08:00:00Z"}
+    assert set(flows_fetched(fake)) == {after["id"]}  # its every page, no other deal's
 
 
 def test_since_needs_a_previous_export(project, runner, fake, sleeps):

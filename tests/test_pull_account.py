@@ -11,6 +11,7 @@ import re
 import threading
 import tomllib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,17 @@ from funnel.pipedrive.client import RetryPolicy
 from funnel.pipedrive.rows import STAGE_COLUMNS, lost_reason_ids, with_lost_reason_ids
 from funnel.project.sources import SOURCES_BY_TABLE
 from tests.conftest import REPO, SHARED_RAW, needs_shared_raw, new_project, read_report, reference_rows, work_in
-from tests.test_pipedrive import FILES, TOKEN, FakePipedrive, QuietServer, handler_for, pull_cli, read_csv, sample_subset
+from tests.test_pipedrive import (
+    FILES,
+    TOKEN,
+    FakePipedrive,
+    QuietServer,
+    export_bytes,
+    handler_for,
+    pull_cli,
+    read_csv,
+    sample_subset,
+)
 
 DEALS_HEADER = list(SOURCES_BY_TABLE["deals"].columns)
 
@@ -182,6 +193,37 @@ def test_deals_deleted_since_the_last_pull_are_dropped_by_every_pull_and_the_sum
     assert result.exit_code == 0, result.output
     assert "Dropped 1 deal(s)" in result.stderr
     again = pull_cli(runner)
+    assert again.exit_code == 0 and "Dropped" not in again.stderr
+
+
+@pytest.mark.parametrize("lists_deleted", [False, True], ids=["deleted-not-listed", "deleted-listed-marked"])
+def test_activities_deleted_since_the_last_pull_are_dropped_and_a_since_pull_equals_a_full_pull(
+    project, runner, account, lists_deleted
+):
+    """A deleted call must not count in the funnel's call steps after `--since last`."""
+    assert pull_cli(runner).exit_code == 0
+    raw = project / "raw_data"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    gone, changed = account.activities[3], account.activities[7]
+    assert str(gone["id"]) in {row[0] for row in rows_of(raw / "activity.csv")}
+    account.lists_deleted = lists_deleted  # whether the list would give the deleted one, marked
+    account.delete_activity(gone["id"], at=now)
+    changed.update(done=not changed["done"], update_time=now)
+
+    result = pull_cli(runner, "--since", "last")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Dropped 1 activity of the previous export that no longer exist in Pipedrive (deleted): "
+        "their rows are gone from activity.csv." in result.stderr
+    )
+    activities = {row[0]: row for row in rows_of(raw / "activity.csv")}
+    assert str(gone["id"]) not in activities
+    assert activities[str(changed["id"])][4] == str(changed["done"])
+    assert pull_cli(runner, "--out", "fresh").exit_code == 0
+    assert (raw / "activity.csv").read_bytes() == (project / "fresh" / "activity.csv").read_bytes()
+    assert export_bytes(raw) == export_bytes(project / "fresh")
+
+    again = pull_cli(runner, "--since", "last")
     assert again.exit_code == 0 and "Dropped" not in again.stderr
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests import test_pipedrive as api
@@ -93,3 +95,26 @@ def test_without_a_daily_budget_reported_the_share_is_unknown(project, runner, f
     assert (
         shown["request budget"] == "does not fit: 20 requests, not even the lists; raise [pipedrive] request_budget or --budget"
     )
+
+
+def test_a_since_dry_run_costs_what_the_since_pull_then_spends(project, runner, one_page_logs, sleeps):
+    """--since lists every deal and every activity (deleted ones are found by their absence); the dry run counts them."""
+    fake = one_page_logs
+    fake.page_size = 8  # several pages of activities, each log still one page
+    assert pull_cli(runner).exit_code == 0
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fake.delete_activity(fake.activities[2]["id"], at=now)
+    fake.deals[1]["update_time"] = now
+    fake.daily, fake.spent = 10**6, 0
+    fake.log.clear()
+
+    shown = lines(pull_cli(runner, "--dry-run", "--since", "last"))
+    listed, spent = len(fake.log), fake.spent
+    current = [a for a in fake.activities if not a.get("is_deleted")]
+    assert len(fake.requests_to("/api/v2/activities")) == -(-len(current) // fake.page_size)  # every page
+    assert shown["deals"] == "1 deal change logs (1 to fetch)"
+    fake.log.clear()
+    fake.spent = 0
+    assert pull_cli(runner, "--since", "last").exit_code == 0
+    assert shown["requests"] == f"about {len(fake.log)}: {listed} list pages (as read now) and 1 change logs"
+    assert shown["API tokens"] == f"about {fake.spent}: {spent} for the lists, 40 a change log (Pipedrive's costs)"

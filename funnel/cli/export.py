@@ -198,6 +198,11 @@ def _pull_into(project: Any, out: Path, since: str | None = None, budget: int | 
             f"Dropped {result.dropped_deals:,} deal(s) of the previous export that no longer exist in Pipedrive "
             "(deleted): their rows are gone from deal_changes.csv."
         )
+    if result.dropped_activities:
+        console.info(
+            f"Dropped {result.dropped_activities:,} activit{'y' if result.dropped_activities == 1 else 'ies'} of the "
+            "previous export that no longer exist in Pipedrive (deleted): their rows are gone from activity.csv."
+        )
     if result.skipped_deals:
         console.info(
             f"[yellow]Skipped[/] {result.skipped_deals:,} deal(s) deleted while the pull ran: Pipedrive answered 404 for their "

@@ -78,30 +78,27 @@ def _parse_since_time(text: str, where: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _merge(out: Path, fresh: dict[str, Table]) -> tuple[dict[str, Table], int]:
-    """The previous export with the fresh rows in, and how many deals were dropped from it.
+def _merge(out: Path, fresh: dict[str, Table]) -> dict[str, Table]:
+    """The previous export's deal change logs with the fresh ones in; every other table is fresh.
 
-    Refreshed deals and activities replace their old rows; the old rows of a deal that is no
-    longer in the account (`current`) are dropped.
+    Refreshed deals replace their old rows; the old rows of a deal that is no longer in the
+    account (`current`) are dropped. Activities are listed whole by every pull, so activity.csv
+    is the fresh list as it is (activities deleted since are not in it).
     """
     merged = dict(fresh)
-    dropped: set[str] = set()
-    for name in ("activity", "deal_changes"):
-        table = fresh[name]
-        kept = []
-        for row in _read(out, name):
-            key = row[table.key]
-            if table.current is not None and key not in table.current:
-                dropped.add(key)
-            elif key not in table.refreshed:
-                kept.append(row)
-        merged[name] = Table(kept + table.rows, current=table.current)
-    return merged, len(dropped)
+    table = fresh["deal_changes"]
+    kept = [
+        row
+        for row in _read(out, "deal_changes")
+        if (table.current is None or row[table.key] in table.current) and row[table.key] not in table.refreshed
+    ]
+    merged["deal_changes"] = Table(kept + table.rows, current=table.current)
+    return merged
 
 
-def _dropped(out: Path, current: set[str] | None) -> int:
-    """Deals of the previous export's deal_changes.csv (if any) that are not in `current`."""
-    path = out / SOURCES_BY_TABLE["deal_changes"].file_name
+def _dropped(out: Path, name: str, current: set[str] | None) -> int:
+    """Keys (first column: deal or activity ids) of the previous export's file for `name` that are not in `current`."""
+    path = out / SOURCES_BY_TABLE[name].file_name
     if current is None or not path.is_file():
         return 0
     with path.open(encoding="utf-8-sig", newline="") as f:

@@ -67,6 +67,7 @@ class PullResult:
     tokens: int = 0  # estimated from the documented costs
     resumed_deals: int = 0  # change logs taken from the kept progress of an earlier run
     dropped_deals: int = 0  # deals of the previous export that no longer exist in the account
+    dropped_activities: int = 0  # activities of the previous export that no longer exist in the account
 
 
 def pull(
@@ -98,16 +99,16 @@ def pull(
         with _scratch(out) as scratch:
             with client, Journal.open(_journal_path(out), api_url) as journal:
                 tables, skipped, resumed = _fetch(client, since_at, on_progress, on_notice, journal)
+            dropped = _dropped(out, "deal_changes", tables["deal_changes"].current)
+            dropped_activities = _dropped(out, "activity", tables["activity"].current)
             if since_at is not None:
-                tables, dropped = _merge(out, tables)
-            else:
-                dropped = _dropped(out, tables["deal_changes"].current)
+                tables = _merge(out, tables)
             state = {"pulled_at": _rfc3339(pulled_at), "api_url": api_url, "since": since_at and _rfc3339(since_at)}
             _publish(scratch, out, tables, state)
             _journal_path(out).unlink(missing_ok=True)  # the export now holds it all
     rows = {name: len(table.rows) for name, table in tables.items()}
     seconds = time.perf_counter() - started
-    return PullResult(out, rows, client.requests, since_at, seconds, skipped, client.tokens, resumed, dropped)
+    return PullResult(out, rows, client.requests, since_at, seconds, skipped, client.tokens, resumed, dropped, dropped_activities)
 
 
 def _fetch(
@@ -160,9 +161,10 @@ def _fetch(
 def list_account(client: Client, since: datetime | None, report: Progress) -> tuple[dict[str, Table], dict[int, str]]:
     """Every table but the deal change logs, and the deals (id -> update_time) whose logs to fetch.
 
-    Every deal is listed, with `since` too: deals.csv is the account's current state, and a deal
-    in neither deal list was deleted. With `since`, the logs to fetch are those of the deals
-    updated since.
+    Every deal and every activity is listed, with `since` too: deals.csv and activity.csv are
+    the account's current state, and a deal or activity not listed was deleted (the v2 lists
+    have no filter that returns deleted items; docs/pipedrive-api.md, "All or nothing, and
+    --since"). With `since`, the logs to fetch are those of the deals updated since.
     """
 
     def rows_of(
@@ -177,7 +179,6 @@ def list_account(client: Client, since: datetime | None, report: Progress) -> tu
             report(label, len(rows), 0)
         return rows
 
-    changed = {"updated_since": _rfc3339(since)} if since else {}
     # v1 stages and pipelines are deprecated for their v2 equivalents (Pipedrive changelog,
     # "Deprecation of selected API v1 endpoints", effective 2026-01-01; out of support from
     # 2026-08-01: https://developers.pipedrive.com/changelog/post/deprecated-apiv1-endpoints-become-out-of-support).
@@ -188,9 +189,9 @@ def list_account(client: Client, since: datetime | None, report: Progress) -> tu
         "users": Table(rows_of("users", "/api/v1/users", _user)),
         "activity_types": Table(rows_of("activity types", "/api/v1/activityTypes", _activity_type)),
         "fields": Table(rows_of("deal fields", "/api/v1/dealFields", _field)),
-        "activity": Table(rows_of("activities", "/api/v2/activities", _activity, changed)),
+        "activity": Table(rows_of("activities", "/api/v2/activities", _activity)),
     }
-    tables["activity"].refreshed = {r[0] for r in tables["activity"].rows}
+    tables["activity"].current = {r[0] for r in tables["activity"].rows}
     listed = list_deals(client, report)
     tables["deals"] = Table([row for _updated, _moment, row in listed.values()])
     since_text = since.strftime(TS) if since else ""

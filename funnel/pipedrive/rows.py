@@ -139,8 +139,15 @@ def _field(item: dict[str, Any]) -> tuple[str, ...] | None:
     )
 
 
-def _activity(item: dict[str, Any]) -> tuple[str, ...]:
+def _activity(item: dict[str, Any]) -> tuple[str, ...] | None:
+    """One activity of GET /api/v2/activities; None for one marked deleted.
+
+    v2 ActivityItem has `is_deleted` (pipedrive/client-nodejs src/versions/v2/models/activity-item.ts);
+    the list is not documented to return deleted activities, but one that it did must not count.
+    """
     where = f"activity {item.get('id')!r}"
+    if item.get("is_deleted") is True:
+        return None
     due_date = item.get("due_date")
     due_to = ""
     if due_date:
