@@ -244,3 +244,19 @@ def test_chromium_draws_the_picked_pipelines_month(account: Path, browser: Brows
     assert {t["name"]: t["y"] for t in browser.evaluate(ALL_CHARTS)[trend_id]} == _trend(account, "New Business")
     assert browser.evaluate(CHARTS_DRAWN)
     assert browser.problems() == []
+
+
+def test_the_analyses_say_which_pipeline_they_count(account: Path) -> None:
+    """The pipeline picker does not switch the analyses (they count the var pipeline): each
+    says whose deals it counts, so a manager who picked Renewals is not shown New Business
+    under a Renewals picker without a word."""
+    page = (account / "r.html").read_text(encoding="utf-8")
+    with (account / "sql" / "seeds" / "funnel_steps.csv").open(newline="", encoding="utf-8") as f:
+        counted = next(csv.DictReader(f))["pipeline"]  # the var's default: the seed's first pipeline
+    analyses = ("rep_stage_conversion", "rep_deal_cohorts", "rep_stage_velocity", "rep_owner_funnel_monthly")
+    for anchor in (*analyses, "rep_lost_reasons_monthly"):
+        assert f'<section id="{anchor}">' in page, anchor
+        section = page.split(f'<section id="{anchor}">', 1)[1].split("<section", 1)[0]
+        assert f"Counted for the pipeline {counted} only, whatever the pipeline picker shows" in section, anchor
+    funnel = page.split('<section id="funnel">', 1)[1].split("<section", 1)[0]
+    assert "Counted for the pipeline" not in funnel  # the funnel follows the picker

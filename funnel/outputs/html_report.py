@@ -137,7 +137,14 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         several = pipeline_funnels(ctx, [(pipeline_key(p), p) for p in shown])
         sections = [funnel_section(ctx, several), trend_section(ctx, several)]
         sections += deal_sections(ctx, manager.deals_absent(found))
-        sections += [make(ctx) for name, make in ANALYSES if name in present]
+        analyses = [make(ctx) for name, make in ANALYSES if name in present]
+        counted = next((p.name for p in several if p.analysed), None)
+        for section in analyses if counted else []:  # the picker does not switch these: say whose they are
+            section.note += (
+                f" Counted for the pipeline {counted} only, whatever the pipeline picker shows "
+                "(funnel build --var 'pipeline=NAME' counts another)."
+            )
+        sections += analyses
         missing = [name for name in (*manager.DEAL_MODELS, *(n for n, _ in ANALYSES)) if name not in present]
         sections.append(quality_section(ctx, manifest, found or records.BuildRecord()))
     sections.append(provenance_section(found, missing))
