@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from benchmarks.windowed_api import WindowedApi, serve
 from funnel.pipedrive import pull as pipedrive
 from funnel.pipedrive.window import SLACK, Window
 from funnel.project.config import load_config
@@ -74,88 +71,10 @@ def test_never_more_than_the_limit_in_any_window_and_a_used_up_window_is_waited_
     assert clock.now == start  # waited once, not again
 
 
-class WindowedApi:
-    """Deals behind a fixed window of `limit` requests per 2 s, counting what it refused."""
-
-    def __init__(self, deals: int, limit: int, latency: float) -> None:
-        self.deals, self.limit, self.latency = deals, limit, latency
-        self.lock = threading.Lock()
-        self.start, self.count, self.refused, self.in_flight, self.most_in_flight = -math.inf, 0, 0, 0, 0
-
-    def admit(self) -> tuple[bool, dict[str, str]]:
-        with self.lock:
-            now = time.monotonic()
-            if now >= self.start + 2:
-                self.start, self.count = now, 0
-            self.count += 1
-            reset = f"{self.start + 2 - now:.3f}"
-            headers = {"x-ratelimit-limit": str(self.limit), "x-ratelimit-remaining": str(max(self.limit - self.count, 0))}
-            if self.count > self.limit:
-                self.refused += 1
-                return False, {**headers, "x-ratelimit-reset": reset, "Retry-After": reset}
-            return True, {**headers, "x-ratelimit-reset": reset}
-
-    def answer(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        empty = {"success": True, "data": [], "additional_data": {"pagination": {"more_items_in_collection": False}}}
-        if path == "/api/v2/deals":
-            deals = [deal_item(n) for n in range(1, self.deals + 1)]
-            return {"success": True, "data": deals, "additional_data": {"next_cursor": None}}
-        if path.endswith("/flow"):
-            deal = int(path.split("/")[4])
-            change = {"id": deal, "field_key": "stage_id", "new_value": str(deal % 5), "log_time": "2024-02-01 10:00:00"}
-            return {**empty, "data": [{"object": "dealChange", "data": change}]}
-        return empty
-
-
-def deal_item(deal: int) -> dict:
-    """A v2 deal as the pull reads it (deals.csv takes its state)."""
-    return {
-        "id": deal,
-        "owner_id": 1,
-        "pipeline_id": 1,
-        "stage_id": 1,
-        "status": "open",
-        "value": 100,
-        "currency": "EUR",
-        "add_time": "2024-01-01T00:00:00Z",
-        "update_time": "2024-01-01T00:00:00Z",
-        "won_time": None,
-        "lost_time": None,
-        "expected_close_date": None,
-        "probability": None,
-    }
-
-
 @pytest.fixture
 def windowed(monkeypatch: pytest.MonkeyPatch) -> Any:
     api = WindowedApi(deals=60, limit=10, latency=0.05)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            ok, headers = api.admit()
-            with api.lock:
-                api.in_flight += 1
-                api.most_in_flight = max(api.most_in_flight, api.in_flight)
-            time.sleep(api.latency)
-            with api.lock:
-                api.in_flight -= 1
-            url = urlsplit(self.path)
-            data = json.dumps(api.answer(url.path, parse_qs(url.query)) if ok else {"success": False}).encode()
-            self.send_response(200 if ok else 429)
-            for name, value in {**headers, "Content-Length": str(len(data))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    server = serve(api)
     monkeypatch.setenv("PIPEDRIVE_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("PIPEDRIVE_API_TOKEN", "tok")
     yield api
