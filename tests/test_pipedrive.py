@@ -32,7 +32,7 @@ from funnel.project.config import load_config
 from tests.conftest import REPO, read_report, sampled
 
 TOKEN = "tok5ecret0f7he7e575"
-SHORT_TIMEOUT = 1.0  # the read timeout of pulls under test (the sleeps fixture)
+SHORT_TIMEOUT = 2.0  # the read timeout of pulls under test (the sleeps fixture)
 OLD = "2024-01-01T00:00:00Z"
 FILES = ["deal_changes.csv", "activity.csv", "activity_types.csv", "fields.csv", "stages.csv", "users.csv"]
 
