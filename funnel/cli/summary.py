@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from funnel.cli.console import rich_text
 from funnel.cli.tables import cell, days, percent
@@ -72,7 +72,7 @@ def _rich(table: Table, none: str) -> RichTable:
     columns = [c for c in table.columns if c != "pipeline" or any(r[pipeline_at] is not None for r in table.rows)]
     out = RichTable(title=rich_text(table.title), title_justify="left")
     for column in columns:
-        justify = "left" if column in TEXT_COLUMNS else "right"
+        justify: Literal["left", "right"] = "left" if column in TEXT_COLUMNS else "right"
         out.add_column(SHOWN[column][0], justify=justify, no_wrap=column not in ("kpi_name", "pipeline"))
     for row in table.rows:
         values = dict(zip(table.columns, row, strict=True))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from funnel import atomic
 from funnel.errors import FunnelError
@@ -121,13 +121,16 @@ def cell(value: Any, kind: str = "") -> str:
     return f"<td>{esc(value)}</td>"
 
 
+Row = TypeVar("Row", bound=Sequence[Any])
+
+
 def table(
     columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    rows: Sequence[Row],
     table_id: str = "",
     kinds: dict[str, str] | None = None,
     scroll: bool = False,
-    marked: Callable[[Sequence[Any]], bool] | None = None,
+    marked: Callable[[Row], bool] | None = None,
 ) -> str:
     """A sortable table; `kinds` maps a column to "percent" (or "n": a number that may be NULL).
     Rows `marked` says are of an incomplete month are shaded and say so on hover."""

@@ -157,11 +157,11 @@ def lost_section(ctx: Context) -> Section:
     parts: list[str | dict[str, Any]] = [shade_incomplete(ctx, figure)] if by_month else []
     for month in ctx.months:
         mine = [r for r in rows if r[0] == month]
-        key = month.strftime("%Y-%m")
+        month_key = month.strftime("%Y-%m")
         markup = (
-            table(columns, mine, f"lost-{key}", {"last_funnel_step": "n"})
+            table(columns, mine, f"lost-{month_key}", {"last_funnel_step": "n"})
             if mine
-            else f"<p class='note'>No deals lost in {esc(key)}.</p>"
+            else f"<p class='note'>No deals lost in {esc(month_key)}.</p>"
         )
         parts += per_month(ctx, month, [markup])
     note = (

@@ -149,8 +149,8 @@ def read_steps(con: duckdb.DuckDBPyConnection, schema: str, present: set[str]) -
     """Every step of the funnel in order: from the seed (a stage step has a stage_id), else
     from the report itself (whole steps are stage steps)."""
     if STEPS in present:
-        rows = con.execute(f"select funnel_step, kpi_name, stage_id is not null from {relation(schema, STEPS)} order by 1")
-        return [Step(s, n, bool(is_stage)) for s, n, is_stage in rows.fetchall()]
+        seed = con.execute(f"select funnel_step, kpi_name, stage_id is not null from {relation(schema, STEPS)} order by 1")
+        return [Step(s, n, bool(is_stage)) for s, n, is_stage in seed.fetchall()]
     rows = con.execute(f"select distinct funnel_step, kpi_name from {relation(schema, FUNNEL)} order by 1").fetchall()
     return [Step(s, n, s == s.to_integral_value()) for s, n in rows]
 
@@ -255,7 +255,8 @@ def _funnel_month(
         before = previous_stage(step, steps)
         share = count / counts[before.number] if before is not None and counts.get(before.number) else None
         if step.is_stage:
-            texts.append(f"{count:,}" + (f" · {100 * share:.1f} % of step {before.number}" if share is not None else ""))
+            of_before = f" · {100 * share:.1f} % of step {before.number}" if before is not None and share is not None else ""
+            texts.append(f"{count:,}" + of_before)
         detail = cohort.get((month, step.number), (None,) * 4) if step.is_stage else (None,) * 4
         table_rows.append(
             (step.number, step.name, count, share, before.number if before else None, *detail, days.get(step.number))

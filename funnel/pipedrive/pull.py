@@ -170,10 +170,10 @@ def list_account(client: Client, since: datetime | None, report: Progress) -> tu
     def rows_of(
         label: str,
         path: str,
-        convert: Callable[[dict[str, Any]], tuple[str, ...] | None],
+        convert: Callable[[dict[str, Any]], Any],
         params: dict[str, Any] | None = None,
     ) -> list[Any]:
-        rows: list[tuple[str, ...]] = []
+        rows: list[Any] = []
         for page in client.pages(path, params):
             rows.extend(r for r in (convert(item) for item in page) if r is not None)
             report(label, len(rows), 0)

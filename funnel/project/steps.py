@@ -154,8 +154,8 @@ def derive(stages: list[Stage], activity_types: dict[str, str], calls: list[str]
     if several and len({n for n in names}) != len(by_pipeline):
         raise SourceError("stages.csv: two pipelines have the same name; rename one in Pipedrive and pull again.")
     steps: list[Step] = []
-    for key in sorted(by_pipeline, key=lambda k: (k[0], k[1] or 0)):
-        ordered = sorted(by_pipeline[key], key=lambda s: (s.order_nr if s.order_nr is not None else s.stage_id, s.stage_id))
+    for group in sorted(by_pipeline, key=lambda k: (k[0], k[1] or 0)):
+        ordered = sorted(by_pipeline[group], key=lambda s: (s.order_nr if s.order_nr is not None else s.stage_id, s.stage_id))
         pipeline = ordered[0].pipeline if several else None
         where = f"pipeline {pipeline!r}" if pipeline else "stages.csv"
         if len(ordered) > MAX_STAGES:
@@ -202,7 +202,7 @@ def compare(derived: list[Step], current: list[Step], stages: list[Stage], activ
     project's steps that match nothing come last."""
     names = {s.stage_id: s.name for s in stages}
     by_stage = {s.stage_id: s for s in current if s.stage_id is not None}
-    by_call = {(s.pipeline, s.activity_type): s for s in current if s.activity_type}
+    by_call: dict[tuple[str | None, str | None], Step] = {(s.pipeline, s.activity_type): s for s in current if s.activity_type}
     lines, used = [], set()
     for step in derived:
         if step.stage_id is not None:
@@ -307,7 +307,7 @@ def steps(sql_dir: Path, folder: Path, calls: list[str] | None = None, write_see
     path = sql_dir / SEED
     current = read_steps(sql_dir) if path.exists() or not write_seed else []
     if calls is None:
-        calls = list(dict.fromkeys(s.activity_type for s in current if s.activity_type in types))  # type: ignore[misc]
+        calls = list(dict.fromkeys(s.activity_type for s in current if s.activity_type in types))
     derived = derive(stages, types, calls)
     if write_seed:
         write(sql_dir, derived)
