@@ -339,3 +339,17 @@ def test_the_report_draws_each_pipelines_funnel(account, runner):
         expected[(pipeline, month)][name] = count
     assert _funnel_figures(text) == expected
     assert any(found for (p, _), found in expected.items() if p == "Renewals")
+
+
+def test_the_report_opens_on_the_pipeline_the_analyses_count(account, runner):
+    # The var pipeline comes first in the picker, whatever has the most deals: the page then
+    # opens on one pipeline in the funnel and in the analyses, which count the var's.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    for counted in ("Renewals", "New Business"):
+        assert runner.invoke(app, ["build", "--var", f"pipeline={counted}"]).exit_code == 0
+        result = runner.invoke(app, ["report", "--out", "r.html"])
+        assert result.exit_code == 0, result.output
+        text = (account / "r.html").read_text(encoding="utf-8")
+        picker = text[text.index('<select id="pipeline-picker">') :].split("</select>", 1)[0]
+        assert re.findall(r'<option value="([^"]*)"', picker)[0] == counted
+        assert f"Counted for the pipeline {counted} only" in text

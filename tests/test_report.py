@@ -135,11 +135,12 @@ def test_several_pipelines_get_a_pipeline_picker(built: Path, runner: Any) -> No
         for model in ("rep_won_value_monthly", "rep_open_pipeline_month_end", "rep_sales_cycle"):
             con.execute(f"update {SCHEMA}.{model} set pipeline = 'Direct'")
     text = _report(built, runner)
-    options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', _picker(text, "pipeline-picker"))
-    assert {key for key, _ in options} == {"Direct", "Partners"}
+    options = re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', _picker(text, "pipeline-picker"))
+    assert {key for key, _, _ in options} == {"Direct", "Partners"}
+    assert [selected for _, selected, _ in options] == [" selected", ""]  # it opens on its first pipeline
     for anchor in ("rep_win_rate_monthly", "rep_sales_cycle"):
         blocks = re.findall(r'<div class="per-pipeline" data-pipeline="([^"]*)"( hidden)?>', _section(text, anchor))
-        assert [key for key, _ in blocks] == [key for key, _ in options]
+        assert [key for key, _ in blocks] == [key for key, _, _ in options]
         assert [hidden for _, hidden in blocks] == ["", " hidden"]
     assert "No deal won or lost yet." in _section(text, "rep_sales_cycle")  # Partners has none
 

@@ -160,6 +160,42 @@ def test_report_opens_on_a_month_only_another_pipeline_has(account: Path, tmp_pa
     ]
 
 
+def _opened(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The pipeline picker's selected options, and per section the pipeline blocks not hidden
+    in the month the page opens on (the trend is not per month). The account has no
+    deals.csv, so its deal sections have no pipeline blocks (test_report covers those)."""
+    selected = [key for key, chosen, _ in _picker(text, "pipeline-picker") if chosen]
+    shown: dict[str, list[str]] = {}
+    for anchor in ("funnel", "trend"):
+        section = _section(text, anchor)
+        opened = re.search(r'<div class="per-month" data-month="[^"]*">(.*?)(?=<div class="per-month"|$)', section, re.S)
+        markup = opened.group(1) if opened else section
+        shown[anchor] = re.findall(r'<div class="per-pipeline" data-pipeline="([^"]*)">', markup)
+    return selected, shown
+
+
+def test_the_page_opens_on_a_pipeline_with_the_months_deals(account: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """The page opens on the latest complete month, which only Renewals has deals in: the
+    pipeline picker opens on Renewals (its blocks shown, no other) instead of New Business's
+    zeros. A month New Business has deals in opens on New Business, the pipeline the
+    analyses count, which comes first."""
+    text = (account / "r.html").read_text(encoding="utf-8")
+    opened = next(m for m, selected, _ in _picker(text, "month-picker") if selected)
+    assert opened in _renewals_only(account)
+    selected, shown = _opened(text)
+    assert selected == ["Renewals"]
+    assert shown == dict.fromkeys(shown, ["Renewals"])
+    assert [key for key, _, _ in _picker(text, "pipeline-picker")][0] == "New Business"
+
+    work_in(account, monkeypatch)
+    both = sorted(set(_months(account, "pipeline = 'New Business'")) & set(_months(account, "pipeline = 'Renewals'")))
+    result = CliRunner().invoke(app, ["report", "--month", both[-1], "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    selected, shown = _opened((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert selected == ["New Business"]
+    assert shown == dict.fromkeys(shown, ["New Business"])
+
+
 def _figures(markup: str) -> list[dict[str, Any]]:
     return [json.loads(f) for f in re.findall(r'<script type="application/json" id="[^"]*-figure">(.*?)</script>', markup, re.S)]
 

@@ -36,6 +36,7 @@ from funnel.outputs.report_sections import (
     Section,
     folder_name,
     funnel_section,
+    opened_pipeline,
     pipeline_funnels,
     pipeline_key,
     pipeline_label,
@@ -105,6 +106,7 @@ class Page:
     months: list[tuple[str, str]]  # (YYYY-MM, label) for the month picker
     opened: str
     pipelines: list[tuple[str, str]]  # (key, label) for the pipeline picker; [] for one pipeline
+    pipeline: str  # the key of the pipeline the picker opens on
 
 
 def write_report(manifest: Manifest, month: str | None, out: Path) -> Path:
@@ -135,6 +137,7 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         ctx = Context(con, env.schema, months, incomplete, opened, steps, present, found)
         shown = pipelines(ctx)
         several = pipeline_funnels(ctx, [(pipeline_key(p), p) for p in shown])
+        ctx.pipeline = opened_pipeline(shown, several, opened) if len(shown) > 1 else ""
         sections = [funnel_section(ctx, several), trend_section(ctx, several)]
         sections += deal_sections(ctx, manager.deals_absent(found))
         analyses = [make(ctx) for name, make in ANALYSES if name in present]
@@ -162,6 +165,7 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         [(m.strftime("%Y-%m"), ctx.label(m)) for m in months],
         opened.strftime("%Y-%m"),
         [(pipeline_key(p), pipeline_label(p)) for p in shown] if len(shown) > 1 else [],
+        ctx.pipeline,
     )
 
 
@@ -189,7 +193,10 @@ def render(report_page: Page, draw: Callable[..., str]) -> str:
     )
     pickers = f'<label>Month <select id="month-picker">{options}</select></label>'
     if report_page.pipelines:
-        choices = "".join(f'<option value="{esc(key)}">{esc(label)}</option>' for key, label in report_page.pipelines)
+        choices = "".join(
+            f'<option value="{esc(key)}"{" selected" if key == report_page.pipeline else ""}>{esc(label)}</option>'
+            for key, label in report_page.pipelines
+        )
         pickers += f'<label>Pipeline <select id="pipeline-picker">{choices}</select></label>'
     parts = [f"<h1>{esc(report_page.title)}</h1><p class='note'>{facts}</p>", f"<div class='pickers'>{pickers}</div>", nav]
     first = True

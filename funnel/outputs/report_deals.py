@@ -33,7 +33,8 @@ MONEY = {"won_value": "n", "avg_won_value": "n", "open_value": "n", "weighted_va
 def pipelines(ctx: Context) -> list[str | None]:
     """The pipelines the deal models name, the one with the most deals first, then those only
     the funnel names (rep_pipeline_funnel_monthly, e.g. a build without deals.csv); [None]
-    for one unnamed pipeline (no picker then)."""
+    for one unnamed pipeline (no picker then). The var pipeline, which the analyses count,
+    comes first of all: the page then opens on one pipeline everywhere."""
     found: list[str | None] = []
     if WIN_RATE in ctx.present:
         rows = ctx.con.execute(
@@ -45,7 +46,8 @@ def pipelines(ctx: Context) -> list[str | None]:
             f"select distinct pipeline from {ctx.rel(names.PIPELINE_FUNNEL)} where pipeline is not null order by 1"
         ).fetchall()
         found += [p for (p,) in rows if p not in found]
-    return found
+    counted = ctx.found.vars.get("pipeline") if ctx.found else None
+    return sorted(found, key=lambda p: p != counted) if counted in found else found
 
 
 def deal_sections(ctx: Context, absent: bool) -> list[Section]:
@@ -68,7 +70,7 @@ def deal_sections(ctx: Context, absent: bool) -> list[Section]:
             section.parts += make(ctx, shown[0] if shown else None, "")
         else:
             for at, pipeline in enumerate(shown):
-                section.parts += per_pipeline(pipeline_key(pipeline), at, make(ctx, pipeline, f"-{at + 1}"))
+                section.parts += per_pipeline(ctx, pipeline_key(pipeline), make(ctx, pipeline, f"-{at + 1}"))
         sections.append(section)
     return sections
 

@@ -70,6 +70,7 @@ class Context:
     steps: list[Step]
     present: set[str]
     found: records.BuildRecord | None = None
+    pipeline: str = ""  # the key the pipeline picker opens on (opened_pipeline); "" for no picker
 
     def rel(self, model: str) -> str:
         return relation(self.schema, model)
@@ -98,10 +99,11 @@ def per_month(ctx: Context, month: date, parts: list[str | dict[str, Any]]) -> I
     yield "</div>"
 
 
-def per_pipeline(key: str, at: int, parts: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
-    """`parts` in a block that shows when the pipeline picker is on `key`; the picker opens
-    on its first pipeline (`at` 0), so the others' blocks start hidden."""
-    return [f'<div class="per-pipeline" data-pipeline="{esc(key)}"{"" if at == 0 else " hidden"}>', *parts, "</div>"]
+def per_pipeline(ctx: Context, key: str, parts: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+    """`parts` in a block that shows when the pipeline picker is on `key`; the others'
+    blocks than the one the picker opens on (`ctx.pipeline`) start hidden."""
+    hidden = "" if key == ctx.pipeline else " hidden"
+    return [f'<div class="per-pipeline" data-pipeline="{esc(key)}"{hidden}>', *parts, "</div>"]
 
 
 def pipeline_key(pipeline: str | None) -> str:
@@ -200,6 +202,17 @@ def pipeline_funnels(ctx: Context, pipelines: list[tuple[str, str | None]]) -> l
     return found
 
 
+def opened_pipeline(shown: list[str | None], several: list[PipelineFunnel], month: date) -> str:
+    """The key of the pipeline the picker opens on: the first of `shown` (the var pipeline's,
+    which the analyses count, comes first) with a deal at a step in `month`, the month the
+    page opens on; else the first. A page should not open on zeros while another pipeline
+    has that month's deals."""
+    with_deals = [p.key for p in several if any(p.counts.get(month, {}).values())]
+    if with_deals:
+        return with_deals[0]
+    return pipeline_key(shown[0]) if shown else ""
+
+
 def funnel_section(ctx: Context, several: list[PipelineFunnel] | None = None) -> Section:
     """The month's funnel; with `several` pipelines (pipeline_funnels), one block per
     pipeline in each month's (the pipeline picker shows one), counted by PIPELINE_FUNNEL."""
@@ -226,7 +239,7 @@ def funnel_section(ctx: Context, several: list[PipelineFunnel] | None = None) ->
             mine = (cohort, days) if pipeline.analysed else ({}, {})
             of_month = pipeline.counts.get(month, {})
             drawn = _funnel_month(ctx, month, of_month, *mine, pipeline.steps, f"-{at + 1}", f" of {pipeline.name}")
-            blocks += per_pipeline(pipeline.key, at, drawn)
+            blocks += per_pipeline(ctx, pipeline.key, drawn)
         parts += per_month(ctx, month, blocks)
     note = (
         "Deals that reached each stage step in the month, with the share of the step before (stage steps only); "
@@ -324,7 +337,7 @@ def trend_section(ctx: Context, several: list[PipelineFunnel] | None = None) -> 
         return Section("trend", "Month by month", FUNNEL, note, _trend(ctx, ctx.steps, counts, "trend-table"))
     parts: list[str | dict[str, Any]] = []
     for at, pipeline in enumerate(several):
-        parts += per_pipeline(pipeline.key, at, _trend(ctx, pipeline.steps, pipeline.counts, f"trend-table-{at + 1}"))
+        parts += per_pipeline(ctx, pipeline.key, _trend(ctx, pipeline.steps, pipeline.counts, f"trend-table-{at + 1}"))
     note = note.replace("over the whole build", "of the pipeline picked, over the whole build")
     return Section("trend", "Month by month", PIPELINE_FUNNEL, note, parts)
 
