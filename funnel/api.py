@@ -76,7 +76,7 @@ class Project:
         return pandas.DataFrame.from_records(table.rows, columns=list(table.columns))
 
     def report(self, out: str | Path = "report.html", month: str | None = None) -> Path:
-        """Write the last build as one self-contained HTML file (needs plotly) and return its path."""
+        """Write the last build as one self-contained HTML file (`funnel report`) and return its path."""
         from funnel.outputs.html_report import write_report
 
         return write_report(self.manifest(), month, Path(out))
