@@ -16,3 +16,6 @@ WIN_RATE = "rep_win_rate_monthly"
 WON_VALUE = "rep_won_value_monthly"
 OPEN_PIPELINE = "rep_open_pipeline_month_end"
 SALES_CYCLE = "rep_sales_cycle"
+
+# The models that count one pipeline, the var `pipeline`'s (the others name theirs per row).
+ONE_PIPELINE = (SALES_FUNNEL, STAGE_CONVERSION, STAGE_VELOCITY, LOST_REASONS, DEAL_COHORTS, OWNER_FUNNEL)

@@ -22,6 +22,8 @@ import duckdb
 import pytest
 
 from funnel.cli import app
+from funnel.outputs import query
+from funnel.project.config import load_config
 
 from .conftest import new_project
 
@@ -353,3 +355,67 @@ def test_the_report_opens_on_the_pipeline_the_analyses_count(account, runner):
         picker = text[text.index('<select id="pipeline-picker">') :].split("</select>", 1)[0]
         assert re.findall(r'<option value="([^"]*)"', picker)[0] == counted
         assert f"Counted for the pipeline {counted} only" in text
+
+
+def test_the_summary_and_show_name_the_pipeline_they_count(account, runner):
+    # The steps of two pipelines share their numbers (1.0, 2.0, ...): the summary's
+    # conversion and days in step are the counted pipeline's, under that pipeline's names
+    # only (it listed Renewals' steps too, each beside New Business's figures), and every
+    # table of a model that counts one pipeline says which.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    env = load_config(account).environment("dev")
+    for counted in ("New Business", "Renewals"):
+        assert runner.invoke(app, ["build", "--var", f"pipeline={counted}"]).exit_code == 0
+        with duckdb.connect(str(account / "target" / "dev.duckdb"), read_only=True) as con:
+            steps = con.execute(
+                f"select funnel_step, kpi_name from {SCHEMA}.funnel_steps where pipeline = ? and stage_id is not null order by 1",
+                [counted],
+            ).fetchall()
+            month = con.execute(f"select strftime(max(cohort_month), '%Y-%m') from {SCHEMA}.rep_stage_conversion").fetchone()[0]
+            conversion = dict(
+                con.execute(
+                    f"select from_step, entered from {SCHEMA}.rep_stage_conversion where strftime(cohort_month, '%Y-%m') = ?",
+                    [month],
+                ).fetchall()
+            )
+            days = dict(con.execute(f"select funnel_step, median_days from {SCHEMA}.rep_stage_velocity").fetchall())
+        summary = query.summary(env, month)
+        assert [(r[0], r[1]) for r in summary.stages.rows] == steps
+        assert [r[2] for r in summary.stages.rows] == [conversion.get(s) for s, _ in steps]
+        assert [r[6] for r in summary.stages.rows] == [days.get(s) for s, _ in steps]
+        for table in (summary.funnel, summary.stages, summary.lost_reasons):
+            assert f" · {counted} · {month}" in table.title, table.title
+        assert query.show(env, "rep_stage_velocity").title.startswith(f"rep_stage_velocity · dev · {counted}")
+        assert query.show(env, "rep_win_rate_monthly").title == "rep_win_rate_monthly · dev"  # a column per row
+
+
+def test_a_pipeline_without_deals_lends_no_step_names_to_the_report(account, runner):
+    # A seed of two pipelines where only New Business has deals (a Renewals pipeline just
+    # set up): the page draws rep_sales_funnel_monthly alone, with New Business's steps; it
+    # listed Renewals' steps too, at the same numbers, under New Business's counts.
+    changes = account / "raw_data" / "deal_changes.csv"
+    with changes.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    renewals = {str(s[0]) for s in STAGES if s[3] == "Renewals"}
+    kept = [r for r in rows if not (r[2] == "stage_id" and r[3] in renewals)]
+    assert len(kept) < len(rows)
+    with changes.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(kept)
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    result = runner.invoke(app, ["report", "--out", "r.html"])
+    assert result.exit_code == 0, result.output
+    text = (account / "r.html").read_text(encoding="utf-8")
+    assert '<select id="pipeline-picker">' not in text
+    with duckdb.connect(str(account / "target" / "dev.duckdb"), read_only=True) as con:
+        steps = [
+            n
+            for (n,) in con.execute(
+                f"select kpi_name from {SCHEMA}.funnel_steps where pipeline = 'New Business' order by funnel_step"
+            ).fetchall()
+        ]
+    section = text[text.index('<section id="funnel">') :].split("</section>", 1)[0]
+    figures = re.findall(r'<script type="application/json" id="[^"]*-figure">(.*?)</script>', section, re.S)
+    drawn = {name for f in figures for trace in json.loads(f)["data"] for name in trace.get("y", []) if isinstance(name, str)}
+    assert drawn and drawn <= set(steps)
+    assert not [name for name in drawn if "Renew" in name]  # Renewals' steps: Up for Renewal, Renewed, ...

@@ -133,7 +133,7 @@ def collect(manifest: Manifest, month: str | None) -> Page:
         incomplete = {m for m in months if complete is not None and m.strftime("%Y-%m") > complete}
         done = [m for m in months if m not in incomplete]
         opened = date.fromisoformat(report.check_month(month)) if month else (done or months)[-1]
-        steps = read_steps(con, env.schema, present)
+        steps = read_steps(con, env.schema, present, report.counted_pipeline(con))
         ctx = Context(con, env.schema, months, incomplete, opened, steps, present, found)
         shown = pipelines(ctx)
         several = pipeline_funnels(ctx, [(pipeline_key(p), p) for p in shown])

@@ -102,10 +102,19 @@ def show(
             covered = _month_range(con, env, model, columns)
             raise FunnelError(f"no rows for {months.label} in {model} (env '{env.name}'); {covered}.")
         built_with = records.recorded(con)
-    title = f"{model} · {env.name}" + (f" · {pipeline}" if pipeline is not None else "")
+        counted = counted_pipeline(con) if model in names.ONE_PIPELINE else None
+    title = f"{model} · {env.name}" + (f" · {pipeline or counted}" if pipeline or counted else "")
     title += f" · {months.label}" if months.first or months.last else ""
     title += f" · {built_with}" if built_with else ""
     return Table(tuple(columns), rows, title, total, built_with)
+
+
+def counted_pipeline(con: Any) -> str | None:
+    """The pipeline the models of names.ONE_PIPELINE count in the build open in `con`: the
+    var `pipeline` its record holds; None for a seed that names no pipeline (one funnel)."""
+    record = records.read(con)
+    value = record.vars.get("pipeline") if record else None
+    return None if value is None else str(value)
 
 
 def pipelines(env: Environment) -> list[str]:
@@ -250,6 +259,10 @@ def summary(env: Environment, month: str | None = None) -> Summary:
     first_day = check_month(month)
     funnel = show(env, DEFAULT_MODEL, month)
     with database.read(env) as con:
+        # The steps of the pipeline the analyses count: another pipeline's steps share their
+        # numbers, and would get this one's conversion and days under their own names.
+        counted = counted_pipeline(con)
+        of_pipeline = "" if counted is None else "and steps.pipeline = ?"
         stages = con.execute(
             f"""
             select
@@ -264,10 +277,10 @@ def summary(env: Environment, month: str | None = None) -> Summary:
             left join {relation(env.schema, CONVERSION)} as conversion
                 on steps.funnel_step = conversion.from_step and conversion.cohort_month = ?::date
             left join {relation(env.schema, VELOCITY)} as velocity on steps.funnel_step = velocity.funnel_step
-            where steps.stage_id is not null
+            where steps.stage_id is not null {of_pipeline}
             order by steps.funnel_step
             """,
-            [first_day],
+            [first_day] if counted is None else [first_day, counted],
         ).fetchall()
         lost = con.execute(
             f"""
@@ -284,9 +297,10 @@ def summary(env: Environment, month: str | None = None) -> Summary:
             [first_day],
         ).fetchall()
     stage_columns = ("funnel_step", "kpi_name", "entered", "to_step", "converted", "conversion_rate", "median_days")
+    of = f"{env.name} · {counted}" if counted else env.name
     return Summary(
         month,
         funnel,
-        Table(stage_columns, stages, f"conversion and days in step · {env.name} · {month}"),
-        Table(("lost_reason", "deals_count", "share"), lost, f"top lost reasons · {env.name} · {month}"),
+        Table(stage_columns, stages, f"conversion and days in step · {of} · {month}"),
+        Table(("lost_reason", "deals_count", "share"), lost, f"top lost reasons · {of} · {month}"),
     )

@@ -147,11 +147,15 @@ def _next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def read_steps(con: duckdb.DuckDBPyConnection, schema: str, present: set[str]) -> list[Step]:
-    """Every step of the funnel in order: from the seed (a stage step has a stage_id), else
-    from the report itself (whole steps are stage steps)."""
+def read_steps(con: duckdb.DuckDBPyConnection, schema: str, present: set[str], pipeline: str | None = None) -> list[Step]:
+    """Every step of FUNNEL in order: from the seed (a stage step has a stage_id; only
+    `pipeline`'s steps, the one FUNNEL counts, when the seed names pipelines), else from
+    the report itself (whole steps are stage steps)."""
     if STEPS in present:
-        seed = con.execute(f"select funnel_step, kpi_name, stage_id is not null from {relation(schema, STEPS)} order by 1")
+        of_pipeline, params = ("", []) if pipeline is None else (" where pipeline = ?", [pipeline])
+        seed = con.execute(
+            f"select funnel_step, kpi_name, stage_id is not null from {relation(schema, STEPS)}{of_pipeline} order by 1", params
+        )
         return [Step(s, n, bool(is_stage)) for s, n, is_stage in seed.fetchall()]
     rows = con.execute(f"select distinct funnel_step, kpi_name from {relation(schema, FUNNEL)} order by 1").fetchall()
     return [Step(s, n, s == s.to_integral_value()) for s, n in rows]
