@@ -419,3 +419,15 @@ def test_a_pipeline_without_deals_lends_no_step_names_to_the_report(account, run
     drawn = {name for f in figures for trace in json.loads(f)["data"] for name in trace.get("y", []) if isinstance(name, str)}
     assert drawn and drawn <= set(steps)
     assert not [name for name in drawn if "Renew" in name]  # Renewals' steps: Up for Renewal, Renewed, ...
+
+
+def test_summary_refuses_a_pipeline_it_would_not_count(account, runner):
+    # --summary counts the var pipeline: a --pipeline beside it was ignored, and Renewals'
+    # summary came out as New Business's, exit 0.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    refused = runner.invoke(app, ["show", "--summary", "--pipeline", "Renewals"])
+    assert refused.exit_code == 2
+    assert "--summary counts the pipeline the build counts (New Business)" in refused.stderr
+    assert "--var 'pipeline=Renewals'" in refused.stderr
+    assert refused.stdout == ""

@@ -68,7 +68,8 @@ def show(
     the build has more than one pipeline, the funnel is every pipeline's, with a pipeline
     column (rep_pipeline_funnel_monthly); --pipeline NAME keeps one.
     --summary adds, for the month (default: the latest), each stage step's conversion and
-    median days and the top lost reasons; then win rate by month added and won value per
+    median days and the top lost reasons, of the pipeline the build counts (the var
+    pipeline; --pipeline is refused there); then win rate by month added and won value per
     month and currency (the month and the five before it), the open and weighted pipeline
     by step at the month's end, and the sales cycle (from deals.csv).
     """
@@ -91,6 +92,13 @@ def show(
         raise typer.BadParameter(
             f"no model {_quoted(chosen)} in the project." + did_you_mean(chosen, list(manifest.graph.models)),
             param_hint="'--model'",
+        )
+    if summary and pipeline is not None:
+        counted = report.counted(manifest.env)
+        raise typer.BadParameter(
+            f"--summary counts the pipeline the build counts ({counted or 'one unnamed pipeline'}) and lists every "
+            f"pipeline's deals; drop --pipeline, or build with --var 'pipeline={pipeline}' to summarise {_quoted(pipeline)}.",
+            param_hint="'--pipeline'",
         )
     if summary:
         from funnel.cli.summary import print_deal_summary

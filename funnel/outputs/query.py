@@ -117,6 +117,12 @@ def counted_pipeline(con: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def counted(env: Environment) -> str | None:
+    """counted_pipeline of `env`'s last build."""
+    with database.read(env) as con:
+        return counted_pipeline(con)
+
+
 def pipelines(env: Environment) -> list[str]:
     """The pipelines PIPELINE_FUNNEL names in `env`'s last build, sorted; [] without the model.
 
