@@ -4,6 +4,8 @@ each the build's own numbers; an export without deals.csv says where to get one.
 
 from __future__ import annotations
 
+import csv
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,22 @@ def _titled(tables: dict[str, list[list[str]]], start: str) -> list[list[str]]:
     return rows
 
 
+def _latest_complete_month(project: Path) -> str:
+    """The month before the one of deal_changes.csv's latest change_time (UTC): the last
+    month the export does not end during."""
+    with (project / "raw_data" / "deal_changes.csv").open(newline="", encoding="utf-8") as f:
+        latest = max(datetime.fromisoformat(row["change_time"]) for row in csv.DictReader(f))
+    year, month = (latest.year, latest.month - 1) if latest.month > 1 else (latest.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
 def test_show_summary_adds_the_deal_tables_with_the_builds_numbers(built: Path, runner: Any) -> None:
-    (month,) = _query(built, f"select strftime(max(month), '%Y-%m') from {SCHEMA}.rep_sales_funnel_monthly")[0]
+    # By default the summary is of the funnel's latest complete month, as the report opens on.
+    ((month,),) = _query(
+        built,
+        f"select strftime(max(month), '%Y-%m') from {SCHEMA}.rep_sales_funnel_monthly where strftime(month, '%Y-%m') <= ?",
+        [_latest_complete_month(built)],
+    )
     result = runner.invoke(app, ["show", "--summary"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -90,3 +106,25 @@ def test_show_summary_of_an_export_without_deals_csv_says_where_to_get_one(proje
     assert result.exit_code == 0, result.output
     assert "conversion and days in step" in result.stdout  # the funnel's summary is all there
     assert result.stdout.rstrip().splitlines()[-1] == "deals: no deals.csv in this export; `funnel pull` writes one."
+
+
+def test_show_summary_marks_a_month_the_export_ends_during(sample_built: Path, runner: Any) -> None:
+    complete = _latest_complete_month(sample_built)
+    ((latest,),) = _query(sample_built, f"select strftime(max(month), '%Y-%m') from {SCHEMA}.rep_sales_funnel_monthly")
+    assert latest > complete, "the sample's last month is incomplete"
+    default = runner.invoke(app, ["show", "--summary"], env={"COLUMNS": "200"})
+    assert list(_tables(default.stdout))[0] == f"rep_sales_funnel_monthly · dev · {complete}"
+    result = runner.invoke(app, ["show", "--summary", "--month", latest], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())  # rich wraps a title longer than its table
+    for title in (
+        f"rep_sales_funnel_monthly · dev · {latest} (incomplete)",
+        f"conversion and days in step · dev · {latest} (incomplete)",
+        f"top lost reasons · dev · {latest} (incomplete)",
+        f"win rate by month added · dev · 6 months to {latest} (incomplete)",
+        f"won value per month · dev · 6 months to {latest} (incomplete)",
+        f"open pipeline at the end of {latest} (incomplete) · dev",
+    ):
+        assert title in words, title
+    plain = runner.invoke(app, ["show", "--summary", "--month", complete], env={"COLUMNS": "200"})
+    assert "(incomplete)" not in plain.stdout

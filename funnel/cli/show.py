@@ -67,9 +67,10 @@ def show(
     The monthly funnel by default, in funnel order; other models in their own order. When
     the build has more than one pipeline, the funnel is every pipeline's, with a pipeline
     column (rep_pipeline_funnel_monthly); --pipeline NAME keeps one.
-    --summary adds, for the month (default: the latest), each stage step's conversion and
-    median days and the top lost reasons, of the pipeline the build counts (the var
-    pipeline; --pipeline is refused there); then win rate by month added and won value per
+    --summary adds, for the month (default: the latest complete one; a month the export
+    ends during is marked "(incomplete)"), each stage step's conversion and median days
+    and the top lost reasons, of the pipeline the build counts (the var pipeline;
+    --pipeline is refused there); then win rate by month added and won value per
     month and currency (the month and the five before it), the open and weighted pipeline
     by step at the month's end, and the sales cycle (from deals.csv).
     """
@@ -106,7 +107,7 @@ def show(
 
         shown = report.summary(manifest.env, month)
         tables.print_summary(shown)
-        print_deal_summary(deal_summary(manifest.env, shown.month))
+        print_deal_summary(deal_summary(manifest.env, shown.month, shown.label))
         return
     months = report.Months(since, until) if since or until else report.Months.one(month)
     if pipeline is not None and (compare or model not in (None, report.PIPELINE_FUNNEL)):

@@ -129,7 +129,7 @@ def collect(manifest: Manifest, month: str | None) -> Page:
             raise FunnelError(f"{FUNNEL} in env '{env.name}' has no rows to report; check the export and rebuild.")
         if month is not None and date.fromisoformat(report.check_month(month)) not in months:
             report.show(env, counted_in, month)  # says which months exist
-        complete = manager.latest_complete_month(con, env.schema, found) if "stg_deal_changes" in present else None
+        complete = report.latest_complete_month(con, env.schema, found) if "stg_deal_changes" in present else None
         incomplete = {m for m in months if complete is not None and m.strftime("%Y-%m") > complete}
         done = [m for m in months if m not in incomplete]
         opened = date.fromisoformat(report.check_month(month)) if month else (done or months)[-1]

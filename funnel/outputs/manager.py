@@ -18,7 +18,7 @@ from funnel.build import record as records
 from funnel.engine import database
 from funnel.outputs.query import Table, check_month
 from funnel.project.config import Environment
-from funnel.quoting import quote_literal, relation
+from funnel.quoting import relation
 
 WIN_RATE, WON_VALUE = names.WIN_RATE, names.WON_VALUE
 OPEN_PIPELINE, SALES_CYCLE = names.OPEN_PIPELINE, names.SALES_CYCLE
@@ -45,21 +45,12 @@ def deals_absent(found: records.BuildRecord | None) -> bool:
     return bool(found and found.fingerprints.get("deals", {}).get("absent") is True)
 
 
-def latest_complete_month(con: Any, schema: str, found: records.BuildRecord | None) -> str | None:
-    """The last month (YYYY-MM) that ends before the export's latest change_time, in the
-    build's time zone; None for an export without changes."""
-    tz = str((found.vars if found else {}).get("timezone") or "UTC")
-    latest = "max(changed_at)" if tz == "UTC" else f"timezone({quote_literal(tz)}, timezone('UTC', max(changed_at)))"
-    row = con.execute(
-        f"select strftime(date_trunc('month', {latest}) - interval 1 month, '%Y-%m') from {relation(schema, 'stg_deal_changes')}"
-    ).fetchone()
-    return str(row[0]) if row and row[0] is not None else None
-
-
-def deal_summary(env: Environment, month: str) -> DealSummary:
+def deal_summary(env: Environment, month: str, label: str = "") -> DealSummary:
     """The deal tables for `month` (YYYY-MM): win rate and won value of the month and the
-    five before it, the open pipeline at the month's end, the sales cycle of the build."""
+    five before it, the open pipeline at the month's end, the sales cycle of the build.
+    Titles name the month as `label` (Summary.label), by default as `month`."""
     first_day = check_month(month)
+    label = label or month
     with database.read(env) as con:
         found = records.read(con)
         present = set(database.table_columns(con, env.schema))
@@ -81,14 +72,14 @@ def deal_summary(env: Environment, month: str) -> DealSummary:
             f"select cohort_month, pipeline, deals, won, lost, open, win_rate from {relation(env.schema, WIN_RATE)} "
             f"where cohort_month {window} order by cohort_month, pipeline nulls first",
             since,
-            f"win rate by month added · {env.name} · {RECENT_MONTHS} months to {month}",
+            f"win rate by month added · {env.name} · {RECENT_MONTHS} months to {label}",
         )
         won_value = _table(
             con,
             f"select month, pipeline, currency, won_deals, won_value, avg_won_value "
             f"from {relation(env.schema, WON_VALUE)} where month {window} order by month, pipeline nulls first, currency",
             since,
-            f"won value per month · {env.name} · {RECENT_MONTHS} months to {month}",
+            f"won value per month · {env.name} · {RECENT_MONTHS} months to {label}",
         )
         open_pipeline = _table(
             con,
@@ -96,7 +87,7 @@ def deal_summary(env: Environment, month: str) -> DealSummary:
             f"from {relation(env.schema, OPEN_PIPELINE)} where month_end = ?::date + interval 1 month - interval 1 day "
             "order by pipeline nulls first, funnel_step nulls last, currency",
             [first_day],
-            f"open pipeline at the end of {month} · {env.name}",
+            f"open pipeline at the end of {label} · {env.name}",
         )
         sales_cycle = _table(
             con,

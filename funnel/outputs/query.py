@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from funnel import names
@@ -60,6 +60,17 @@ class Months:
         if self.first == self.last:
             return self.first or ""
         return f"{self.first or '…'} to {self.last or '…'}"
+
+
+def latest_complete_month(con: Any, schema: str, found: records.BuildRecord | None) -> str | None:
+    """The last month (YYYY-MM) that ends before the export's latest change_time, in the
+    build's time zone; None for an export without changes."""
+    tz = str((found.vars if found else {}).get("timezone") or "UTC")
+    latest = "max(changed_at)" if tz == "UTC" else f"timezone({quote_literal(tz)}, timezone('UTC', max(changed_at)))"
+    row = con.execute(
+        f"select strftime(date_trunc('month', {latest}) - interval 1 month, '%Y-%m') from {relation(schema, 'stg_deal_changes')}"
+    ).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
 
 
 def check_month(month: str) -> str:
@@ -191,6 +202,10 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
     return Table(columns_out, rows, title, definitions=note)
 
 
+def _has(con: Any, env: Environment, relation_name: str) -> bool:
+    return relation_name in database.table_columns(con, env.schema)
+
+
 def _columns(con: Any, env: Environment, model: str, catalog: str | None = None) -> list[str]:
     if not IDENTIFIER.fullmatch(model):
         raise ConfigError(f"--model '{model}' is not a model name (letters, digits, _).")
@@ -243,25 +258,34 @@ class Summary:
     step: (funnel_step, kpi_name, entered, to_step, converted, conversion_rate,
     median_days), conversion of the deals that first entered the step that month and
     median days in the step over the whole build; `lost_reasons` the month's most frequent
-    lost reasons: (lost_reason, deals_count, share of the month's lost deals).
+    lost reasons: (lost_reason, deals_count, share of the month's lost deals). `label`
+    is how titles name the month: '2025-05 (incomplete)' when the export ends during it.
     """
 
     month: str
     funnel: Table
     stages: Table
     lost_reasons: Table
+    label: str = ""
 
 
 def summary(env: Environment, month: str | None = None) -> Summary:
-    """The summary of `month` (YYYY-MM; default: the report's latest month) in `env`."""
+    """The summary of `month` (YYYY-MM) in `env`; by default of the report's latest complete
+    month (latest_complete_month, as `funnel report` opens on), else its latest. A month
+    the export ends during is titled "(incomplete)"."""
     with database.read(env) as con:
         for model in (DEFAULT_MODEL, CONVERSION, VELOCITY, LOST_REASONS):
             _columns(con, env, model)
+        complete = latest_complete_month(con, env.schema, records.read(con)) if _has(con, env, "stg_deal_changes") else None
         if month is None:
-            latest = con.execute(f"select strftime(max(month), '%Y-%m') from {relation(env.schema, DEFAULT_MODEL)}").fetchone()
-            if not latest or latest[0] is None:
+            months = con.execute(
+                "select strftime(max(month), '%Y-%m'), strftime(max(month) filter (month <= ?::date), '%Y-%m') "
+                f"from {relation(env.schema, DEFAULT_MODEL)}",
+                [f"{complete or '9999-12'}-01"],
+            ).fetchone()
+            if not months or months[0] is None:
                 raise FunnelError(f"{DEFAULT_MODEL} in env '{env.name}' has no rows to summarise.")
-            month = str(latest[0])
+            month = str(months[1] or months[0])
     first_day = check_month(month)
     funnel = show(env, DEFAULT_MODEL, month)
     with database.read(env) as con:
@@ -304,9 +328,13 @@ def summary(env: Environment, month: str | None = None) -> Summary:
         ).fetchall()
     stage_columns = ("funnel_step", "kpi_name", "entered", "to_step", "converted", "conversion_rate", "median_days")
     of = f"{env.name} · {counted}" if counted else env.name
+    label = f"{month} (incomplete)" if complete is not None and month > complete else month
+    if label != month:
+        funnel = replace(funnel, title=funnel.title.replace(f" · {month}", f" · {label}"))
     return Summary(
         month,
         funnel,
-        Table(stage_columns, stages, f"conversion and days in step · {of} · {month}"),
-        Table(("lost_reason", "deals_count", "share"), lost, f"top lost reasons · {of} · {month}"),
+        Table(stage_columns, stages, f"conversion and days in step · {of} · {label}"),
+        Table(("lost_reason", "deals_count", "share"), lost, f"top lost reasons · {of} · {label}"),
+        label,
     )
