@@ -431,3 +431,39 @@ def test_summary_refuses_a_pipeline_it_would_not_count(account, runner):
     assert "--summary counts the pipeline the build counts (New Business)" in refused.stderr
     assert "--var 'pipeline=Renewals'" in refused.stderr
     assert refused.stdout == ""
+
+
+@pytest.mark.postgres
+def test_exported_tables_say_which_pipeline_they_count(account, runner):
+    # A table in PostgreSQL is read without funnel's titles: its comment names the pipeline
+    # of a model that counts one (rep_stage_velocity of New Business reads like every deal's).
+    from .test_export import _SKIP, PG, side_schemas
+
+    if _SKIP:
+        pytest.skip(_SKIP)
+    import secrets
+
+    import psycopg
+
+    name = f"funnel_test_{secrets.token_hex(4)}"
+    text = (account / "environments.toml").read_text(encoding="utf-8").replace('"public_pipedrive_analytics"', f'"{name}"')
+    text += f'[dev.postgres]\nhost = "{PG["host"]}"\nport = {PG["port"]}\nuser = "{PG["user"]}"\ndbname = "{PG["dbname"]}"\n'
+    (account / "environments.toml").write_text(text)
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    query = "select obj_description(%s::regclass, 'pg_class')"
+    with psycopg.connect(**PG, autocommit=True) as pg:  # type: ignore[arg-type]
+        try:
+            for counted in ("Renewals", "New Business"):
+                assert runner.invoke(app, ["build", "--var", f"pipeline={counted}"]).exit_code == 0
+                exported = runner.invoke(app, ["export"])
+                assert exported.exit_code == 0, exported.output
+                for table in ("rep_sales_funnel_monthly", "rep_stage_velocity", "rep_lost_reasons_monthly"):
+                    assert pg.execute(query, [f'"{name}".{table}']).fetchone() == (
+                        f"funnel: built with the default definitions; counts the pipeline {counted} only",
+                    ), table
+                for table in ("rep_pipeline_funnel_monthly", "rep_win_rate_monthly"):  # a pipeline column
+                    assert pg.execute(query, [f'"{name}".{table}']).fetchone() == ("funnel: built with the default definitions",)
+        finally:
+            pg.execute(f'drop schema if exists "{name}" cascade')
+            for side in side_schemas(pg, name):
+                pg.execute(f'drop schema "{side}" cascade')

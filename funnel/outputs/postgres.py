@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel import atomic
-from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError, first_line
 from funnel.outputs.files import Exported, columns, selected
+from funnel.outputs.query import counted_with
 from funnel.project.config import Environment
 from funnel.quoting import quote_ident, quote_literal, relation
 from funnel.workdir import scratch_folder
@@ -175,8 +175,8 @@ def export_postgres(
                 names,
                 env.postgres.lock_timeout,
                 f"[{env.name}.postgres] of {manifest.config.config_path}",
+                {name: f"funnel: {counted_with(duck, name)}" for name in names},
                 on_published,
-                records.recorded(duck),
             )
         except psycopg.errors.InsufficientPrivilege as e:
             raise ExportError(
@@ -275,8 +275,8 @@ def _swap_all(
     names: list[str],
     deadline: float,
     config: str,
+    comments: dict[str, str],
     on_published: Callable[[], None] | None = None,
-    built_with: str = "",
 ) -> None:
     """Swap every table in one transaction, holding up the tables' readers for a second at most.
 
@@ -300,11 +300,10 @@ def _swap_all(
                     existing = [t for t in tables if _exists(pg, t)]
                     if existing:
                         pg.execute(f"lock table {', '.join(existing)} in access exclusive mode")
-                    # Each table says which definitions (README "Definitions") it counts with.
-                    comment = f"funnel: built with {built_with or 'the default definitions'}"
                     for name in names:
                         _swap(pg, side, schema, name)
-                        pg.execute(f"comment on table {relation(schema, name)} is {quote_literal(comment)}")
+                        # Each table says how it counts: its definitions, its pipeline (query.counted_with).
+                        pg.execute(f"comment on table {relation(schema, name)} is {quote_literal(comments[name])}")
                     pg.execute(f"drop schema {quote_ident(side)}")
                 if on_published:
                     on_published()

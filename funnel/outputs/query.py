@@ -128,6 +128,15 @@ def counted_pipeline(con: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def counted_with(con: Any, model: str) -> str:
+    """How `model` of the build open in `con` counts, in words, for whoever reads it elsewhere
+    (PostgreSQL's table comments): the definitions it was built with (README "Definitions")
+    and, for a model of one pipeline, which pipeline."""
+    words = f"built with {records.recorded(con) or 'the default definitions'}"
+    counted = counted_pipeline(con) if model in names.ONE_PIPELINE else None
+    return words + (f"; counts the pipeline {counted} only" if counted is not None else "")
+
+
 def counted(env: Environment) -> str | None:
     """counted_pipeline of `env`'s last build."""
     with database.read(env) as con:
