@@ -57,3 +57,25 @@ def test_the_api_builds_a_spark_env_with_spark(project):
         found = record.read(con)
     assert found is not None and found.engine == "spark" and found.vars["stage_entry"] == "every"
     assert (project / "target" / "warehouse").is_dir()
+
+
+def test_the_api_prints_nothing_even_where_duckdb_would_draw_its_progress_bar(project, monkeypatch, capfd):
+    # DuckDB draws a progress bar on stdout for any query over 2 s (a big export's models,
+    # a df() or test() on its build): in a notebook, and in `funnel show -f csv > file`.
+    # Here every query over 1 ms counts as slow; funnel's connections turn the bar off.
+    real = duckdb.connect
+
+    def impatient(*args, **kwargs):
+        con = real(*args, **kwargs)
+        con.execute("set progress_bar_time = 1")  # ms
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", impatient)
+    from funnel import Project
+
+    notebook = Project(project, env="dev")
+    notebook.build()
+    notebook.df()
+    notebook.test()
+    notebook.report(project / "report.html")
+    assert capfd.readouterr() == ("", "")

@@ -70,7 +70,16 @@ def connect(path: Path, env: Environment) -> duckdb.DuckDBPyConnection:
         settings["threads"] = env.threads
     if memory_limit := env.memory_limit or default_memory_limit():
         settings["memory_limit"] = memory_limit
-    return duckdb.connect(str(path), config=settings)  # type: ignore[arg-type]
+    return quiet(duckdb.connect(str(path), config=settings))  # type: ignore[arg-type]
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """`con` without DuckDB's progress bar, which it draws on stdout for any query over 2 s:
+    into the data of `funnel show -f csv > file`, the CLI's own progress and a notebook
+    (the Python API prints nothing). A setting of the connection, not of the database: a
+    `config=` one would clash with other connections to the same file in the process."""
+    con.execute("set enable_progress_bar = false")
+    return con
 
 
 @contextlib.contextmanager
@@ -83,7 +92,7 @@ def read(env: Environment) -> Iterator[duckdb.DuckDBPyConnection]:
     deadline = time.monotonic() + READ_RETRY_SECONDS
     while True:
         try:
-            con = duckdb.connect(str(env.database), read_only=True)
+            con = quiet(duckdb.connect(str(env.database), read_only=True))
             break
         except duckdb.Error as e:
             locked = isinstance(e, duckdb.IOException) and "lock" in str(e).lower()

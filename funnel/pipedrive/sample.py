@@ -345,6 +345,7 @@ def generate(
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix=".funnel-generate-", dir=out) as tmp:
         con = duckdb.connect(config={"temp_directory": os.path.join(tmp, "spill"), "memory_limit": MEMORY_LIMIT})
+        con.execute("set enable_progress_bar = false")  # DuckDB's bar goes to stdout (funnel/engine/database.py, quiet)
         # DuckDB's hash of several arguments correlates values that differ only in the salt,
         # so the salt goes into the key and one hash (a 64-bit finaliser) mixes it all.
         # r(): uniform in [0, 1); pick(): uniform whole number in [0, n). Both depend on seed and row only.

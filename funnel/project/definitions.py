@@ -137,6 +137,7 @@ def time_zones() -> frozenset[str]:
     import duckdb
 
     with duckdb.connect() as db:
+        db.execute("set enable_progress_bar = false")  # DuckDB's bar goes to stdout (funnel/engine/database.py, quiet)
         return frozenset(row[0] for row in db.sql("select name from pg_timezone_names()").fetchall())
 
 

@@ -298,6 +298,7 @@ def syntax_errors(graph: Graph, names: list[str]) -> list[str]:
 
     problems = []
     with duckdb.connect() as con:
+        con.execute("set enable_progress_bar = false")  # DuckDB's bar goes to stdout (funnel/engine/database.py, quiet)
         for name in names:
             model = graph.models[name]
             if model.is_seed:

@@ -277,7 +277,7 @@ def _write_database(
     import duckdb
 
     env, folder = manifest.env, local_path(folder)
-    con = duckdb.connect(str(path))
+    con = database.quiet(duckdb.connect(str(path)))
     try:
         con.execute(f"create schema {quote_ident(models.RAW_SCHEMA)}")
         con.execute(f"create schema {quote_ident(env.schema)}")
