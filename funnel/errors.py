@@ -45,6 +45,13 @@ class ExportError(FunnelError):
     """PostgreSQL or file export failed; the previous tables are unchanged."""
 
 
+def from_os_error(error: OSError) -> FunnelError:
+    """A file the system refused (a path that is a file, not a folder; no permission; a full
+    disk) as the one-line FunnelError the CLI prints and the Python API raises."""
+    where = f"{error.filename}: " if error.filename else ""
+    return FunnelError(f"{where}{error.strerror or error}; check the path and its permissions.")
+
+
 def first_line(error: BaseException | str) -> str:
     """The first line of a driver's message, without its final dot, for quoting in ours."""
     text = str(error).strip()

@@ -79,3 +79,14 @@ def test_the_api_prints_nothing_even_where_duckdb_would_draw_its_progress_bar(pr
     notebook.test()
     notebook.report(project / "report.html")
     assert capfd.readouterr() == ("", "")
+
+
+def test_a_path_the_system_refuses_is_a_funnel_error_naming_it(project):
+    # Both were a raw NotADirectoryError; the CLI says the second as an Error: line.
+    from funnel import Project
+    from funnel.errors import FunnelError
+
+    with pytest.raises(ConfigError, match=r"environments.toml: not a folder; name the folder that holds environments.toml"):
+        Project(project / "environments.toml")
+    with pytest.raises(FunnelError, match=r"environments.toml/deal_changes.csv: Not a directory; check the path"):
+        Project(project, raw_data=project / "environments.toml").build()

@@ -224,8 +224,9 @@ def handle_errors(command: F) -> F:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise typer.Exit(0) from None
             if isinstance(e, OSError):
-                where = f"{e.filename}: " if e.filename else ""
-                error(f"{where}{e.strerror or e}; check the path and its permissions.")
+                from funnel.errors import from_os_error
+
+                error(str(from_os_error(e)))
                 raise typer.Exit(1) from None
             raise
 

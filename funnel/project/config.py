@@ -194,6 +194,8 @@ def load_config(root: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; create it (see README).") from None
+    except NotADirectoryError:  # Project("environments.toml"): the file, not its folder
+        raise ConfigError(f"{root}: not a folder; name the folder that holds {CONFIG_FILE}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}.") from None
     pipedrive = _pipedrive(path, data.pop(PIPEDRIVE_TABLE, {}))
