@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pytest
 
@@ -90,3 +92,26 @@ def test_a_path_the_system_refuses_is_a_funnel_error_naming_it(project):
         Project(project / "environments.toml")
     with pytest.raises(FunnelError, match=r"environments.toml/deal_changes.csv: Not a directory; check the path"):
         Project(project, raw_data=project / "environments.toml").build()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"stage_entrys": "every"}, "'stage_entrys' is not a funnel definition. Did you mean 'stage_entry'?"),
+        ({"stage_entry": "bogus"}, 'stage_entry = "bogus" is not allowed; use "first" or "every"'),
+        ({"my var": 1}, "'my var' is not a plain name"),
+        ({1: 2}, "'1' is not a plain name"),
+        ({"owner": None}, "owner must be a string, number or true/false, not NoneType"),
+        ({"owners": ["a", "b"]}, "owners must be a string, number or true/false, not list"),
+        ({"owner": object()}, "owner must be a string, number or true/false, not object"),
+        ("stage_entry=every", "must be a table of name = value"),
+    ],
+)
+def test_build_vars_take_what_environments_toml_vars_take(project, given, message):
+    # A name or value [vars] and --var refuse went through build(vars=): a None or a list
+    # on into the models, a key 1 or an object() out as a raw TypeError.
+    from funnel import Project
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Project(project).build(vars=given)
+    assert not (project / "target" / "dev.duckdb").exists()

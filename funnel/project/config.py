@@ -111,9 +111,14 @@ class Config:
     vars: dict[str, Any] = field(default_factory=dict)  # [vars]: what var() reads in every env
 
     def variables(self, env: Environment, given: dict[str, Any] | None = None) -> dict[str, Any]:
-        """What var() reads for `env`: [vars], then [<env>.vars], then --var, each winning."""
-        definitions.check(self.config_path, env.name, self.vars, env.vars, given or {})  # funnel/project/definitions.py
-        return {**self.vars, **env.vars, **(given or {})}
+        """What var() reads for `env`: [vars], then [<env>.vars], then --var, each winning.
+
+        `given` holds the same names and values as [vars] does: the Python API's build(vars=)
+        reaches here unparsed, and a None, a list or a key 1 went on into the cache and SQL.
+        """
+        given = _vars("--var", given or {})
+        definitions.check(self.config_path, env.name, self.vars, env.vars, given)  # funnel/project/definitions.py
+        return {**self.vars, **env.vars, **given}
 
     @property
     def config_path(self) -> Path:
@@ -219,7 +224,7 @@ def _vars(where: str, table: Any) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table of name = value.")
     for key, value in table.items():
-        if not IDENTIFIER.fullmatch(key):
+        if not isinstance(key, str) or not IDENTIFIER.fullmatch(key):
             raise ConfigError(f"{where} '{key}' is not a plain name (letters, digits, _).")
         if not isinstance(value, str | int | float | bool):
             raise ConfigError(f"{where} {key} must be a string, number or true/false, not {type(value).__name__}.")
