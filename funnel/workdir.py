@@ -11,7 +11,8 @@ Beside `<database>` (target/dev.duckdb by default) a build and the commands arou
     spark-<env>.log, .spark-log4j2.properties   a Spark env's log and its settings
 
 and `funnel docs` writes target/docs/index.html in the project. `clean` removes exactly
-these, and never a file of another name (nor a `database` that is not a DuckDB file).
+these, and never a file of another name, nor a `database` that is not a DuckDB database
+funnel built (a CSV, the user's own DuckDB file) with its WAL.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ DOCS_FOLDER = Path("target") / "docs"  # funnel docs' default --out, in the proj
 DOCS_PAGE = "index.html"
 DOCS_MARK = "<h1>funnel project · env "  # in every page funnel docs writes
 DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
+INFO_SCHEMA = "_funnel"  # where a build records itself (build_info): what makes a database funnel's
 
 
 def is_duckdb(path: Path) -> bool:
@@ -159,8 +161,9 @@ class Removed:
 
 def clean(env: Environment) -> list[Removed]:
     """Remove every file builds of `env` keep beside its database (see the top of this
-    module), and nothing else; a `database` that is not a DuckDB file (a path pointing at
-    raw data by mistake) is kept. Raises BuildBusy while a build of `env` runs.
+    module), and nothing else; a `database` that is not a DuckDB database funnel built (a
+    path naming raw data or the user's own database by mistake) is kept, with its WAL.
+    Raises BuildBusy while a build of `env` runs.
     """
     folder = env.database.parent
     if not folder.is_dir():
@@ -174,13 +177,13 @@ def clean(env: Environment) -> list[Removed]:
     # wanted; a build is let finish or stopped (its pid is in the message), then cleaned.
     with build_lock(env, 0, "let it finish, or stop it, then run funnel clean again"):
         done += [Removed(path, size) for path, size in temps.items() if not path.exists()]
+        theirs = None
         if env.database.is_file() or env.database.is_symlink():
-            if env.database.is_symlink() or is_duckdb(env.database):
-                done.append(_remove(env.database))
-            else:
-                done.append(Removed(env.database, 0, "not a DuckDB file; left as it is"))
+            theirs = None if env.database.is_symlink() else _not_ours(env.database)
+            done.append(Removed(env.database, 0, theirs) if theirs else _remove(env.database))
         cache = manifest_cache(env)
-        kept = [wal_path(env.database), failures_path(env), spark_log(env), spark_settings(env)]
+        kept = [failures_path(env), spark_log(env), spark_settings(env)]
+        kept += [] if theirs else [wal_path(env.database)]  # a kept database's WAL may hold its last writes
         kept += [*_temp_glob(env.database), *sorted(folder.glob(f"{glob.escape(cache.name)}*"))]
         done += [_remove(path) for path in kept if path.is_file() or path.is_symlink()]
         done += _remove_scratch(folder, SCRATCH_PREFIX)
@@ -189,6 +192,32 @@ def clean(env: Environment) -> list[Removed]:
             if had_lock:
                 done.append(removed)
     return done
+
+
+def _not_ours(database: Path) -> str | None:
+    """Why clean must leave the file at an env's `database` path, or None when it is a build
+    of funnel's (or a damaged DuckDB file, which the readers send to clean).
+
+    A build refuses to replace a DuckDB database without _funnel.build_info (the user's own,
+    named by mistake); clean removed it, and the WAL beside it, which may hold its last writes.
+    """
+    if not is_duckdb(database):
+        return "not a DuckDB file; left as it is"
+    import duckdb
+
+    try:
+        with duckdb.connect(str(database), read_only=True) as con:
+            found = con.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = 'build_info'",
+                [INFO_SCHEMA],
+            ).fetchone()
+    except duckdb.ConnectionException:  # open in this process with other settings
+        return "a program has it open; close it, then run funnel clean again"
+    except duckdb.Error as e:
+        if "lock" in str(e).lower():  # held by another process: never a build of funnel's, which write copies
+            return "a program has it open; close it, then run funnel clean again"
+        return None  # damaged
+    return None if found and found[0] else f"a DuckDB database funnel did not build (no {INFO_SCHEMA}.build_info); left as it is"
 
 
 def clean_project(config: Config) -> list[Removed]:

@@ -590,6 +590,34 @@ def test_clean_never_removes_a_database_path_that_is_not_a_duckdb_file(project, 
     assert _tree(project / "raw_data") == before
 
 
+def test_clean_keeps_a_duckdb_database_funnel_did_not_build_and_its_wal(project, runner):
+    # A build refuses to replace it (no _funnel.build_info: the user's own, named by
+    # mistake); clean removed it, and its WAL, where its last writes were.
+    import os
+
+    import duckdb
+
+    from .conftest import ENVIRONMENTS
+
+    (project / "environments.toml").write_text(ENVIRONMENTS.replace("target/prod.duckdb", "target/analytics.duckdb"))
+    mine = project / "target" / "analytics.duckdb"
+    mine.parent.mkdir()
+    code = (
+        "import duckdb, os; con = duckdb.connect(os.environ['DB']); con.execute('pragma disable_checkpoint_on_shutdown');"
+        " con.execute('create table precious as select 42 as answer'); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "DB": str(mine)}, check=True)
+    assert (project / "target" / "analytics.duckdb.wal").is_file()  # the table is only there
+    before = _tree(project / "target")
+    assert runner.invoke(app, ["build", "--env", "prod"]).exit_code == 1
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert "kept     target/analytics.duckdb: a DuckDB database funnel did not build" in result.stderr
+    assert {k: v for k, v in _tree(project / "target").items() if k.startswith("analytics")} == before
+    with duckdb.connect(str(mine), read_only=True) as con:
+        assert con.execute("select answer from precious").fetchall() == [(42,)]
+
+
 ENVIRONMENTS_AT_RAW = """\
 [dev]
 database = "raw_data/users.csv"

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import duckdb
 
 READ_RETRY_SECONDS = 3.0
-INFO_SCHEMA = "_funnel"  # where a build records itself (build_info, funnel/build/record.py): what makes a database funnel's
+INFO_SCHEMA = workdir.INFO_SCHEMA  # where a build records itself (build_info, funnel/build/record.py)
 
 
 def commit(temp: Path, database: Path) -> None:
