@@ -10,9 +10,11 @@ Beside `<database>` (target/dev.duckdb by default) a build and the commands arou
     .funnel-export-<pid>-<random>/   an export's or parity's scratch copies
     spark-<env>.log, .spark-log4j2.properties   a Spark env's log and its settings
 
-and `funnel docs` writes target/docs/index.html in the project. `clean` removes exactly
-these, and never a file of another name, nor a `database` that is not a DuckDB database
-funnel built (a CSV, the user's own DuckDB file) with its WAL.
+and `funnel docs` writes target/docs/index.html in the project; a writer of the cache,
+the failing rows or the page killed before its rename leaves `.<file>.<pid>.tmp` beside
+the file (atomic.temp_beside). `clean` removes exactly these, and never a file of another
+name, nor a `database` that is not a DuckDB database funnel built (a CSV, the user's own
+DuckDB file) with its WAL.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def clean(env: Environment) -> list[Removed]:
         cache = manifest_cache(env)
         kept = [failures_path(env), spark_log(env), spark_settings(env)]
         kept += [] if theirs else [wal_path(env.database)]  # a kept database's WAL may hold its last writes
-        kept += [*_temp_glob(env.database), *sorted(folder.glob(f"{glob.escape(cache.name)}*"))]
+        kept += [*_temp_glob(env.database), cache, *_dead_temps(cache)]
         done += [_remove(path) for path in kept if path.is_file() or path.is_symlink()]
         done += _remove_scratch(folder, SCRATCH_PREFIX)
         if lock.is_file():
@@ -221,21 +223,35 @@ def _not_ours(database: Path) -> str | None:
 
 
 def clean_project(config: Config) -> list[Removed]:
-    """Remove the page `funnel docs` writes by default (and its folder, when that is then empty)."""
+    """Remove the page `funnel docs` writes by default, the temporary files of one killed
+    while writing it, and their folder when that is then empty."""
     page = config.root / DOCS_FOLDER / DOCS_PAGE
-    if not page.is_file() or page.is_symlink():
+    if not page.parent.is_dir():
         return []
-    try:
-        with page.open(encoding="utf-8", errors="replace") as f:
-            head = f.read(64 << 10)
-    except OSError:
-        return []
-    if DOCS_MARK not in head:
-        return [Removed(page, 0, "not a page of funnel docs; left as it is")]
-    done = [_remove(page)]
+    done = [_remove(temp) for temp in _dead_temps(page)]
+    if page.is_file() and not page.is_symlink():
+        try:
+            with page.open(encoding="utf-8", errors="replace") as f:
+                head = f.read(64 << 10)
+        except OSError:
+            return done
+        if DOCS_MARK not in head:
+            return [*done, Removed(page, 0, "not a page of funnel docs; left as it is")]
+        done.append(_remove(page))
     with contextlib.suppress(OSError):
         page.parent.rmdir()  # only when empty
     return done
+
+
+def _dead_temps(path: Path) -> list[Path]:
+    """The temporary files (atomic.temp_beside) of writers of `path` that died before their
+    rename: `.<name>.<pid>.tmp` with no process `pid` (a live one's is still being written)."""
+    found = []
+    for temp in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
+        pid = temp.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+        if pid.isdigit() and not atomic.alive(int(pid)):
+            found.append(temp)
+    return found
 
 
 def _remove(path: Path) -> Removed:

@@ -571,6 +571,22 @@ def test_clean_after_a_failed_build_and_funnel_docs_leaves_no_file_of_funnels(pr
     assert not (project / "target" / "docs").exists()
 
 
+def test_clean_removes_what_a_killed_cache_or_docs_writer_left_and_not_a_file_named_like_the_cache(built, runner):
+    # The cache was matched as `.funnel-manifest-<schema>.json*`: a user's copy of it went,
+    # the temporary file a killed writer leaves (`..funnel-manifest-...json.<pid>.tmp`) stayed.
+    target = built / "target"
+    cache = ".funnel-manifest-public_pipedrive_analytics.json"
+    (target / f"{cache}.orig").write_text("mine")
+    (target / f".{cache}.999999.tmp").write_text("{")  # no such pid: a killed writer's
+    assert runner.invoke(app, ["docs"]).exit_code == 0
+    (target / "docs" / ".index.html.999999.tmp").write_text("<html>")
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in target.iterdir()) == [f"{cache}.orig"]
+    for name in (f".{cache}.999999.tmp", "docs/.index.html.999999.tmp"):
+        assert f"removed  target/{name} (" in result.stderr
+
+
 def test_clean_keeps_a_docs_page_funnel_did_not_write(project, runner):
     page = project / "target" / "docs" / "index.html"
     page.parent.mkdir(parents=True)
