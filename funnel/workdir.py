@@ -269,10 +269,14 @@ def _remove_scratch(folder: Path, prefix: str) -> list[Removed]:
     sizes = {path: _bytes(path) for path in sorted(folder.glob(f"{prefix}*"))}
     if sizes:
         remove_abandoned_scratch(folder)
-    return [
-        Removed(path, 0, "an export or parity is using it") if path.exists() else Removed(path, size)
-        for path, size in sizes.items()
-    ]
+    return [(Removed(path, 0, _why_kept(path, prefix)) if path.exists() else Removed(path, size)) for path, size in sizes.items()]
+
+
+def _why_kept(path: Path, prefix: str) -> str:
+    owner = path.name.removeprefix(prefix).split("-")[0]
+    if path.is_dir() and not path.is_symlink() and owner.isdigit():
+        return "an export or parity is using it"
+    return "not an export's scratch folder; left as it is"  # a user's file that merely starts so
 
 
 def _bytes(path: Path) -> int:

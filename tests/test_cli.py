@@ -587,6 +587,17 @@ def test_clean_removes_what_a_killed_cache_or_docs_writer_left_and_not_a_file_na
         assert f"removed  target/{name} (" in result.stderr
 
 
+def test_clean_says_once_why_it_keeps_a_users_file_named_like_export_scratch(built, runner):
+    # Said once per env sharing target/, and as "an export or parity is using it".
+    mine = built / "target" / ".funnel-export-notes.txt"
+    mine.write_text("mine")
+    result = runner.invoke(app, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert mine.read_text() == "mine"
+    kept = [line for line in result.stderr.splitlines() if "kept" in line]
+    assert kept == ["  kept     target/.funnel-export-notes.txt: not an export's scratch folder; left as it is"]
+
+
 def test_clean_keeps_a_docs_page_funnel_did_not_write(project, runner):
     page = project / "target" / "docs" / "index.html"
     page.parent.mkdir(parents=True)

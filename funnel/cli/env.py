@@ -1,6 +1,7 @@
 """Commands about an env's files: status, clean."""
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,6 +60,10 @@ def clean(
     config = load_config()
     names = [_known_env(config, env)] if env else list(config.environments)
     removed = [item for name in names for item in workdir.clean(config.environments[name])]
+    once: dict[Path, workdir.Removed] = {}  # envs sharing a folder each find what is kept there
+    for item in removed:
+        once.setdefault(item.path, item)
+    removed = list(once.values())
     if not env:
         removed += workdir.clean_project(config)
     console.clean_report(removed, config.root)
