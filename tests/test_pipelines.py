@@ -467,3 +467,18 @@ def test_exported_tables_say_which_pipeline_they_count(account, runner):
             pg.execute(f'drop schema if exists "{name}" cascade')
             for side in side_schemas(pg, name):
                 pg.execute(f'drop schema "{side}" cascade')
+
+
+def test_a_step_of_another_pipeline_stops_the_build(account, runner):
+    # Renewals renamed in Pipedrive after funnel steps --write: the seed's Renewals steps now
+    # name stages of 'Renewals 2025'. funnel steps said "pipeline differs", but the build
+    # passed: the funnel said Renewals, the deal models Renewals 2025, exit 0.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    stages = account / "raw_data" / "stages.csv"
+    stages.write_text(stages.read_text(encoding="utf-8").replace(",Renewals,", ",Renewals 2025,"), encoding="utf-8")
+    stopped = runner.invoke(app, ["build"])
+    assert stopped.exit_code == 1, stopped.output
+    assert "funnel_steps_match_the_export (3 rows)" in stopped.stderr.strip().splitlines()[-1]
+    assert "1.0 | Step 1: Up for Renewal | 21 | Up for Renewal |  | pipeline differs: funnel steps --write" in stopped.stderr
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build"]).exit_code == 0

@@ -1,6 +1,9 @@
 -- One row per step of the funnel_steps seed, beside what the export says of it: the
 -- stage's name in stages.csv for a stage step, whether the activity type exists for a call
--- step, and `problem`, the reason the step does not fit the export (NULL when it does).
+-- step, and `problem`, the reason the step does not fit the export (NULL when it does):
+-- also a stage step the seed puts in another pipeline than stages.csv does (a pipeline
+-- renamed in Pipedrive since `funnel steps --write`), whose counts would carry one name in
+-- the funnel and another in the deal models.
 -- The test funnel_steps_match_the_export (tests.toml) stops the build on any problem: a
 -- seed written for another account's stages would otherwise put that account's names on
 -- this one's counts. `funnel steps --write` writes the seed from the export.
@@ -25,6 +28,8 @@ steps as (
         stages.stage_name,
         funnel_steps.activity_type,
         stages.stage_id is not null as has_stage,
+        funnel_steps.pipeline is not null and stages.pipeline_name is not null
+            and funnel_steps.pipeline <> stages.pipeline_name as other_pipeline,
         activity_types.activity_type is not null as has_activity_type,
         regexp_replace(lower(funnel_steps.kpi_name), '^ *step +[0-9.]+ *: *', '') as named,
     from funnel_steps
@@ -43,6 +48,7 @@ final as (
         case
             when stage_id is not null and not has_stage then 'no such stage: funnel steps --write'
             when stage_id is not null and position(lower(stage_name) in named) = 0 then 'name differs: funnel steps --write'
+            when stage_id is not null and other_pipeline then 'pipeline differs: funnel steps --write'
             when activity_type is not null and not has_activity_type then 'no such type: funnel steps --write'
         end as problem,
     from steps
