@@ -482,3 +482,35 @@ def test_a_step_of_another_pipeline_stops_the_build(account, runner):
     assert "1.0 | Step 1: Up for Renewal | 21 | Up for Renewal |  | pipeline differs: funnel steps --write" in stopped.stderr
     assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
     assert runner.invoke(app, ["build"]).exit_code == 0
+
+
+def test_compare_keeps_pipelines_and_owners_apart(account, runner):
+    # --compare joined on month and funnel_step alone: rep_pipeline_funnel_monthly's two
+    # pipelines (and rep_owner_funnel_monthly's owners) were crossed, each count beside the
+    # other pipeline's, and rep_sales_funnel_monthly of New Business in dev was put beside
+    # Renewals' in prod under New Business's names, exit 0.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build"]).exit_code == 0
+    assert runner.invoke(app, ["build", "--env", "prod", "--var", "pipeline=Renewals"]).exit_code == 0
+    crossed = runner.invoke(app, ["show", "--compare", "prod", "-f", "csv"])
+    assert crossed.exit_code == 1 and crossed.stdout == ""
+    assert crossed.stderr.strip().splitlines() == [
+        "Error: rep_sales_funnel_monthly counts the pipeline 'New Business' in env 'dev' and the pipeline 'Renewals' "
+        "in env 'prod': another pipeline's steps share its step numbers; build both with the same --var "
+        "pipeline=NAME, or compare every pipeline with --model rep_pipeline_funnel_monthly."
+    ]
+
+    def compared(model: str) -> list[list[str]]:
+        shown = runner.invoke(app, ["show", "--model", model, "--compare", "prod", "-f", "csv"])
+        assert shown.exit_code == 0, shown.output
+        rows = list(csv.reader(shown.stdout.splitlines()))
+        assert len(rows) - 1 == len(report_rows(account, model))  # one row each, none crossed
+        assert all(r[-3] == r[-2] and r[-1] == "0" for r in rows[1:])
+        return rows
+
+    assert {r[0] for r in compared("rep_pipeline_funnel_monthly")[1:]} == {"New Business", "Renewals"}
+    assert runner.invoke(app, ["build", "--env", "prod", "--var", "pipeline=New Business"]).exit_code == 0
+    assert compared("rep_owner_funnel_monthly")[0][:5] == ["month", "owner_id", "owner_name", "kpi_name", "funnel_step"]
+    same = query.compare(*(load_config(account).environment(e) for e in ("dev", "prod")))
+    assert same.title == "rep_sales_funnel_monthly · dev vs prod · New Business"
+    assert same.rows and all(row[-1] == 0 for row in same.rows)

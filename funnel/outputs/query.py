@@ -120,10 +120,11 @@ def show(
     return Table(tuple(columns), rows, title, total, built_with)
 
 
-def counted_pipeline(con: Any) -> str | None:
-    """The pipeline the models of names.ONE_PIPELINE count in the build open in `con`: the
-    var `pipeline` its record holds; None for a seed that names no pipeline (one funnel)."""
-    record = records.read(con)
+def counted_pipeline(con: Any, catalog: str | None = None) -> str | None:
+    """The pipeline the models of names.ONE_PIPELINE count in the build open in `con`
+    (attached as `catalog`): the var `pipeline` its record holds; None for a seed that
+    names no pipeline (one funnel)."""
+    record = records.read(con, catalog)
     value = record.vars.get("pipeline") if record else None
     return None if value is None else str(value)
 
@@ -163,7 +164,13 @@ def _count(con: Any, source: str, params: list[Any]) -> int:
 
 
 def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, month: str | Months | None = None) -> Table:
-    """`model` in two environments, joined on its key, with the difference of the counts."""
+    """`model` in two environments, joined on its key, with the difference of the counts.
+
+    The key is every column but the count and the names that label another column
+    (kpi_name, owner_name): a model with a pipeline or an owner column is compared pipeline
+    by pipeline, owner by owner. A model of one pipeline (names.ONE_PIPELINE) compares only
+    between builds that count the same pipeline: another pipeline's steps share its numbers.
+    """
     months = month if isinstance(month, Months) else Months.one(month)
     if other.name == env.name:
         raise ConfigError(
@@ -178,22 +185,23 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         con.execute(f"attach {quote_literal(str(other.database))} as other_env (read_only)")
         built_with = records.recorded(con, catalog=None), records.recorded(con, catalog="other_env")
         try:
-            _columns(con, other, model, catalog="other_env")
+            theirs = _columns(con, other, model, catalog="other_env")
+            counted = _counted_pipelines(con, model, (env, other))
+            shown = [c for c in columns if c != MEASURE and c in theirs]
+            keys = [c for c in shown if not _is_label(c)]
             where, params = _month_filter(columns, months, column="coalesce(a.month, b.month)")
             rows = con.execute(
                 f"""
                 select
-                    coalesce(a.month, b.month) as month,
-                    coalesce(a.kpi_name, b.kpi_name) as kpi_name,
-                    coalesce(a.funnel_step, b.funnel_step) as funnel_step,
-                    a.deals_count as left_count,
-                    b.deals_count as right_count,
-                    coalesce(a.deals_count, 0) - coalesce(b.deals_count, 0) as difference,
+                    {", ".join(f"coalesce(a.{quote_ident(c)}, b.{quote_ident(c)})" for c in shown)},
+                    a.{MEASURE} as left_count,
+                    b.{MEASURE} as right_count,
+                    coalesce(a.{MEASURE}, 0) - coalesce(b.{MEASURE}, 0) as difference,
                 from {relation(env.schema, model)} as a
                 full outer join other_env.{relation(other.schema, model)} as b
-                    on a.month = b.month and a.funnel_step = b.funnel_step
+                    on {" and ".join(f"a.{quote_ident(c)} is not distinct from b.{quote_ident(c)}" for c in keys)}
                 {where}
-                order by 1, 3
+                order by {", ".join(str(shown.index(c) + 1) for c in keys)}
                 """,
                 params,
             ).fetchall()
@@ -201,14 +209,36 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
             con.execute("detach other_env")
     if (months.first or months.last) and not rows:
         raise FunnelError(f"no rows for {months.label} in {model} in env '{env.name}' or '{other.name}'.")
-    columns_out = (*KEY, env.name, other.name, "difference")
-    label = f" · {months.label}" if months.first or months.last else ""
+    columns_out = (*shown, env.name, other.name, "difference")
+    label = (f" · {counted}" if counted else "") + (f" · {months.label}" if months.first or months.last else "")
     if any(built_with):
-        names = [f"{e.name} ({b or 'default definitions'})" for e, b in zip((env, other), built_with, strict=True)]
-        title, note = f"{model} · {names[0]} vs {names[1]}{label}", f"{names[0]} vs {names[1]}"
+        sides = [f"{e.name} ({b or 'default definitions'})" for e, b in zip((env, other), built_with, strict=True)]
+        title, note = f"{model} · {sides[0]} vs {sides[1]}{label}", f"{sides[0]} vs {sides[1]}"
     else:
         title, note = f"{model} · {env.name} vs {other.name}{label}", ""
     return Table(columns_out, rows, title, definitions=note)
+
+
+def _is_label(column: str) -> bool:
+    """A column naming what another column identifies (kpi_name of funnel_step, owner_name of owner_id)."""
+    return column.endswith("_name")
+
+
+def _counted_pipelines(con: Any, model: str, envs: tuple[Environment, Environment]) -> str | None:
+    """The pipeline both builds (the env's, and `other_env` attached) count `model` for; None
+    for a model of every pipeline or a seed naming none. Two different ones: FunnelError."""
+    if model not in names.ONE_PIPELINE:
+        return None
+    found = [counted_pipeline(con), counted_pipeline(con, "other_env")]
+    if found[0] != found[1]:
+        env, other = envs
+        said = [f"the pipeline '{p}'" if p is not None else "no named pipeline" for p in found]
+        raise FunnelError(
+            f"{model} counts {said[0]} in env '{env.name}' and {said[1]} in env '{other.name}': another pipeline's "
+            f"steps share its step numbers; build both with the same --var pipeline=NAME, or compare every "
+            f"pipeline with --model {PIPELINE_FUNNEL}."
+        )
+    return found[0]
 
 
 def _has(con: Any, env: Environment, relation_name: str) -> bool:
