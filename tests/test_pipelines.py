@@ -514,3 +514,22 @@ def test_compare_keeps_pipelines_and_owners_apart(account, runner):
     same = query.compare(*(load_config(account).environment(e) for e in ("dev", "prod")))
     assert same.title == "rep_sales_funnel_monthly · dev vs prod · New Business"
     assert same.rows and all(row[-1] == 0 for row in same.rows)
+
+
+def test_exported_files_say_which_pipeline_they_count(account, runner, tmp_path):
+    # A file is read without funnel's titles: rep_stage_velocity.csv of Renewals came with
+    # no word of it (no _funnel_definitions.csv: the definitions were the defaults), and read
+    # like every deal's; PostgreSQL's comments said it, the files did not.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    out = tmp_path / "out"
+    for counted in ("Renewals", "New Business"):
+        assert runner.invoke(app, ["build", "--var", f"pipeline={counted}"]).exit_code == 0
+        for fmt in ("csv", "parquet"):
+            assert runner.invoke(app, ["export", "-f", fmt, "--out", str(out)]).exit_code == 0
+            with duckdb.connect() as con:
+                rows = con.execute(f"select * from '{out / f'_funnel_definitions.{fmt}'}'").fetchall()
+            assert rows == [("pipeline", counted)]
+    # Only models of every pipeline: nothing to say.
+    every = ["export", "-f", "csv", "--out", str(out), "--select", "rep_pipeline_funnel_monthly"]
+    assert runner.invoke(app, every).exit_code == 0
+    assert not (out / "_funnel_definitions.csv").exists()

@@ -18,6 +18,8 @@ from funnel import atomic
 from funnel.build import record as records
 from funnel.engine import database
 from funnel.errors import ConfigError, ExportError, first_line
+from funnel.names import ONE_PIPELINE
+from funnel.outputs import query
 from funnel.project import definitions
 from funnel.quoting import quote_literal, relation
 
@@ -60,13 +62,17 @@ def export_files(
             done.append(item)
             if on_table:
                 on_table(item)
-        _write_definitions(duck, out, fmt, records.recorded_vars(duck))
+        built_with = records.recorded_vars(duck)
+        # A file is read without funnel's titles: say which pipeline the models of one count.
+        counted = query.counted_pipeline(duck) if set(names) & set(ONE_PIPELINE) else None
+        _write_definitions(duck, out, fmt, built_with | ({"pipeline": counted} if counted is not None else {}))
     return done
 
 
 def _write_definitions(duck: duckdb.DuckDBPyConnection, out: Path, fmt: str, built_with: dict[str, object]) -> None:
     """`out/_funnel_definitions.<fmt>`: the non-default definitions (README "Definitions")
-    the exported build counts with, one row each; none (and no stale file) for the defaults."""
+    the exported build counts with, and the pipeline the models of one pipeline count, one
+    row each; none (and no stale file) for the defaults of a funnel of every pipeline."""
     final = out / f"{DEFINITIONS_FILE}.{fmt}"
     if not built_with:
         with contextlib.suppress(FileNotFoundError):
