@@ -533,3 +533,19 @@ def test_exported_files_say_which_pipeline_they_count(account, runner, tmp_path)
     every = ["export", "-f", "csv", "--out", str(out), "--select", "rep_pipeline_funnel_monthly"]
     assert runner.invoke(app, every).exit_code == 0
     assert not (out / "_funnel_definitions.csv").exists()
+
+
+def test_show_as_data_says_which_pipeline_it_counts(account, runner):
+    # The terminal's title names the pipeline of a model of one pipeline; -f csv and json
+    # have no title, and said nothing (the definitions go to stderr, the pipeline did not).
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    assert runner.invoke(app, ["build", "--var", "pipeline=Renewals"]).exit_code == 0
+    assert runner.invoke(app, ["build", "--env", "prod", "--var", "pipeline=Renewals"]).exit_code == 0
+    for args in (["--model", "rep_stage_velocity"], ["--model", "rep_sales_funnel_monthly", "--compare", "prod"]):
+        for fmt in ("csv", "json"):
+            shown = runner.invoke(app, ["show", *args, "-f", fmt])
+            assert shown.exit_code == 0, shown.output
+            assert shown.stderr.strip().splitlines() == ["counts the pipeline Renewals only"]
+            assert "Renewals" not in shown.stdout
+    every = runner.invoke(app, ["show", "--model", "rep_pipeline_funnel_monthly", "-f", "csv"])
+    assert every.exit_code == 0 and every.stderr == ""

@@ -45,6 +45,8 @@ def print_table(table: Table, fmt: str, compact: bool = False) -> None:
         info(f"showing {len(table.rows):,} of {table.total:,} rows; --limit 0 for all")
     if table.definitions:  # the title says it in a terminal; csv and json stay plain data
         info("built with definitions: ", table.definitions)
+    if table.counted:  # as the title says it
+        info("counts the pipeline ", f"{table.counted} only")
 
 
 def print_summary(summary: Summary) -> None:

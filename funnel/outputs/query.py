@@ -35,6 +35,7 @@ class Table:
     title: str
     total: int | None = None
     definitions: str = ""  # the build's non-default definitions ('stage_entry=every'), '' for none
+    counted: str = ""  # the pipeline a model of one pipeline counts (names.ONE_PIPELINE), '' for none
 
     @property
     def truncated(self) -> bool:
@@ -117,7 +118,7 @@ def show(
     title = f"{model} · {env.name}" + (f" · {pipeline or counted}" if pipeline or counted else "")
     title += f" · {months.label}" if months.first or months.last else ""
     title += f" · {built_with}" if built_with else ""
-    return Table(tuple(columns), rows, title, total, built_with)
+    return Table(tuple(columns), rows, title, total, built_with, counted or "")
 
 
 def counted_pipeline(con: Any, catalog: str | None = None) -> str | None:
@@ -216,7 +217,7 @@ def compare(env: Environment, other: Environment, model: str = DEFAULT_MODEL, mo
         title, note = f"{model} · {sides[0]} vs {sides[1]}{label}", f"{sides[0]} vs {sides[1]}"
     else:
         title, note = f"{model} · {env.name} vs {other.name}{label}", ""
-    return Table(columns_out, rows, title, definitions=note)
+    return Table(columns_out, rows, title, definitions=note, counted=counted or "")
 
 
 def _is_label(column: str) -> bool:
