@@ -549,3 +549,25 @@ def test_show_as_data_says_which_pipeline_it_counts(account, runner):
             assert "Renewals" not in shown.stdout
     every = runner.invoke(app, ["show", "--model", "rep_pipeline_funnel_monthly", "-f", "csv"])
     assert every.exit_code == 0 and every.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        (",Renewals,", ",New Business,", "pipelines 1, 2 are all named 'New Business'; rename one in Pipedrive and pull again."),
+        (
+            "23,Renewed,2,Renewals,",
+            "23,Renewed,2,Renewal,",
+            "the stages of pipeline 2 name it 'Renewal', 'Renewals'; give them one name.",
+        ),
+    ],
+    ids=["two-pipelines-one-name", "one-pipeline-two-names"],
+)
+def test_steps_name_the_pipelines_it_cannot_tell_apart(account, runner, old, new, said):
+    # The refusal said "two pipelines have the same name", naming neither, also when one
+    # pipeline's stages gave it two names (no two pipelines shared one).
+    stages = account / "raw_data" / "stages.csv"
+    stages.write_text(stages.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    refused = runner.invoke(app, ["steps", "--write"])
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines() == [f"Error: stages.csv: {said}"]

@@ -137,6 +137,24 @@ def pipelines_of(sql_dir: Path) -> list[str]:
     return list(dict.fromkeys(s.pipeline for s in read_steps(sql_dir) if s.pipeline))
 
 
+def _one_name_each(stages: list[Stage]) -> None:
+    """SourceError naming the pipelines of stages.csv that share a name, or a pipeline whose
+    stages give it two names: the seed tells pipelines apart by name."""
+    ids: dict[str | None, set[int | None]] = {}
+    names: dict[int | None, set[str | None]] = {}
+    for stage in stages:
+        ids.setdefault(stage.pipeline, set()).add(stage.pipeline_id)
+        names.setdefault(stage.pipeline_id, set()).add(stage.pipeline)
+    for name, found in ids.items():
+        if len(found) > 1:
+            listed = ", ".join(sorted(str(i) for i in found))
+            raise SourceError(f"stages.csv: pipelines {listed} are all named {name!r}; rename one in Pipedrive and pull again.")
+    for pipeline_id, given in names.items():
+        if len(given) > 1:
+            listed = ", ".join(sorted(repr(n) for n in given))
+            raise SourceError(f"stages.csv: the stages of pipeline {pipeline_id} name it {listed}; give them one name.")
+
+
 def derive(stages: list[Stage], activity_types: dict[str, str], calls: list[str]) -> list[Step]:
     """The steps the export's stages imply, with call steps for the activity types `calls`."""
     for key in calls:
@@ -149,10 +167,9 @@ def derive(stages: list[Stage], activity_types: dict[str, str], calls: list[str]
     by_pipeline: dict[tuple[int, int | None], list[Stage]] = {}
     for stage in stages:
         by_pipeline.setdefault((stage.pipeline_id is not None, stage.pipeline_id), []).append(stage)
-    names = [s.pipeline for s in stages]
     several = len(by_pipeline) > 1
-    if several and len({n for n in names}) != len(by_pipeline):
-        raise SourceError("stages.csv: two pipelines have the same name; rename one in Pipedrive and pull again.")
+    if several:
+        _one_name_each(stages)
     steps: list[Step] = []
     for group in sorted(by_pipeline, key=lambda k: (k[0], k[1] or 0)):
         ordered = sorted(by_pipeline[group], key=lambda s: (s.order_nr if s.order_nr is not None else s.stage_id, s.stage_id))
