@@ -387,6 +387,9 @@ def test_the_summary_and_show_name_the_pipeline_they_count(account, runner):
             assert f" · {counted} · {month}" in table.title, table.title
         assert query.show(env, "rep_stage_velocity").title.startswith(f"rep_stage_velocity · dev · {counted}")
         assert query.show(env, "rep_win_rate_monthly").title == "rep_win_rate_monthly · dev"  # a column per row
+        status = runner.invoke(app, ["status"]).stdout
+        assert f"pipeline     {counted}: counted alone by rep_sales_funnel_monthly," in status
+        assert "definitions  the defaults\n" in status  # the pipeline is not a counting rule
 
 
 def test_a_pipeline_without_deals_lends_no_step_names_to_the_report(account, runner):

@@ -67,6 +67,20 @@ def test_status_after_a_build_describes_it(built, runner):
         assert f"{source['table']}.csv" in text and f"sha256 {source['sha256']}\n" in text
 
 
+def test_status_names_the_definitions_the_build_was_made_with(built, runner):
+    # A build with --var counts differently from the README's defaults: status said nothing
+    # of it, so two envs' figures looked comparable when they were not.
+    data = status_json(runner)
+    assert data["build"]["definitions"] == {} and data["build"]["pipeline"] is None  # the tiny seed names no pipeline
+    text = runner.invoke(app, ["status"]).stdout
+    assert "definitions  the defaults\n" in text and "pipeline " not in text
+    assert runner.invoke(app, ["build", "--var", "stage_entry=every", "--var", "zero_fill=true"]).exit_code == 0
+    data = status_json(runner)
+    assert data["build"]["definitions"] == {"stage_entry": "every", "zero_fill": True}
+    assert data["up_to_date"] is False  # a build now uses the defaults again
+    assert "definitions  stage_entry=every, zero_fill=true\n" in runner.invoke(app, ["status"]).stdout
+
+
 def test_status_sees_an_edit_that_keeps_size_and_mtime(built, runner):
     # Issue 26.3: status said "up to date yes" after a same-length edit and `touch -r`.
     same_length_edit(built / "raw_data" / "deal_changes.csv")

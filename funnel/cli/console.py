@@ -283,6 +283,9 @@ def print_status(status: StatusValue) -> None:
     """`funnel status` as a person reads it: one fact per line, on stdout."""
     from pathlib import Path
 
+    from funnel import names
+    from funnel.project import definitions
+
     def here(path: str) -> str:
         """A path inside the project, relative to it; any other as it is."""
         try:
@@ -321,6 +324,10 @@ def print_status(status: StatusValue) -> None:
         months = f"{build.first_month} to {build.last_month}" if build.first_month else "no rows"
         lines.append(f"report       {months}")
         lines.append("tests        " + " ".join(f"{name}={count}" for name, count in build.tests.items()))
+        lines.append(f"definitions  {definitions.describe(build.definitions) or 'the defaults'}")
+        if build.pipeline is not None:
+            counting = ", ".join(names.ONE_PIPELINE)
+            lines.append(f"pipeline     {build.pipeline}: counted alone by {counting}")
     if status.up_to_date is None:
         lines.append(f"up to date   unknown: {status.plan_problem}")
     elif status.up_to_date:

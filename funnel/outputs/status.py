@@ -53,6 +53,8 @@ class LastBuild:
     first_month: str | None  # of the report, YYYY-MM
     last_month: str | None
     tests: dict[str, int]  # PASS, WARN, ERROR
+    definitions: dict[str, Any] = field(default_factory=dict)  # the vars that differ from the defaults
+    pipeline: str | None = None  # the one the models of names.ONE_PIPELINE count; None: one unnamed
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ def _last_build(env: Environment) -> tuple[LastBuild | None, str | None]:
             first_month=months[0] if months else None,
             last_month=months[1] if months else None,
             tests={status: found.tests.get(status, 0) for status in records.STATUSES},
+            definitions=found.non_default_vars(),
+            pipeline=None if found.vars.get("pipeline") is None else str(found.vars["pipeline"]),
         ),
         None,
     )
