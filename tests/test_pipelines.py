@@ -26,6 +26,7 @@ from funnel.outputs import query
 from funnel.project.config import load_config
 
 from .conftest import new_project
+from .test_cli import error_line
 
 SCHEMA = "public_pipedrive_analytics"
 # (stage_id, name, pipeline_id, pipeline_name, order_nr, probability): ids out of order_nr order.
@@ -205,13 +206,24 @@ def test_an_account_of_its_own_from_the_steps_mismatch_to_its_funnel(account, ru
 
 
 def test_a_pipeline_the_steps_do_not_name_is_an_error(account, runner):
+    # Typed with --var, a usage error (exit 2) as an unknown --pipeline of show is; set in
+    # environments.toml, a config error naming the file and table (exit 1). Both list the
+    # seed's pipelines and name a near miss.
     assert runner.invoke(app, ["steps", "--write"]).exit_code == 0
-    result = runner.invoke(app, ["build", "--var", "pipeline=Renewal"])
-    assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: var pipeline = 'Renewal' is not a pipeline of {account / 'sql' / 'seeds' / 'funnel_steps.csv'} "
-        "(its pipelines: 'New Business', 'Renewals'); funnel steps --write writes them from stages.csv."
+    seed = account / "sql" / "seeds" / "funnel_steps.csv"
+    said = (
+        f"pipeline = 'Renewal' is not a pipeline of {seed} (its pipelines: 'New Business', 'Renewals'); "
+        "funnel steps --write writes them from stages.csv. Did you mean 'Renewals'?"
     )
+    typed = runner.invoke(app, ["build", "--var", "pipeline=Renewal"])
+    assert typed.exit_code == 2
+    assert error_line(typed) == f"Error: Invalid value for '--var': {said}"
+    config = account / "environments.toml"
+    config.write_text(config.read_text(encoding="utf-8") + '\n[dev.vars]\npipeline = "Renewal"\n', encoding="utf-8")
+    configured = runner.invoke(app, ["build"])
+    assert configured.exit_code == 1
+    assert configured.stderr.strip().splitlines()[-1] == f"Error: {config}: [dev.vars] {said}"
+    assert not (account / "target" / "dev.duckdb").exists()
 
 
 def test_three_deals_in_two_pipelines_by_hand(tmp_path, monkeypatch, runner):

@@ -264,11 +264,14 @@ def _manifest(
     from funnel.project.config import parse_var
     from funnel.project.definitions import check_given
     from funnel.project.manifest import compile
+    from funnel.project.steps import PIPELINE, with_pipeline
 
     config, environment = _project_env(env, raw_data)
     try:
         variables = dict(parse_var(v) for v in given_vars or [])
         check_given(variables)  # a near-miss name or a value not allowed: a usage error, exit 2
+        if PIPELINE in variables:
+            with_pipeline(variables, config.sql_dir, "--var")  # a pipeline the seed does not name, too
     except ConfigError as e:
         raise typer.BadParameter(str(e).removeprefix("--var "), param_hint="'--var'") from None
     manifest = compile(config, environment, variables)

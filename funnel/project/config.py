@@ -120,6 +120,14 @@ class Config:
         definitions.check(self.config_path, env.name, self.vars, env.vars, given)  # funnel/project/definitions.py
         return {**self.vars, **env.vars, **given}
 
+    def var_origin(self, env: Environment, given: dict[str, Any] | None, name: str) -> str:
+        """Where the var `name` that var() reads for `env` was set, as messages name it."""
+        if name in (given or {}):
+            return "--var"
+        if name in env.vars:
+            return f"{self.config_path}: [{env.name}.vars]"
+        return f"{self.config_path}: [vars]"
+
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_FILE

@@ -47,7 +47,8 @@ def compile(config: Config, env: Environment, given_vars: dict[str, Any] | None 
     """The project under `config.root` rendered for `env` (and `--var`s), from the cache when fresh."""
     sql_dir = config.sql_dir
     folders = config.materializations
-    variables = steps.with_pipeline(config.variables(env, given_vars), config.sql_dir)  # the var pipeline's default
+    where = config.var_origin(env, given_vars, steps.PIPELINE)
+    variables = steps.with_pipeline(config.variables(env, given_vars), sql_dir, where)  # the var pipeline's default
     key = _key(sql_dir, env.schema, folders, variables)
     cache = workdir.manifest_cache(env)
     cached = _read(cache, key)

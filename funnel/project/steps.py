@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from funnel import atomic
-from funnel.errors import ConfigError, SourceError, did_you_mean
+from funnel.errors import ConfigError, SourceError, did_you_mean, shorten
 
 SEED = Path("seeds") / "funnel_steps.csv"  # under sql/
 COLUMNS = ("funnel_step", "kpi_name", "stage_id", "activity_type")
@@ -332,10 +332,11 @@ def steps(sql_dir: Path, folder: Path, calls: list[str] | None = None, write_see
     return Steps(folder, path, stages, calls, derived, compare(derived, current, stages, types), write_seed)
 
 
-def with_pipeline(variables: dict[str, Any], sql_dir: Path) -> dict[str, Any]:
+def with_pipeline(variables: dict[str, Any], sql_dir: Path, where: str = "var") -> dict[str, Any]:
     """`variables` with the var `pipeline` (the pipeline rep_sales_funnel_monthly and the
     analyses count) set to the seed's first pipeline unless given; a given one must be a
-    pipeline of the seed. A seed without a pipeline column is one pipeline: no var."""
+    pipeline of the seed, or ConfigError names `where` it was set (as definitions.check does).
+    A seed without a pipeline column is one pipeline: no var."""
     named = variables.get(PIPELINE)
     if named is None:
         first = first_pipeline(sql_dir)
@@ -343,8 +344,10 @@ def with_pipeline(variables: dict[str, Any], sql_dir: Path) -> dict[str, Any]:
     known = pipelines_of(sql_dir)
     if named not in known:
         listed = ", ".join(repr(p) for p in known) if known else "none (it has no pipeline column)"
+        hint = did_you_mean(str(named), known)  # the pipelines are listed already: only a near miss
         raise ConfigError(
-            f"var pipeline = {str(named)!r} is not a pipeline of {sql_dir / SEED} (its pipelines: {listed}); "
-            f"{WRITE} writes them from stages.csv."
+            f"{where} pipeline = {shorten(repr(str(named)), 60)} is not a pipeline of {sql_dir / SEED} "
+            f"(its pipelines: {listed}); "
+            f"{WRITE} writes them from stages.csv." + (hint if hint.startswith(" Did you mean") else "")
         )
     return variables
