@@ -499,6 +499,24 @@ def test_a_step_of_another_pipeline_stops_the_build(account, runner):
     assert runner.invoke(app, ["build"]).exit_code == 0
 
 
+def test_two_pipelines_of_one_name_stop_the_build(account, runner):
+    # Pipedrive lets two pipelines share a name. A seed that names the pipeline counted
+    # Renewals' stages as steps 6-8 of New Business, so step 5 of one "converted" to step 6
+    # of the other, and the build passed, exit 0: every step's name matched its stage.
+    assert runner.invoke(app, ["steps", "--write", "--calls", "call,meeting"]).exit_code == 0
+    stages = account / "raw_data" / "stages.csv"
+    stages.write_text(stages.read_text(encoding="utf-8").replace(",Renewals,", ",New Business,"), encoding="utf-8")
+    seed = account / "sql" / "seeds" / "funnel_steps.csv"
+    new_business = [row for row in seed.read_text(encoding="utf-8").splitlines() if row.endswith(",New Business")]
+    renewals = [f"{6 + i}.0,Step {6 + i}: {name},{stage},,New Business" for i, (stage, name, *_) in enumerate(STAGES[5:])]
+    seed.write_text("\n".join(["funnel_step,kpi_name,stage_id,activity_type,pipeline", *new_business, *renewals]) + "\n")
+    stopped = runner.invoke(app, ["build"])
+    assert stopped.exit_code == 1, stopped.output
+    assert "funnel_steps_match_the_export (8 rows)" in stopped.stderr.strip().splitlines()[-1]  # every stage step
+    assert "1.0 | Step 1: Qualified | 11 | Qualified |  | two pipelines of this name: rename one" in stopped.stderr
+    assert "pipelines 1, 2 are all named 'New Business'" in runner.invoke(app, ["steps"]).stderr
+
+
 def test_compare_keeps_pipelines_and_owners_apart(account, runner):
     # --compare joined on month and funnel_step alone: rep_pipeline_funnel_monthly's two
     # pipelines (and rep_owner_funnel_monthly's owners) were crossed, each count beside the

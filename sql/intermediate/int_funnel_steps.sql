@@ -3,7 +3,8 @@
 -- step, and `problem`, the reason the step does not fit the export (NULL when it does):
 -- also a stage step the seed puts in another pipeline than stages.csv does (a pipeline
 -- renamed in Pipedrive since `funnel steps --write`), whose counts would carry one name in
--- the funnel and another in the deal models.
+-- the funnel and another in the deal models; and the stage steps of a seed pipeline that
+-- two pipelines of stages.csv share the name of (Pipedrive allows it).
 -- The test funnel_steps_match_the_export (tests.toml) stops the build on any problem: a
 -- seed written for another account's stages would otherwise put that account's names on
 -- this one's counts. `funnel steps --write` writes the seed from the export.
@@ -30,6 +31,11 @@ steps as (
         stages.stage_id is not null as has_stage,
         funnel_steps.pipeline is not null and stages.pipeline_name is not null
             and funnel_steps.pipeline <> stages.pipeline_name as other_pipeline,
+        -- Pipedrive lets two pipelines share a name; the seed names pipelines, so their
+        -- stages would be counted as one funnel, step 5 of one "converting" to step 6 of the other.
+        funnel_steps.pipeline is not null
+            and min(stages.pipeline_id) over (partition by funnel_steps.pipeline)
+                <> max(stages.pipeline_id) over (partition by funnel_steps.pipeline) as shared_name,
         activity_types.activity_type is not null as has_activity_type,
         regexp_replace(lower(funnel_steps.kpi_name), '^ *step +[0-9.]+ *: *', '') as named,
     from funnel_steps
@@ -49,6 +55,7 @@ final as (
             when stage_id is not null and not has_stage then 'no such stage: funnel steps --write'
             when stage_id is not null and position(lower(stage_name) in named) = 0 then 'name differs: funnel steps --write'
             when stage_id is not null and other_pipeline then 'pipeline differs: funnel steps --write'
+            when stage_id is not null and shared_name then 'two pipelines of this name: rename one'
             when activity_type is not null and not has_activity_type then 'no such type: funnel steps --write'
         end as problem,
     from steps
