@@ -97,6 +97,8 @@ def parity(
         results = compare(manifest, dsn, select)
     console.parity_report(results)
     for r in results:
+        if r.widened:
+            print(f"  {r.table}: {'; '.join(r.widened)} (the same kind, another width; compared by value)")
         if r.rounded:
             print(f"  {r.rounded:,} row(s) of {r.table} equal to {DOUBLE_DIGITS} significant digits in DOUBLE columns only")
     if not all(r.ok for r in results):

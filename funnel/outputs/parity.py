@@ -8,7 +8,7 @@ are different values on both sides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ class TableParity:
     examples: list[tuple[str, tuple[Any, ...]]]  # ("missing" | "unexpected", row)
     exists: bool = True
     rounded: int = 0  # builds only: rows equal only with DOUBLE columns to DOUBLE_DIGITS significant digits
+    widened: tuple[str, ...] = ()  # builds only: 'col BIGINT vs HUGEINT', columns of one kind, another width
 
     @property
     def ok(self) -> bool:
@@ -111,15 +112,46 @@ class ColumnsDiffer:
         return "; ".join(diffs) or "same columns in another order"
 
 
+# Engines give an aggregate another width: DuckDB's sum() of a BIGINT is a HUGEINT, Spark's a
+# BIGINT; sum() of a DECIMAL(18,2) is DECIMAL(38,2) in one, DECIMAL(28,2) in the other. A
+# model of the user's that leaves its sum uncast is built right by both: such columns
+# compare by value (DuckDB widens one side), and the difference is reported, not an error.
+# A narrower engine that overflowed shows as rows that differ.
+_INTEGERS = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
+)
+
+
+def _kind(column_type: str) -> str:
+    """What a column's values are, apart from width: any integer; a DECIMAL of its scale."""
+    if column_type in _INTEGERS:
+        return "integer"
+    if column_type.startswith("DECIMAL(") and column_type.endswith(")"):
+        return "decimal scale " + column_type[len("DECIMAL(") : -1].partition(",")[2].strip()
+    return column_type
+
+
+def _widened(ours: list[tuple[str, str]], theirs: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    """The columns of one kind and another width ('deals BIGINT vs HUGEINT'), or None when the
+    names, their order or a column's kind differ."""
+    if [c for c, _ in ours] != [c for c, _ in theirs]:
+        return None
+    if any(_kind(a) != _kind(b) for (_, a), (_, b) in zip(ours, theirs, strict=True)):
+        return None
+    return tuple(f"{c} {a} vs {b}" for (c, a), (_, b) in zip(ours, theirs, strict=True) if a != b)
+
+
 def compare_builds(manifest: Manifest, other: Environment, select: str | None = None, examples: int = 5) -> list[TableParity]:
     """Compare each selected model of `manifest.env`'s build with `other`'s build, row for row.
 
     Any engines: both envs' databases are DuckDB files (a Spark env's holds views over its
-    Parquet), attached read-only side by side. Column names and types must match; rows are
-    compared with `except all` both ways, so duplicates count. Rows that differ only in the
-    last bits of DOUBLE columns (sums in another order) match to DOUBLE_DIGITS significant
-    digits and are counted in `rounded`. Every model by default. Raises ExportError naming
-    the model whose columns differ.
+    Parquet), attached read-only side by side. Column names, their order and the kind of each
+    must match: an integer or a DECIMAL of one scale may have another width (engines widen
+    sums differently), compared by value and listed in `widened`. Rows are compared with
+    `except all` both ways, so duplicates count. Rows that differ only in the last bits of
+    DOUBLE columns (sums in another order) match to DOUBLE_DIGITS significant digits and are
+    counted in `rounded`. Every model by default. Raises ExportError naming the model whose
+    columns differ.
     """
     env = manifest.env
     if other.database == env.database:
@@ -135,7 +167,8 @@ def compare_builds(manifest: Manifest, other: Environment, select: str | None = 
             if not ours or not theirs:
                 missing = env.name if not ours else other.name
                 raise ExportError(f"model {name} is not in the build of env '{missing}'; run funnel build --env {missing} first.")
-            if ours != theirs:
+            widened = _widened(ours, theirs)
+            if widened is None:
                 raise ExportError(
                     f"model {name}: env '{env.name}' and env '{other.name}' built different columns "
                     f"({ColumnsDiffer(name, ours, theirs).describe()}); rebuild both from the same project."
@@ -148,7 +181,7 @@ def compare_builds(manifest: Manifest, other: Environment, select: str | None = 
                 rounded = _compare_relations(duck, left, right, name, examples)
                 if rounded.ok:
                     result = TableParity(name, rounded.matching, 0, 0, [], rounded=result.missing)
-            results.append(result)
+            results.append(replace(result, widened=widened))
     return results
 
 
